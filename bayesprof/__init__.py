@@ -1,0 +1,28 @@
+"""bayesprof: joint Bayesian modelling of astronomical images.
+
+Conventions (used everywhere in the package):
+
+* Arrays are indexed ``data[y, x]``; pixel coordinates are 0-indexed with the
+  centre of pixel ``(0, 0)`` at ``(x, y) = (0, 0)`` (astropy's convention).
+* Sky positions are tangent-plane offsets (xi, eta) in arcsec about one common
+  reference point of the scene: xi towards east (+RA), eta towards north.
+* Position angles are in degrees, east of north (0 = major axis towards north,
+  90 = towards east).
+* Effective radii are semi-major-axis half-light radii in arcsec.
+* Brightness is a total flux per band in AB magnitudes; an image with
+  zeropoint ``zp`` records ``10**(-0.4 * (mag - zp))`` counts for it.
+
+JAX runs in float64 by default; call :func:`set_precision` with ``"float32"``
+to use single precision (for GPUs).
+"""
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+
+def set_precision(precision: str = "float64") -> None:
+    """Select JAX's floating-point precision: ``"float64"`` (default) or ``"float32"``."""
+    if precision not in ("float64", "float32"):
+        raise ValueError(f"precision must be 'float64' or 'float32', not {precision!r}")
+    jax.config.update("jax_enable_x64", precision == "float64")
