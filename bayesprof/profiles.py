@@ -1,0 +1,173 @@
+"""Radial light profiles: pure JAX functions of explicit parameters.
+
+Every profile here is described by a *circular, unit-flux* radial function
+``p(rho)`` (per arcsec**2, with ``2*pi*int p(rho) rho drho = 1``) and its
+enclosed-flux fraction ``P(<rho)``.  The elliptical surface brightness of a
+component with total flux ``F``, axis ratio ``q`` and position angle ``pa`` is
+``F * p(rho) / q`` where ``rho`` is the *elliptical radius measured along the
+major axis*::
+
+    u   =  dxi * sin(pa) + deta * cos(pa)      # along the major axis
+    v   =  dxi * cos(pa) - deta * sin(pa)      # along the minor axis
+    rho = sqrt(u**2 + (v / q)**2)
+
+with (dxi, deta) the tangent-plane offsets from the centre in arcsec (xi east,
+eta north) and ``pa`` in degrees east of north.  Radii (``re``, ``fwhm``) are
+therefore semi-major-axis quantities in arcsec, as in GALFIT and AstroPhot.
+(GalSim's ``half_light_radius`` after ``shear(q=q)`` is the circularised
+radius ``re * sqrt(q)``.)
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import gammainc, gammaln
+
+__all__ = [
+    "sersic_b",
+    "sersic_log_density",
+    "sersic_enclosed",
+    "sersic_ie_from_flux",
+    "sersic_flux_from_ie",
+    "moffat_alpha",
+    "moffat_log_density",
+    "moffat_enclosed",
+    "AB_ZEROPOINT_UJY",
+    "flux_to_counts",
+    "mag_to_flux",
+    "flux_to_mag",
+]
+
+#: AB magnitude of 1 microjansky: m_AB = 23.9 - 2.5 log10(F / uJy).
+AB_ZEROPOINT_UJY = 23.9
+
+
+def mag_to_flux(mag):
+    """AB magnitude -> flux in microjansky."""
+    return 10.0 ** (-0.4 * (mag - AB_ZEROPOINT_UJY))
+
+
+def flux_to_mag(flux):
+    """Flux in microjansky (> 0) -> AB magnitude."""
+    return AB_ZEROPOINT_UJY - 2.5 * jnp.log10(flux)
+
+
+def flux_to_counts(flux, zeropoint):
+    """Flux in microjansky -> image counts for an image whose AB zeropoint is ``zeropoint``.
+
+    An image with zeropoint ``zp`` records ``10**(-0.4 * (m - zp))`` counts for a source
+    of AB magnitude ``m``, so counts = flux_uJy * 10**(0.4 * (zp - 23.9)).
+    """
+    return flux * 10.0 ** (0.4 * (zeropoint - AB_ZEROPOINT_UJY))
+
+
+# ----------------------------------------------------------------------------- Sersic
+def _b_initial(n):
+    """Ciotti & Bertin (1999) asymptotic b_n, refined below by Newton's method."""
+    small = 0.01945 - 0.8902 * n + 10.95 * n**2 - 19.67 * n**3 + 13.43 * n**4  # MacArthur+03, n < 0.36
+    big = (
+        2.0 * n
+        - 1.0 / 3.0
+        + 4.0 / (405.0 * n)
+        + 46.0 / (25515.0 * n**2)
+        + 131.0 / (1148175.0 * n**3)
+        - 2194697.0 / (30690717750.0 * n**4)
+    )
+    return jnp.where(n < 0.36, small, big)
+
+
+def _b_newton(n):
+    a = 2.0 * n
+    b = _b_initial(n)
+    for _ in range(6):  # quadratic convergence: 1e-3 -> < 1e-15 in 3-4 steps
+        f = gammainc(a, b) - 0.5
+        log_dfdb = (a - 1.0) * jnp.log(b) - b - gammaln(a)
+        b = b - f * jnp.exp(-log_dfdb)
+        b = jnp.maximum(b, 1e-6)
+    return b
+
+
+@jax.custom_jvp
+def sersic_b(n):
+    """Sersic b_n: the solution of P(2n, b_n) = 1/2 (regularised lower incomplete gamma).
+
+    With this b_n, ``re`` encloses half of the total flux.  Accurate to < 1e-12
+    relative for 0.2 <= n <= 20; differentiable (implicit-function gradient).
+    """
+    return _b_newton(jnp.asarray(n, dtype=jnp.result_type(float)))
+
+
+@sersic_b.defjvp
+def _sersic_b_jvp(primals, tangents):
+    (n,), (dn,) = primals, tangents
+    b = sersic_b(n)
+    a = 2.0 * n
+    # P(a(n), b(n)) = 1/2  =>  db/dn = -2 dP/da / dP/db
+    dP_da = jax.grad(gammainc, argnums=0)(a, b)
+    dP_db = jnp.exp((a - 1.0) * jnp.log(b) - b - gammaln(a))
+    return b, -2.0 * dP_da / dP_db * dn
+
+
+def sersic_log_density(rho, re, n):
+    """log of the unit-flux circular Sersic profile p(rho) [1/arcsec^2].
+
+    p(rho) = b^{2n} / (2 pi n re^2 Gamma(2n)) * exp(-b (rho/re)^{1/n}).
+    Works in logs: no overflow for steep (large n) or compact profiles.
+    ``rho`` may be 0 (the value is then the central density).
+    """
+    b = sersic_b(n)
+    rho2 = jnp.square(rho / re)
+    safe = jnp.where(rho2 > 0, rho2, 1.0)
+    x = jnp.where(rho2 > 0, jnp.exp(jnp.log(safe) / (2.0 * n)), 0.0)
+    return -b * x + 2.0 * n * jnp.log(b) - jnp.log(2.0 * jnp.pi * n * re**2) - gammaln(2.0 * n)
+
+
+def sersic_enclosed(rho, re, n):
+    """Fraction of the Sersic flux inside elliptical radius ``rho``: P(2n, b (rho/re)^{1/n})."""
+    b = sersic_b(n)
+    r = rho / re
+    safe = jnp.where(r > 0, r, 1.0)
+    x = jnp.where(r > 0, jnp.exp(jnp.log(safe) / n), 0.0)
+    return gammainc(2.0 * n, b * x)
+
+
+def sersic_flux_from_ie(ie, re, n, q=1.0):
+    """Total flux of a Sersic profile with surface brightness ``ie`` at ``re``.
+
+    F = 2 pi q re^2 ie n e^b Gamma(2n) / b^{2n}   (units: those of ie times arcsec^2).
+    """
+    b = sersic_b(n)
+    return ie * jnp.exp(jnp.log(2.0 * jnp.pi * q * re**2 * n) + b + gammaln(2.0 * n) - 2.0 * n * jnp.log(b))
+
+
+def sersic_ie_from_flux(flux, re, n, q=1.0):
+    """Surface brightness at ``re`` (flux units per arcsec^2) of a Sersic profile of total ``flux``."""
+    return flux / sersic_flux_from_ie(1.0, re, n, q)
+
+
+# ----------------------------------------------------------------------------- Moffat
+def moffat_alpha(fwhm, beta):
+    """Moffat scale radius alpha from the FWHM: fwhm = 2 alpha sqrt(2^{1/beta} - 1)."""
+    return fwhm / (2.0 * jnp.sqrt(2.0 ** (1.0 / beta) - 1.0))
+
+
+def moffat_log_density(rho, fwhm, beta):
+    """log of the unit-flux circular Moffat profile (beta > 1): (beta-1)/(pi alpha^2) (1 + rho^2/alpha^2)^-beta."""
+    alpha = moffat_alpha(fwhm, beta)
+    return jnp.log((beta - 1.0) / (jnp.pi * alpha**2)) - beta * jnp.log1p(jnp.square(rho / alpha))
+
+
+def moffat_enclosed(rho, fwhm, beta):
+    """Fraction of the Moffat flux inside radius rho: 1 - (1 + rho^2/alpha^2)^{1-beta}."""
+    alpha = moffat_alpha(fwhm, beta)
+    return -jnp.expm1((1.0 - beta) * jnp.log1p(jnp.square(rho / alpha)))
+
+
+def gaussian_re_from_fwhm(fwhm):
+    """Half-light radius of a Gaussian of given FWHM: re = fwhm / 2 (sqrt(2 ln 2) sigma, sigma = fwhm/2.3548)."""
+    return 0.5 * fwhm
+
+
+_ = np  # numpy is used by callers through this module's namespace in tests

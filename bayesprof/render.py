@@ -1,0 +1,328 @@
+"""The renderer: parameters -> model image, exact to ~1e-4 of the peak.
+
+Each model pixel is the integral over that pixel of (profile convolved with the PSF).
+Writing E = PSF * pixel (the effective PSF), a pixel value is the convolution of the
+intrinsic profile I with E sampled at the pixel centre.  Sharp cores and extended
+tails need different treatment, so every extended component is split smoothly by a
+taper W(rho / r_c) on its own elliptical radius:
+
+* **core** ``I * W`` (compact, contains any cusp): rendered in Fourier space.  Its
+  Fourier transform is a 1-D Hankel transform of the radial profile; we compute it
+  exactly from the *enclosed flux* of ~560 thin annuli (analytic incomplete-gamma
+  differences for Sersic profiles, so even n = 6 with re = 0.3 px is integrated
+  exactly) times the transform of a uniform annulus, on a fixed grid of
+  dimensionless wavenumbers (one matrix-vector product).  The elliptical, sheared,
+  shifted transform is then interpolated onto a small patch's wavenumbers,
+  multiplied by E's transform (PSF x pixel sinc, folded to well beyond Nyquist for
+  undersampled PSFs) and inverse-FFT'd.  A sub-pixel centre is a phase: no
+  resampling, no grid alignment.
+* **halo** ``I * (1 - W)`` (smooth, zero near the centre): sampled in real space on
+  the image grid (``oversample`` x ``oversample`` points per pixel for undersampled
+  PSFs) and convolved with E by FFT.  Tails are evaluated exactly where they fall,
+  so flux beyond the image edge never wraps around.
+
+The core radius keeps the core's *minor* semi-axis at >= ``core_minor_px`` pixels,
+so the halo is smooth on the pixel scale whatever q and n are.
+
+A point source is a pure core (its transform is the flux).
+
+Everything geometric that depends on the image (WCS polynomial, PSF transforms,
+sampling factors) is prepared once with numpy in :class:`Renderer`; the per-call work
+is pure, jit-compiled, differentiable JAX.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy import special
+
+from . import profiles
+from .components import Component
+
+__all__ = ["Renderer", "render", "next_fast_len"]
+
+# -------------------------------------------------------------------- static tables
+_U_LOG_MIN, _U_LOG_MAX, _U_LOG_STEP, _U_LIN_STEP, _U_MAX = 1e-6, 0.02, 0.06, 0.005, 2.0
+_KAPPA0, _DT = 10.0, 0.004
+
+
+def _annulus_edges():
+    n_log = int(np.ceil(np.log(_U_LOG_MAX / _U_LOG_MIN) / _U_LOG_STEP))
+    log_edges = np.exp(np.linspace(np.log(_U_LOG_MIN), np.log(_U_LOG_MAX), n_log + 1))
+    n_lin = int(np.ceil((_U_MAX - _U_LOG_MAX) / _U_LIN_STEP))
+    lin_edges = np.linspace(_U_LOG_MAX, _U_MAX, n_lin + 1)[1:]
+    return np.concatenate([[0.0], log_edges, lin_edges])
+
+
+_U_EDGES = _annulus_edges()
+_U_MID = 0.5 * (_U_EDGES[1:] + _U_EDGES[:-1])
+
+
+def _annulus_matrix(kappa):
+    """Normalised FT of uniform annuli [u_j, u_j+1] at wavenumbers kappa: (n_kappa, n_annuli)."""
+    k = kappa[:, None]
+    u1, u2 = _U_EDGES[None, :-1], _U_EDGES[None, 1:]
+
+    def disk_moment(u):  # 2 pi int_0^u J0(k r) r dr = 2 pi u J1(k u) / k  (-> pi u^2 at k=0)
+        ku = k * u
+        small = ku < 1e-6
+        return np.where(small, np.pi * u * u * (1 - ku**2 / 8), 2 * np.pi * u * special.j1(ku) / np.where(small, 1, k))
+
+    return (disk_moment(u2) - disk_moment(u1)) / (np.pi * (u2**2 - u1**2))
+
+
+@dataclass(frozen=True)
+class _HankelTable:
+    kappa_max: float
+    matrix: np.ndarray  # (n_t, n_annuli)
+
+
+_TABLES: dict[int, _HankelTable] = {}
+
+
+def _hankel_table(kappa_max: float) -> _HankelTable:
+    n_t = int(np.ceil(np.arcsinh(kappa_max / _KAPPA0) / _DT)) + 3
+    if n_t not in _TABLES:
+        kappa = _KAPPA0 * np.sinh(np.arange(n_t) * _DT)
+        _TABLES[n_t] = _HankelTable(float(kappa[-3]), _annulus_matrix(kappa))
+    return _TABLES[n_t]
+
+
+def _interp_table(values, kappa):
+    """Catmull-Rom interpolation of a table sampled at kappa_i = K0 sinh(i dt); values even in kappa."""
+    t = jnp.arcsinh(kappa / _KAPPA0) / _DT
+    n = values.shape[0]
+    i = jnp.clip(jnp.floor(t).astype(jnp.int32), 0, n - 3)
+    f = t - i
+    padded = jnp.concatenate([values[1:2], values])  # values[-1] := values[1] (even function)
+    p0, p1, p2, p3 = padded[i], padded[i + 1], padded[i + 2], padded[i + 3]
+    return p1 + 0.5 * f * (p2 - p0 + f * (2 * p0 - 5 * p1 + 4 * p2 - p3 + f * (3 * (p1 - p2) + p3 - p0)))
+
+
+def _taper(u):
+    """C-infinity taper: 1 for u <= 1, 0 for u >= 2 (and 1 - taper, exactly)."""
+    eps = 1e-3
+    t1 = jnp.clip(2.0 - u, eps, 1.0)
+    t2 = jnp.clip(u - 1.0, eps, 1.0)
+    z = 1.0 / t2 - 1.0 / t1
+    return jax.nn.sigmoid(z), jax.nn.sigmoid(-z)
+
+
+def next_fast_len(n: int) -> int:
+    """Smallest 2^a 3^b 5^c >= n (fast FFT sizes)."""
+    n = int(n)
+    best = 1 << max(n - 1, 0).bit_length()
+    p5 = 1
+    while p5 < 2 * n:
+        p35 = p5
+        while p35 < 2 * n:
+            m = p35
+            while m < n:
+                m *= 2
+            best = min(best, m)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
+# -------------------------------------------------------------------- the plan
+class Renderer:
+    """Everything needed to render components into one image, prepared once.
+
+    Parameters
+    ----------
+    image : bayesprof.Image
+        Geometry (WCS), PSF and zeropoint come from here.
+    reference : astropy SkyCoord, optional
+        Tangent point of the scene's (xi, eta) frame; default: the image centre.
+    oversample : int, optional
+        Halo samples per pixel side; default chosen from the PSF (1 for PSF FWHM >~ 3 px).
+    core_minor_px : float
+        Minimum minor semi-axis of the Fourier-rendered core, in pixels (default 2).
+    core_major_px : float
+        Maximum major semi-axis of the core (pixels); sets the patch size (default 16).
+    """
+
+    def __init__(self, image, reference=None, *, oversample=None, core_minor_px=2.0, core_major_px=16.0,
+                 psf_flux_fraction=1 - 1e-7):
+        if image.psf is None:
+            raise ValueError(f"Image {image.name!r} has no PSF: give psf=GaussianPSF(...), MoffatPSF(...) or PixelPSF(...)")
+        self.image = image
+        self.reference = image.center_sky() if reference is None else reference
+        self.pixel_map = image.pixel_map(self.reference)
+        self.shape = ny, nx = image.shape
+        scale = float(image.pixel_scale)
+        psf = image.psf
+        efour = lambda kx, ky: psf.effective_fourier(kx, ky, scale)  # noqa: E731
+
+        # ---- how far E extends and how finely it must be sampled
+        self.psf_radius = R = int(np.ceil(min(psf.radius(scale, psf_flux_fraction), 2 * max(ny, nx)))) + 1
+        self.fold = fold = self._fold_factor(efour, 1e-10)
+        self.oversample = S = int(oversample) if oversample else max(1, int(np.ceil(self._k_extent(efour, 1e-6) / (2 * np.pi) + 0.5)))
+
+        # ---- halo: canvas = image + R margin, sub-lattices, E kernels per sub-lattice
+        self.canvas = (ny + 2 * R, nx + 2 * R)
+        self.fft_shape = (next_fast_len(self.canvas[0]), next_fast_len(self.canvas[1]))
+        offs = (np.arange(S) + 0.5) / S - 0.5
+        oy, ox = np.meshgrid(offs, offs, indexing="ij")
+        self._sub_offsets = np.stack([oy.ravel(), ox.ravel()], axis=1)  # (S^2, 2) as (dy, dx)
+        cy = np.arange(self.canvas[0]) - R
+        cx = np.arange(self.canvas[1]) - R
+        self._halo_y = cy[None, :, None] + self._sub_offsets[:, 0, None, None]  # (S^2, Cy, 1)
+        self._halo_x = cx[None, None, :] + self._sub_offsets[:, 1, None, None]  # (S^2, 1, Cx)
+        self._halo_kernels_ft = self._halo_kernels(efour, R, fold)
+
+        # ---- core patch: fine k-grid (fold x Nyquist), E's transform on it
+        self.core_minor_px = float(core_minor_px)
+        self.core_major_px = float(min(core_major_px, max(4.0, 0.5 * max(ny, nx))))
+        P = next_fast_len(2 * (int(np.ceil(_U_MAX * self.core_major_px)) + R) + 4)
+        P += P % 2
+        self.patch = P
+        m = fold
+        kx = 2 * np.pi * np.arange(m * P // 2 + 1) / P
+        ky = 2 * np.pi * np.fft.fftfreq(m * P, d=1.0 / (m * P)) / P
+        self._core_kx = kx[None, :]
+        self._core_ky = ky[:, None]
+        self._core_psf = efour(self._core_kx, self._core_ky)
+        kmax = np.hypot(kx.max(), np.abs(ky).max())
+        self._table = _hankel_table(self.core_major_px * kmax * 1.001)
+
+        self.counts_per_ujy = float(profiles.flux_to_counts(1.0, image.zeropoint))
+        self._render = jax.jit(self._render_impl)
+
+    # ------------------------------------------------------------ set-up helpers
+    @staticmethod
+    def _k_extent(efour, tol):
+        """Largest |k| (rad/px, along the axes and the diagonal) where |E(k)| > tol."""
+        k = np.linspace(0, 16 * np.pi, 4097)
+        vals = np.maximum(np.abs(efour(k, 0 * k)), np.abs(efour(k / np.sqrt(2), k / np.sqrt(2))))
+        above = np.nonzero(vals > tol)[0]
+        return k[above[-1]] if above.size else 0.0
+
+    @classmethod
+    def _fold_factor(cls, efour, tol):
+        """Smallest odd/even m such that E is negligible beyond m*pi on both axes."""
+        kext = cls._k_extent(efour, tol)
+        return int(min(16, max(1, np.ceil(kext / np.pi))))
+
+    def _halo_kernels(self, efour, R, fold):
+        """rfft2 of E sampled at (integer - sub-lattice offset), one kernel per sub-lattice."""
+        Lp = next_fast_len(max(4 * R + 1, 32))
+        N = Lp * (fold + 1)
+        freq = np.arange(N) - N // 2
+        k = 2 * np.pi * freq / Lp
+        E_k = efour(k[None, :], k[:, None])
+        base_idx = np.mod(freq, Lp)
+        Ly, Lx = self.fft_shape
+        out = []
+        for dy, dx in self._sub_offsets:
+            # samples E(m - o): phase e^{-i k o}, fold all frequencies onto the integer lattice
+            g = E_k * np.exp(-1j * (k[None, :] * dx + k[:, None] * dy))
+            folded = np.zeros((Lp, N), complex)
+            np.add.at(folded, base_idx, g)
+            folded2 = np.zeros((Lp, Lp), complex)
+            np.add.at(folded2.T, base_idx, folded.T)
+            e_real = np.fft.ifft2(folded2).real  # E(m - o) for m mod Lp
+            kern = np.zeros((Ly, Lx))
+            mm = np.arange(-R, R + 1)
+            kern[np.ix_(np.mod(mm, Ly), np.mod(mm, Lx))] = e_real[np.ix_(np.mod(mm, Lp), np.mod(mm, Lp))]
+            out.append(np.fft.rfft2(kern))
+        return np.stack(out) / len(self._sub_offsets)  # h^2 = 1/S^2 sample weight folded in
+
+    # ------------------------------------------------------------ per-call (pure JAX)
+    def _geometry(self, comp):
+        """Centre (pixels), T (pixel offset -> ellipse-frame arcsec) and core radius r_c (arcsec)."""
+        x0, y0 = self.pixel_map(comp.xi, comp.eta)
+        J = self.pixel_map.jacobian(comp.xi, comp.eta)  # d(x, y)/d(xi, eta), px/arcsec
+        pa = jnp.deg2rad(comp.pa)
+        s, c = jnp.sin(pa), jnp.cos(pa)
+        rot = jnp.array([[s, c], [c / comp.q, -s / comp.q]])
+        T = rot @ jnp.linalg.inv(J)
+        a = jnp.sum(T * T)
+        det = jnp.abs(jnp.linalg.det(T))
+        r_c = jnp.minimum(self.core_minor_px * jnp.sqrt(a), self.core_major_px * det / jnp.sqrt(a))
+        return x0, y0, T, det, r_c
+
+    def _halo(self, comp, x0, y0, T, det, r_c, counts):
+        dx = self._halo_x - x0
+        dy = self._halo_y - y0
+        w1 = T[0, 0] * dx + T[0, 1] * dy
+        w2 = T[1, 0] * dx + T[1, 1] * dy
+        rho = jnp.sqrt(w1 * w1 + w2 * w2 + 1e-300)
+        _, outside = _taper(rho / r_c)
+        return counts * det * jnp.exp(comp.log_density(rho)) * outside
+
+    def _core_patch(self, comp, x0, y0, T, r_c, counts, point):
+        P, m = self.patch, self.fold
+        if point:
+            spectrum = jnp.ones(self._core_psf.shape)
+        else:
+            u = jnp.asarray(_U_EDGES)
+            enclosed = comp.enclosed(r_c * u)
+            inside, _ = _taper(jnp.asarray(_U_MID))
+            weights = (enclosed[1:] - enclosed[:-1]) * inside
+            table = jnp.asarray(self._table.matrix) @ weights
+            Tinv_T = jnp.linalg.inv(T).T
+            k1 = Tinv_T[0, 0] * self._core_kx + Tinv_T[0, 1] * self._core_ky
+            k2 = Tinv_T[1, 0] * self._core_kx + Tinv_T[1, 1] * self._core_ky
+            kappa = r_c * jnp.sqrt(k1 * k1 + k2 * k2)
+            spectrum = _interp_table(table, kappa)
+        i0 = jnp.floor(x0).astype(jnp.int32) - P // 2
+        j0 = jnp.floor(y0).astype(jnp.int32) - P // 2
+        ddx, ddy = x0 - i0, y0 - j0
+        phase = jnp.exp(-1j * (self._core_kx * ddx + self._core_ky * ddy))
+        fine = jnp.fft.irfft2(counts * spectrum * self._core_psf * phase, s=(m * P, m * P)) * (m * m)
+        return fine[::m, ::m], i0, j0
+
+    def _render_impl(self, components):
+        ny, nx = self.shape
+        R, P = self.psf_radius, self.patch
+        halo = jnp.zeros((len(self._sub_offsets),) + self.canvas)
+        padded = jnp.zeros((ny + 2 * P, nx + 2 * P))
+        have_halo = False
+        for comp in components:
+            counts = comp.flux * self.counts_per_ujy
+            x0, y0, T, det, r_c = self._geometry(comp)
+            if not comp.is_point:
+                halo = halo + self._halo(comp, x0, y0, T, det, r_c, counts)
+                have_halo = True
+            patch, i0, j0 = self._core_patch(comp, x0, y0, T, r_c, counts, comp.is_point)
+            # place the patch; a centre more than P/2 outside the image contributes nothing
+            sy, sx = j0 + P, i0 + P
+            ok = (sy >= 0) & (sy <= ny + P) & (sx >= 0) & (sx <= nx + P)
+            padded = padded + jax.lax.dynamic_update_slice(
+                jnp.zeros_like(padded), patch * ok, (jnp.clip(sy, 0, ny + P), jnp.clip(sx, 0, nx + P)))
+        model = padded[P:P + ny, P:P + nx]
+        if have_halo:
+            Ly, Lx = self.fft_shape
+            spec = jnp.fft.rfft2(halo, s=(Ly, Lx))
+            conv = jnp.fft.irfft2(jnp.sum(spec * self._halo_kernels_ft, axis=0), s=(Ly, Lx))
+            model = model + conv[R:R + ny, R:R + nx]
+        return model
+
+    def __call__(self, components):
+        """Model image (counts per pixel, shape ``image.shape``) of a component or a list of them."""
+        if isinstance(components, Component):
+            components = [components]
+        return self._render(list(components))
+
+
+_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def render(components, image, reference=None):
+    """Render ``components`` (one or a list) into ``image``; returns the model (counts/pixel).
+
+    Convenience wrapper caching one :class:`Renderer` per image (and reference); for
+    repeated calls inside your own jitted code, build a :class:`Renderer` once.
+    """
+    key = None if reference is None else (float(reference.ra.deg), float(reference.dec.deg))
+    per_image = _CACHE.setdefault(image, {})
+    if key not in per_image:
+        per_image[key] = Renderer(image, reference)
+    return per_image[key](components)
