@@ -47,7 +47,7 @@ from .components import Component
 __all__ = ["Renderer", "render", "next_fast_len"]
 
 # -------------------------------------------------------------------- static tables
-_U_LOG_MIN, _U_LOG_MAX, _U_LOG_STEP, _U_LIN_STEP, _U_MAX = 1e-6, 0.02, 0.06, 0.005, 2.0
+_U_LOG_MIN, _U_LOG_MAX, _U_LOG_STEP, _U_LIN_STEP, _U_MAX = 1e-6, 0.02, 0.04, 0.0025, 2.0
 _KAPPA0, _DT = 10.0, 0.004
 
 
@@ -102,6 +102,13 @@ def _interp_table(values, kappa):
     padded = jnp.concatenate([values[1:2], values])  # values[-1] := values[1] (even function)
     p0, p1, p2, p3 = padded[i], padded[i + 1], padded[i + 2], padded[i + 3]
     return p1 + 0.5 * f * (p2 - p0 + f * (2 * p0 - 5 * p1 + 4 * p2 - p3 + f * (3 * (p1 - p2) + p3 - p0)))
+
+
+def _safe_norm(a, b):
+    """sqrt(a^2 + b^2) with a finite (zero) gradient at the origin."""
+    s = a * a + b * b
+    pos = s > 0
+    return jnp.where(pos, jnp.sqrt(jnp.where(pos, s, 1.0)), 0.0)
 
 
 def _taper(u):
@@ -253,7 +260,7 @@ class Renderer:
         dy = self._halo_y - y0
         w1 = T[0, 0] * dx + T[0, 1] * dy
         w2 = T[1, 0] * dx + T[1, 1] * dy
-        rho = jnp.sqrt(w1 * w1 + w2 * w2 + 1e-300)
+        rho = _safe_norm(w1, w2)
         _, outside = _taper(rho / r_c)
         return counts * det * jnp.exp(comp.log_density(rho)) * outside
 
@@ -270,7 +277,7 @@ class Renderer:
             Tinv_T = jnp.linalg.inv(T).T
             k1 = Tinv_T[0, 0] * self._core_kx + Tinv_T[0, 1] * self._core_ky
             k2 = Tinv_T[1, 0] * self._core_kx + Tinv_T[1, 1] * self._core_ky
-            kappa = r_c * jnp.sqrt(k1 * k1 + k2 * k2)
+            kappa = r_c * _safe_norm(k1, k2)
             spectrum = _interp_table(table, kappa)
         i0 = jnp.floor(x0).astype(jnp.int32) - P // 2
         j0 = jnp.floor(y0).astype(jnp.int32) - P // 2

@@ -6,51 +6,63 @@ so ``hlr = re * sqrt(q)``; bayesprof's PA is east of north on a north-up east-le
 GalSim's ``beta`` is counter-clockwise from +x, so ``beta = pa + 90 deg``.
 """
 
+import warnings
+
 import galsim
 import numpy as np
 
 from bayesprof.psf import GaussianPSF, MoffatPSF, PixelPSF
 
-GSP = galsim.GSParams(
-    folding_threshold=1e-6, maxk_threshold=1e-7, kvalue_accuracy=1e-8, xvalue_accuracy=1e-8,
-
-    maximum_fft_size=16384,
-)
+#: folding thresholds tried in turn: the tightest whose FFT fits in memory is used
+FOLDING_THRESHOLDS = (1e-6, 1e-5, 1e-4, 1e-3)
 
 
-def galsim_psf(psf, pixel_scale):
+def gsparams(folding_threshold=1e-6):
+    return galsim.GSParams(folding_threshold=folding_threshold, maxk_threshold=1e-7, kvalue_accuracy=1e-8,
+                           xvalue_accuracy=1e-8, maximum_fft_size=8192)
+
+
+def galsim_psf(psf, pixel_scale, gsp):
     """The GalSim object for a bayesprof PSF, and whether it already includes the pixel."""
     if isinstance(psf, GaussianPSF):
-        return galsim.Gaussian(fwhm=psf.fwhm, gsparams=GSP), False
+        return galsim.Gaussian(fwhm=psf.fwhm, gsparams=gsp), False
     if isinstance(psf, MoffatPSF):
-        return galsim.Moffat(beta=psf.beta, fwhm=psf.fwhm, gsparams=GSP), False
+        return galsim.Moffat(beta=psf.beta, fwhm=psf.fwhm, gsparams=gsp), False
     if isinstance(psf, PixelPSF):
         scale = psf.pixel_scale or pixel_scale
         ii = galsim.InterpolatedImage(galsim.Image(psf.image, scale=scale), x_interpolant="quintic",
-                                      normalization="flux", flux=1.0, gsparams=GSP)
+                                      normalization="flux", flux=1.0, gsparams=gsp)
         return ii, psf.includes_pixel
     raise TypeError(psf)
 
 
-def sersic(n, re, q, pa, flux, stamp_arcsec):
-    """GalSim Sersic in bayesprof's parametrisation.
+def draw_sersic(n, re, q, pa, flux, psf, shape, pixel_scale, offset):
+    """GalSim image of a Sersic (bayesprof parametrisation) convolved with ``psf``.
 
-    Steep, large profiles are truncated far outside the stamp (beyond the stamp's
-    half-diagonal plus a margin along the minor axis) so that GalSim's FFT stays finite;
-    ``flux_untruncated`` keeps the untruncated normalisation, so pixels inside the stamp
-    are those of the untruncated profile.
+    The stamp is north-up east-left with the source ``offset`` = (dx, dy) pixels from the
+    stamp centre.  Returns (image, folding_threshold used).
     """
-    hlr = re * np.sqrt(q)
-    trunc = 1.5 * stamp_arcsec / np.sqrt(q)
-    kwargs = dict(trunc=trunc, flux_untruncated=True) if trunc < 30 * hlr else {}
-    gal = galsim.Sersic(n=n, half_light_radius=hlr, flux=flux, gsparams=GSP, **kwargs)
-    return gal.shear(q=q, beta=(pa + 90.0) * galsim.degrees)
-
-
-def draw(profile, psf, shape, pixel_scale, offset):
-    """Draw profile * psf on a north-up east-left stamp; ``offset`` (dx, dy) pixels from the centre."""
-    gpsf, has_pixel = galsim_psf(psf, pixel_scale)
-    conv = galsim.Convolve(profile, gpsf, gsparams=GSP)
     ny, nx = shape
-    method = "no_pixel" if has_pixel else "auto"
-    return conv.drawImage(nx=nx, ny=ny, scale=pixel_scale, offset=offset, method=method).array
+    for ft in FOLDING_THRESHOLDS:
+        gsp = gsparams(ft)
+        gal = galsim.Sersic(n=n, half_light_radius=re * np.sqrt(q), flux=flux, gsparams=gsp)
+        gal = gal.shear(q=q, beta=(pa + 90.0) * galsim.degrees)
+        gpsf, has_pixel = galsim_psf(psf, pixel_scale, gsp)
+        conv = galsim.Convolve(gal, gpsf, gsparams=gsp)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                img = conv.drawImage(nx=nx, ny=ny, scale=pixel_scale, offset=offset,
+                                     method="no_pixel" if has_pixel else "auto")
+            return img.array.astype(float), ft
+        except (galsim.GalSimFFTSizeError, MemoryError):
+            continue
+    raise RuntimeError(f"GalSim could not draw n={n} re={re} q={q}")
+
+
+def pixel_psf_stamp(oversampling, pixel_scale=1.0):
+    """An effective-PSF stamp (Moffat beta=3, FWHM 2 px, convolved with the pixel) sampled at
+    ``pixel_scale / oversampling``, drawn by GalSim (odd size)."""
+    size = 25 * oversampling + (1 - oversampling % 2)
+    eff = galsim.Convolve(galsim.Moffat(beta=3.0, fwhm=2.0 * pixel_scale), galsim.Pixel(pixel_scale))
+    return eff.drawImage(nx=size, ny=size, scale=pixel_scale / oversampling, method="no_pixel").array

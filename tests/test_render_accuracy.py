@@ -1,0 +1,109 @@
+"""Renderer accuracy against GalSim (independent reference, tight GSParams).
+
+Tolerances (issue: foundation): max |model - GalSim| <= 1e-3 x peak and stamp sums equal
+to 1e-4 over the grid n x re x q x PSF; chi2_sys < 0.01 for the three benchmark images.
+"""
+
+import pathlib
+
+import numpy as np
+import pytest
+
+import galsim_reference as ref
+from bayesprof.components import Sersic
+from bayesprof.image import Image
+from bayesprof.psf import GaussianPSF, MoffatPSF, PixelPSF
+from bayesprof.render import Renderer
+from bayesprof.scenes import seed_benchmark_galaxy, seed_benchmark_images
+
+GRID = pathlib.Path(__file__).parent / "data" / "galsim_grid.npz"
+PSF_NAMES = ("gauss1.2", "gauss2.2", "gauss4", "moffat2.5", "pixel1x", "pixel3x")
+SIZE = 48
+
+
+def _psfs(grid):
+    return {
+        "gauss1.2": GaussianPSF(1.2), "gauss2.2": GaussianPSF(2.2), "gauss4": GaussianPSF(4.0),
+        "moffat2.5": MoffatPSF(2.0, beta=2.5),
+        "pixel1x": PixelPSF(grid["pixel1x"], pixel_scale=1.0),
+        "pixel3x": PixelPSF(grid["pixel3x"], pixel_scale=1.0 / 3),
+    }
+
+
+def _render_case(renderer, row):
+    n, re, q, pa, dx, dy, _ = row
+    # image x grows to the west (north-up east-left): xi = -dx arcsec at 1 arcsec/px
+    comp = Sersic(xi=-dx, eta=dy, flux=1.0 / renderer.counts_per_ujy, re=re, n=n, q=q, pa=pa)
+    return np.asarray(renderer(comp))
+
+
+@pytest.fixture(scope="module")
+def grid():
+    return dict(np.load(GRID))
+
+
+@pytest.mark.parametrize("psf_name", PSF_NAMES)
+def test_grid_against_galsim(grid, psf_name):
+    """Every (n, re, q) with random sub-pixel centre and PA, for one PSF."""
+    psf = _psfs(grid)[psf_name]
+    p = PSF_NAMES.index(psf_name)
+    rows = np.nonzero(grid["params"][:, 6] == p)[0]
+    assert len(rows) == 75
+    renderer = Renderer(Image(np.zeros((SIZE, SIZE)), variance=1.0, pixel_scale=1.0, psf=psf))
+    worst_peak, worst_sum = 0.0, 0.0
+    for k in rows:
+        model = _render_case(renderer, grid["params"][k])
+        truth = grid["images"][k].astype(float)
+        err_peak = np.abs(model - truth).max() / truth.max()
+        err_sum = abs(model.sum() / truth.sum() - 1.0)
+        worst_peak, worst_sum = max(worst_peak, err_peak), max(worst_sum, err_sum)
+        assert err_peak <= 1e-3, (psf_name, grid["params"][k][:3], err_peak)
+        assert err_sum <= 1e-4, (psf_name, grid["params"][k][:3], err_sum)
+    print(f"{psf_name}: worst |model-GalSim|/peak = {worst_peak:.2e}, worst sum error = {worst_sum:.2e}")
+
+
+@pytest.mark.parametrize("case", [
+    (6.0, 0.3, 0.15, 1.2), (1.0, 3.0, 0.6, 2.2), (4.0, 1.0, 1.0, 4.0), (0.5, 10.0, 0.15, 1.2), (2.5, 3.0, 0.6, "moffat"),
+])
+def test_live_galsim_subset(case):
+    """Draw a few cases with GalSim now (not from the stored grid) and compare."""
+    n, re, q, fwhm = case
+    psf = MoffatPSF(2.0, 2.5) if fwhm == "moffat" else GaussianPSF(fwhm)
+    rng = np.random.default_rng(int(n * 100 + re * 10 + q * 1000))
+    dx, dy = rng.uniform(-0.5, 0.5, 2)
+    pa = rng.uniform(0, 180)
+    renderer = Renderer(Image(np.zeros((SIZE, SIZE)), variance=1.0, pixel_scale=1.0, psf=psf))
+    model = _render_case(renderer, (n, re, q, pa, dx, dy, 0))
+    truth, _ = ref.draw_sersic(n, re, q, pa, 1.0, psf, (SIZE, SIZE), 1.0, (dx, dy))
+    assert np.abs(model - truth).max() <= 1e-3 * truth.max()
+    assert abs(model.sum() / truth.sum() - 1) <= 1e-4
+
+
+def test_stored_grid_is_galsim(grid):
+    """The stored grid images are GalSim's: re-draw the cheap ones and compare bit-for-bit-ish."""
+    psfs = _psfs(grid)
+    params = grid["params"]
+    cheap = np.nonzero((params[:, 1] <= 3) & (params[:, 0] <= 2.5) & (params[:, 6] < 4))[0][::7]
+    for k in cheap:
+        n, re, q, pa, dx, dy, p = params[k]
+        img, _ = ref.draw_sersic(n, re, q, pa, 1.0, psfs[PSF_NAMES[int(p)]], (SIZE, SIZE), 1.0, (dx, dy))
+        np.testing.assert_allclose(grid["images"][k], img, rtol=0, atol=1e-6 * img.max())
+
+
+def test_benchmark_images_chi2_sys():
+    """The seed's r / W1 / NUV images of the benchmark galaxy: chi2_sys < 0.01 each.
+
+    sigma per image gives the issue's peak S/N: 50 in r, 20 in W1, 8 in NUV.
+    """
+    images = seed_benchmark_images()
+    gal = seed_benchmark_galaxy()
+    for image, snr in zip(images, (50.0, 20.0, 8.0)):
+        renderer = Renderer(image)
+        model = np.asarray(renderer(gal))
+        counts = gal.flux * renderer.counts_per_ujy
+        truth, _ = ref.draw_sersic(gal.n, gal.re, gal.q, gal.pa, counts, image.psf, image.shape, image.pixel_scale,
+                                   (0.0, 0.0))
+        sigma = truth.max() / snr
+        chi2 = np.sum(((model - truth) / sigma) ** 2)
+        print(f"{image.name}: chi2_sys = {chi2:.2e}")
+        assert chi2 < 0.01, (image.name, chi2)
