@@ -21,7 +21,7 @@ taper W(rho / r_c) on its own elliptical radius:
   PSFs) and convolved with E by FFT.  Tails are evaluated exactly where they fall,
   so flux beyond the image edge never wraps around.
 
-The core radius keeps the core's *minor* semi-axis at >= ``core_minor_px`` pixels,
+The core radius keeps the core's *minor* semi-axis at >= ``core_minor_px`` pixels (4 halo samples),
 so the halo is smooth on the pixel scale whatever q and n are.
 
 A point source is a pure core (its transform is the flux).
@@ -150,12 +150,13 @@ class Renderer:
     oversample : int, optional
         Halo samples per pixel side; default chosen from the PSF (1 for PSF FWHM >~ 3 px).
     core_minor_px : float
-        Minimum minor semi-axis of the Fourier-rendered core, in pixels (default 2).
+        Minimum minor semi-axis of the Fourier-rendered core, in pixels.  Default
+        ``max(2, 4 / oversample)``: the halo starts >= 4 halo samples from the centre.
     core_major_px : float
-        Maximum major semi-axis of the core (pixels); sets the patch size (default 16).
+        Maximum major semi-axis of the core (pixels); sets the patch size (default 8).
     """
 
-    def __init__(self, image, reference=None, *, oversample=None, core_minor_px=2.0, core_major_px=16.0,
+    def __init__(self, image, reference=None, *, oversample=None, core_minor_px=None, core_major_px=8.0,
                  psf_flux_fraction=1 - 1e-7):
         if image.psf is None:
             raise ValueError(f"Image {image.name!r} has no PSF: give psf=GaussianPSF(...), MoffatPSF(...) or PixelPSF(...)")
@@ -169,7 +170,7 @@ class Renderer:
 
         # ---- how far E extends and how finely it must be sampled
         self.psf_radius = R = int(np.ceil(min(psf.radius(scale, psf_flux_fraction), 2 * max(ny, nx)))) + 1
-        self.fold = fold = self._fold_factor(efour, 1e-10)
+        self.fold = fold = self._fold_factor(efour, 1e-7)
         self.oversample = S = int(oversample) if oversample else max(1, int(np.ceil(self._k_extent(efour, 1e-6) / (2 * np.pi) + 0.5)))
 
         # ---- halo: canvas = image + R margin, sub-lattices, E kernels per sub-lattice
@@ -185,7 +186,7 @@ class Renderer:
         self._halo_kernels_ft = self._halo_kernels(efour, R, fold)
 
         # ---- core patch: fine k-grid (fold x Nyquist), E's transform on it
-        self.core_minor_px = float(core_minor_px)
+        self.core_minor_px = float(core_minor_px) if core_minor_px else max(2.0, 4.0 / S)
         self.core_major_px = float(min(core_major_px, max(4.0, 0.5 * max(ny, nx))))
         P = next_fast_len(2 * (int(np.ceil(_U_MAX * self.core_major_px)) + R) + 4)
         P += P % 2
@@ -211,10 +212,15 @@ class Renderer:
         above = np.nonzero(vals > tol)[0]
         return k[above[-1]] if above.size else 0.0
 
-    @classmethod
-    def _fold_factor(cls, efour, tol):
-        """Smallest odd/even m such that E is negligible beyond m*pi on both axes."""
-        kext = cls._k_extent(efour, tol)
+    @staticmethod
+    def _fold_factor(efour, tol):
+        """Smallest m such that |E(kx, ky)| < tol (of its k=0 value) wherever |kx| or |ky| > m pi.
+
+        E is largest along the axes, so the axis profile decides; aliasing left out is < tol.
+        """
+        k = np.linspace(0, 16 * np.pi, 4097)
+        above = np.nonzero(np.abs(efour(k, 0 * k)) > tol)[0]
+        kext = k[above[-1]] if above.size else 0.0
         return int(min(16, max(1, np.ceil(kext / np.pi))))
 
     def _halo_kernels(self, efour, R, fold):
@@ -282,8 +288,10 @@ class Renderer:
         i0 = jnp.floor(x0).astype(jnp.int32) - P // 2
         j0 = jnp.floor(y0).astype(jnp.int32) - P // 2
         ddx, ddy = x0 - i0, y0 - j0
-        phase = jnp.exp(-1j * (self._core_kx * ddx + self._core_ky * ddy))
-        fine = jnp.fft.irfft2(counts * spectrum * self._core_psf * phase, s=(m * P, m * P)) * (m * m)
+        # separable sub-pixel shift: e^{-i kx dx} (row) times e^{-i ky dy} (column)
+        phase_x = jnp.exp(-1j * self._core_kx * ddx)
+        phase_y = jnp.exp(-1j * self._core_ky * ddy)
+        fine = jnp.fft.irfft2((counts * spectrum) * (self._core_psf * phase_x) * phase_y, s=(m * P, m * P)) * (m * m)
         return fine[::m, ::m], i0, j0
 
     def _render_impl(self, components):
