@@ -20,6 +20,21 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
+from .components import DeVaucouleurs, Exponential, Gaussian, Moffat, PointSource, Sersic  # noqa: E402
+from .image import Image, ImageList, PixelMap, sky_from_offsets, tangent_plane_offsets  # noqa: E402
+from .profiles import flux_to_counts, flux_to_mag, mag_to_flux, sersic_ie_from_flux, sersic_flux_from_ie  # noqa: E402
+from .psf import GaussianPSF, MoffatPSF, PixelPSF, gaussian_psf  # noqa: E402
+from .render import Renderer, render  # noqa: E402
+
+__all__ = [
+    "Image", "ImageList", "PixelMap", "tangent_plane_offsets", "sky_from_offsets",
+    "GaussianPSF", "MoffatPSF", "PixelPSF", "gaussian_psf",
+    "Sersic", "Exponential", "DeVaucouleurs", "Gaussian", "Moffat", "PointSource",
+    "Renderer", "render",
+    "mag_to_flux", "flux_to_mag", "flux_to_counts", "sersic_ie_from_flux", "sersic_flux_from_ie",
+    "set_precision",
+]
+
 
 def set_precision(precision: str = "float64") -> None:
     """Select JAX's floating-point precision: ``"float64"`` (default) or ``"float32"``."""

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.scipy.special import gammainc, gammaln
 
 __all__ = [
@@ -34,6 +33,7 @@ __all__ = [
     "moffat_alpha",
     "moffat_log_density",
     "moffat_enclosed",
+    "gaussian_re_from_fwhm",
     "AB_ZEROPOINT_UJY",
     "flux_to_counts",
     "mag_to_flux",
@@ -170,4 +170,3 @@ def gaussian_re_from_fwhm(fwhm):
     return 0.5 * fwhm
 
 
-_ = np  # numpy is used by callers through this module's namespace in tests
