@@ -71,8 +71,20 @@ class Sersic(Component):
         return profiles.sersic_enclosed(rho, self.re, self.n)
 
 
+class _FixedIndexSersic(Component):
+    """A Sersic profile whose index is fixed by the class (``sersic_n``)."""
+
+    sersic_n = 1.0
+
+    def log_density(self, rho):
+        return profiles.sersic_log_density(rho, self.re, self.sersic_n)
+
+    def enclosed(self, rho):
+        return profiles.sersic_enclosed(rho, self.re, self.sersic_n)
+
+
 @_pytree
-class Exponential(Component):
+class Exponential(_FixedIndexSersic):
     """Exponential disc: a Sersic profile with n = 1."""
 
     xi: float = 0.0
@@ -82,15 +94,11 @@ class Exponential(Component):
     q: float = 1.0
     pa: float = 0.0
 
-    def log_density(self, rho):
-        return profiles.sersic_log_density(rho, self.re, 1.0)
-
-    def enclosed(self, rho):
-        return profiles.sersic_enclosed(rho, self.re, 1.0)
+    sersic_n = 1.0
 
 
 @_pytree
-class DeVaucouleurs(Component):
+class DeVaucouleurs(_FixedIndexSersic):
     """de Vaucouleurs r^(1/4) profile: a Sersic profile with n = 4."""
 
     xi: float = 0.0
@@ -100,11 +108,7 @@ class DeVaucouleurs(Component):
     q: float = 1.0
     pa: float = 0.0
 
-    def log_density(self, rho):
-        return profiles.sersic_log_density(rho, self.re, 4.0)
-
-    def enclosed(self, rho):
-        return profiles.sersic_enclosed(rho, self.re, 4.0)
+    sersic_n = 4.0
 
 
 @_pytree

@@ -19,7 +19,7 @@ FOLDING_THRESHOLDS = (1e-6, 1e-5, 1e-4, 1e-3)
 
 def gsparams(folding_threshold=1e-6):
     return galsim.GSParams(folding_threshold=folding_threshold, maxk_threshold=1e-7, kvalue_accuracy=1e-8,
-                           xvalue_accuracy=1e-8, maximum_fft_size=8192)
+                           xvalue_accuracy=1e-8, maximum_fft_size=4096)
 
 
 def galsim_psf(psf, pixel_scale, gsp):
