@@ -153,10 +153,11 @@ class Renderer:
         Minimum minor semi-axis of the Fourier-rendered core, in pixels.  Default
         ``max(2, 4 / oversample)``: the halo starts >= 4 halo samples from the centre.
     core_major_px : float
-        Maximum major semi-axis of the core (pixels); sets the patch size (default 8).
+        Maximum major semi-axis of the core (pixels); sets the patch size.  Default
+        ``core_minor_px / 0.15`` (the full minor axis for any q >= 0.15), at most half the image.
     """
 
-    def __init__(self, image, reference=None, *, oversample=None, core_minor_px=None, core_major_px=8.0,
+    def __init__(self, image, reference=None, *, oversample=None, core_minor_px=None, core_major_px=None,
                  psf_flux_fraction=1 - 1e-7):
         if image.psf is None:
             raise ValueError(f"Image {image.name!r} has no PSF: give psf=GaussianPSF(...), MoffatPSF(...) or PixelPSF(...)")
@@ -187,7 +188,8 @@ class Renderer:
 
         # ---- core patch: fine k-grid (fold x Nyquist), E's transform on it
         self.core_minor_px = float(core_minor_px) if core_minor_px else max(2.0, 4.0 / S)
-        self.core_major_px = float(min(core_major_px, max(4.0, 0.5 * max(ny, nx))))
+        major = core_major_px if core_major_px else self.core_minor_px / 0.15
+        self.core_major_px = float(min(major, max(4.0, 0.5 * max(ny, nx))))
         P = next_fast_len(2 * (int(np.ceil(_U_MAX * self.core_major_px)) + R) + 4)
         P += P % 2
         self.patch = P

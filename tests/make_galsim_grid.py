@@ -1,7 +1,7 @@
 """Draw the renderer-accuracy grid with GalSim and store it in tests/data/galsim_grid.npz.
 
 GalSim needs minutes for steep, extended Sersic profiles (n >= 4, re >= 10 px need
-FFTs of 4096^2 with a looser folding threshold), so the grid is drawn once by this script rather than in every test
+FFTs of 2048^2 with a looser folding threshold), so the grid is drawn once by this script rather than in every test
 run; ``tests/test_render_accuracy.py`` re-draws a subset live to check that the stored
 file is what GalSim produces.  Run:  .venv/bin/python tests/make_galsim_grid.py
 """
