@@ -63,8 +63,8 @@ def draw_sersic(n, re, q, pa, flux, psf, shape, pixel_scale, offset):
     maxk_px = psf_maxk(psf, pixel_scale) * pixel_scale if isinstance(psf, PixelPSF) else 2 * np.pi
     fits = [ft for ft in FOLDING_THRESHOLDS
             if 2 * maxk_px / np.pi * re / pixel_scale * (special.gammaincinv(2 * n, 1 - ft) / b) ** n <= 2048]
-    start = FOLDING_THRESHOLDS.index(fits[0]) if fits else len(FOLDING_THRESHOLDS) - 1
-    for ft in FOLDING_THRESHOLDS[max(start - 1, 0):]:
+    start = FOLDING_THRESHOLDS.index(fits[0]) if fits else len(FOLDING_THRESHOLDS)
+    for ft in FOLDING_THRESHOLDS[max(start - 1, 0):] if fits else ():
         gsp = gsparams(ft)
         gal = galsim.Sersic(n=n, half_light_radius=re * np.sqrt(q), flux=flux, gsparams=gsp)
         gal = gal.shear(q=q, beta=(pa + 90.0) * galsim.degrees)

@@ -8,6 +8,7 @@ file is what GalSim produces.  Run:  .venv/bin/python tests/make_galsim_grid.py
 
 import itertools
 import multiprocessing
+import os
 import pathlib
 import sys
 
@@ -67,7 +68,7 @@ def main():
     rows = cases()
     CACHE.mkdir(exist_ok=True)
     order = np.argsort(-(rows[:, 0] * rows[:, 1]))  # slowest first for load balance
-    with multiprocessing.Pool(2) as pool:
+    with multiprocessing.Pool(int(os.environ.get("GRID_WORKERS", 2))) as pool:
         results = pool.map(_draw, [(int(k), rows[k]) for k in order], chunksize=1)
     images = np.empty((len(rows), SIZE, SIZE))
     folding = np.empty(len(rows))
