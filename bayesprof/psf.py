@@ -60,9 +60,6 @@ class PSF:
         f = self.fourier(kx, ky, pixel_scale)
         return f if self.includes_pixel else f * pixel_response(kx, ky)
 
-    def fwhm_pixels(self, pixel_scale):
-        """Approximate FWHM in image pixels (used to choose sampling)."""
-        raise NotImplementedError  # pragma: no cover - interface
 
 
 def _check_positive(name, value):
@@ -89,8 +86,6 @@ class GaussianPSF(PSF):
         # fraction outside r for a 2-D Gaussian: exp(-r^2 / 2 sigma^2)
         return self.sigma_pixels(pixel_scale) * np.sqrt(-2.0 * np.log(1.0 - flux_fraction))
 
-    def fwhm_pixels(self, pixel_scale):
-        return self.fwhm / pixel_scale
 
     def __repr__(self):
         return f"GaussianPSF(fwhm={self.fwhm:g} arcsec)"
@@ -123,8 +118,6 @@ class MoffatPSF(PSF):
         a = self.alpha_pixels(pixel_scale)
         return a * np.sqrt((1.0 - flux_fraction) ** (1.0 / (1.0 - self.beta)) - 1.0)
 
-    def fwhm_pixels(self, pixel_scale):
-        return self.fwhm / pixel_scale
 
     def __repr__(self):
         return f"MoffatPSF(fwhm={self.fwhm:g} arcsec, beta={self.beta:g})"
@@ -216,15 +209,6 @@ class PixelPSF(PSF):
         ny, nx = self.image.shape
         return 0.5 * np.hypot(nx, ny) * self._step(pixel_scale) + 3.0 * self._step(pixel_scale)
 
-    def fwhm_pixels(self, pixel_scale):
-        # second-moment size of the stamp as a Gaussian-equivalent FWHM
-        ny, nx = self.image.shape
-        y, x = np.mgrid[:ny, :nx]
-        w = np.clip(self.image, 0, None)
-        w = w / w.sum()
-        cx, cy = (w * x).sum(), (w * y).sum()
-        var = 0.5 * (w * ((x - cx) ** 2 + (y - cy) ** 2)).sum()
-        return FWHM_PER_SIGMA * np.sqrt(var) * self._step(pixel_scale)
 
     def __repr__(self):
         ny, nx = self.image.shape

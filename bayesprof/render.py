@@ -207,23 +207,22 @@ class Renderer:
 
     # ------------------------------------------------------------ set-up helpers
     @staticmethod
-    def _k_extent(efour, tol):
-        """Largest |k| (rad/px, along the axes and the diagonal) where |E(k)| > tol."""
+    def _k_extent(efour, tol, diagonal=True):
+        """Largest |k| (rad/px) along the x axis (and the diagonal) where |E(k)| > tol."""
         k = np.linspace(0, 16 * np.pi, 4097)
-        vals = np.maximum(np.abs(efour(k, 0 * k)), np.abs(efour(k / np.sqrt(2), k / np.sqrt(2))))
+        vals = np.abs(efour(k, 0 * k))
+        if diagonal:
+            vals = np.maximum(vals, np.abs(efour(k / np.sqrt(2), k / np.sqrt(2))))
         above = np.nonzero(vals > tol)[0]
         return k[above[-1]] if above.size else 0.0
 
-    @staticmethod
-    def _fold_factor(efour, tol):
+    @classmethod
+    def _fold_factor(cls, efour, tol):
         """Smallest m such that |E(kx, ky)| < tol (of its k=0 value) wherever |kx| or |ky| > m pi.
 
         E is largest along the axes, so the axis profile decides; aliasing left out is < tol.
         """
-        k = np.linspace(0, 16 * np.pi, 4097)
-        above = np.nonzero(np.abs(efour(k, 0 * k)) > tol)[0]
-        kext = k[above[-1]] if above.size else 0.0
-        return int(min(16, max(1, np.ceil(kext / np.pi))))
+        return int(min(16, max(1, np.ceil(cls._k_extent(efour, tol, diagonal=False) / np.pi))))
 
     def _halo_kernels(self, efour, R, fold):
         """rfft2 of E sampled at (integer - sub-lattice offset), one kernel per sub-lattice."""

@@ -98,7 +98,8 @@ def test_source_partly_outside_the_image_matches_a_crop_of_a_larger_render():
     psf = GaussianPSF(1.5)
     big = Image(np.zeros((80, 80)), variance=1.0, pixel_scale=1.0, psf=psf)
     small = Image(np.zeros((30, 30)), variance=1.0, pixel_scale=1.0, psf=psf, origin=(-0.5 - 29.5, -0.5 - 39.5))
-    # small's CRVAL point sits at its pixel (29.5, 39.5): it is the window x in [-29.5+39.5...], i.e. a crop
+    # small's CRVAL point (big's centre, 39.5, 39.5) sits at small's pixel (29.5, 39.5), so small is the
+    # crop big[0:30, 10:40]: the galaxy centre is on its right-hand edge and 10 px above its top
     gal = Sersic(xi=0.0, eta=0.0, flux=1.0, re=4.0, n=3.0, q=0.5, pa=20.0)
     ref = np.asarray(Renderer(big, big.center_sky())(gal))
     part = np.asarray(Renderer(small, big.center_sky())(gal))
