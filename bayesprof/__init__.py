@@ -9,8 +9,12 @@ Conventions (used everywhere in the package):
 * Position angles are in degrees, east of north (0 = major axis towards north,
   90 = towards east).
 * Effective radii are semi-major-axis half-light radii in arcsec.
-* Brightness is a total flux per band in AB magnitudes; an image with
-  zeropoint ``zp`` records ``10**(-0.4 * (mag - zp))`` counts for it.
+* Brightness is a total flux per band in microjansky (AB magnitude
+  ``23.9 - 2.5 log10(flux)``); an image with zeropoint ``zp`` records
+  ``flux * 10**(0.4 * (zp - 23.9))`` counts for it.
+
+The workflow: build a :class:`Scene` of images, :meth:`Scene.add` sources with
+sharing rules, then :func:`fit_map` (Levenberg–Marquardt) and :func:`sample` (NUTS).
 
 JAX runs in float64 by default; call :func:`set_precision` with ``"float32"``
 to use single precision (for GPUs).
@@ -20,17 +24,26 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-from .components import DeVaucouleurs, Exponential, Gaussian, Moffat, PointSource, Sersic  # noqa: E402
+from . import plot  # noqa: E402
+from .components import (  # noqa: E402
+    DeVaucouleurs, Exponential, FlatSky, Gaussian, Moffat, PlaneSky, PointSource, Sersic, Spline)
 from .image import Image, ImageList, PixelMap, sky_from_offsets, tangent_plane_offsets  # noqa: E402
+from .inference import MapResult, fit_map, sample  # noqa: E402
+from .priors import PeriodicUniform  # noqa: E402
 from .profiles import flux_to_counts, flux_to_mag, mag_to_flux, sersic_ie_from_flux, sersic_flux_from_ie  # noqa: E402
 from .psf import GaussianPSF, MoffatPSF, PixelPSF, gaussian_psf  # noqa: E402
 from .render import Renderer, render  # noqa: E402
+from .results import Posterior, load_posterior  # noqa: E402
+from .scene import Scene, SkyWindow, Window  # noqa: E402
+from .scenefile import load_scene, save_scene  # noqa: E402
 
 __all__ = [
     "Image", "ImageList", "PixelMap", "tangent_plane_offsets", "sky_from_offsets",
     "GaussianPSF", "MoffatPSF", "PixelPSF", "gaussian_psf",
-    "Sersic", "Exponential", "DeVaucouleurs", "Gaussian", "Moffat", "PointSource",
+    "Sersic", "Exponential", "DeVaucouleurs", "Gaussian", "Moffat", "PointSource", "Spline", "FlatSky", "PlaneSky",
     "Renderer", "render",
+    "Scene", "Window", "SkyWindow", "PeriodicUniform", "fit_map", "sample", "MapResult", "Posterior",
+    "load_posterior", "save_scene", "load_scene", "plot",
     "mag_to_flux", "flux_to_mag", "flux_to_counts", "sersic_ie_from_flux", "sersic_flux_from_ie",
     "set_precision",
 ]

@@ -13,6 +13,8 @@ Parameters and units (the conventions of :mod:`bayesprof`):
 ``pa``       position angle of the major axis, degrees east of north
 ``fwhm``     full width at half maximum along the major axis (arcsec)
 ``beta``     Moffat power-law index (> 1)
+``log_i``    spline log-intensities at the knots, relative to the centre (natural log)
+``level``    sky level in counts per pixel of one image (``gx``, ``gy``: per pixel)
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ import jax.numpy as jnp
 
 from . import profiles
 
-__all__ = ["Sersic", "Exponential", "DeVaucouleurs", "Gaussian", "Moffat", "PointSource", "Component"]
+__all__ = ["Sersic", "Exponential", "DeVaucouleurs", "Gaussian", "Moffat", "PointSource", "Spline", "FlatSky",
+           "PlaneSky", "SkyComponent", "Component"]
 
 
 def _pytree(cls):
@@ -33,11 +36,24 @@ def _pytree(cls):
     return jax.tree_util.register_dataclass(cls, data_fields=names, meta_fields=[])
 
 
+def _pytree_with_meta(*meta):
+    """Like :func:`_pytree`, with the named fields static (hashable, not traced)."""
+
+    def wrap(cls):
+        cls = dataclasses.dataclass(frozen=True)(cls)
+        names = [f.name for f in dataclasses.fields(cls) if f.name not in meta]
+        return jax.tree_util.register_dataclass(cls, data_fields=names, meta_fields=list(meta))
+
+    return wrap
+
+
 class Component:
     """Base class: a centred, elliptical, unit-flux radial profile scaled by ``flux``."""
 
     #: True for components whose light is the PSF itself (no extended profile)
     is_point = False
+    #: True for backgrounds in image units (see :class:`SkyComponent`)
+    is_sky = False
 
     def log_density(self, rho):
         """log of the circular unit-flux profile p(rho) [1/arcsec^2] at elliptical radius rho."""
@@ -167,3 +183,114 @@ class PointSource(Component):
 
     def enclosed(self, rho):
         return jnp.ones(jnp.shape(rho))
+
+
+# ----------------------------------------------------------------------------- spline
+def _natural_spline_matrix(knots):
+    """Matrix M with s''(knots) = M @ s for the natural cubic spline through (knots, s)."""
+    import numpy as np
+
+    t = np.asarray(knots, float)
+    K = t.size
+    h = np.diff(t)
+    A = np.zeros((K, K))
+    B = np.zeros((K, K))
+    A[0, 0] = A[-1, -1] = 1.0  # natural ends: s'' = 0
+    for i in range(1, K - 1):
+        A[i, i - 1], A[i, i], A[i, i + 1] = h[i - 1] / 6, (h[i - 1] + h[i]) / 3, h[i] / 6
+        B[i, i - 1], B[i, i], B[i, i + 1] = 1 / h[i - 1], -1 / h[i - 1] - 1 / h[i], 1 / h[i]
+    return np.linalg.solve(A, B)
+
+
+@_pytree_with_meta("knots")
+class Spline(Component):
+    """Nonparametric radial profile: a natural cubic spline of log-intensity in radius.
+
+    ``knots`` (static, arcsec along the major axis) are increasing and start at 0;
+    ``log_i`` holds the natural log of the surface brightness at knots 1, 2, ... relative
+    to the centre (knot 0 is fixed at log I = 0: the overall level is ``flux``).  The
+    profile is ``exp(s(rho))`` for ``rho <= knots[-1]`` and zero beyond, normalised to unit
+    flux; choose the last knot where the galaxy has faded into the noise.  ``flux`` is the
+    total flux inside the last knot (uJy), well defined whatever the knot values.
+    """
+
+    xi: float = 0.0
+    eta: float = 0.0
+    flux: float = 1.0
+    log_i: tuple = ()
+    q: float = 1.0
+    pa: float = 0.0
+    knots: tuple = (0.0, 1.0)
+
+    #: radial quadrature points for the normalisation and the enclosed flux
+    n_quadrature = 400
+
+    def _s(self, rho):
+        import numpy as np
+
+        t = np.asarray(self.knots, float)
+        s = jnp.concatenate([jnp.zeros(1), jnp.atleast_1d(jnp.asarray(self.log_i))])
+        m = jnp.asarray(_natural_spline_matrix(t)) @ s
+        r = jnp.clip(rho, 0.0, t[-1])
+        i = jnp.clip(jnp.searchsorted(jnp.asarray(t), r, side="right") - 1, 0, t.size - 2)
+        t0, t1 = jnp.asarray(t[:-1])[i], jnp.asarray(t[1:])[i]
+        h = t1 - t0
+        a, b = (t1 - r) / h, (r - t0) / h
+        return a * s[i] + b * s[i + 1] + ((a**3 - a) * m[i] + (b**3 - b) * m[i + 1]) * h * h / 6.0
+
+    def _cumulative(self):
+        """(radii, cumulative unnormalised flux 2 pi int_0^r r' I dr') on a fine grid."""
+        import numpy as np
+
+        r = jnp.asarray(np.linspace(0.0, float(self.knots[-1]), self.n_quadrature + 1))
+        f = 2 * jnp.pi * r * jnp.exp(self._s(r))
+        steps = 0.5 * (f[1:] + f[:-1]) * (r[1:] - r[:-1])
+        return r, jnp.concatenate([jnp.zeros(1), jnp.cumsum(steps)])
+
+    def log_density(self, rho):
+        _, cum = self._cumulative()
+        inside = rho <= self.knots[-1]
+        return jnp.where(inside, self._s(rho) - jnp.log(cum[-1]), -jnp.inf)
+
+    def enclosed(self, rho):
+        r, cum = self._cumulative()
+        return jnp.interp(rho, r, cum / cum[-1])
+
+
+# ----------------------------------------------------------------------------- sky
+class SkyComponent(Component):
+    """A background in image units (counts per pixel), not convolved with the PSF."""
+
+    is_sky = True
+
+    def evaluate(self, shape):
+        """Background (counts/pixel) on an image of ``shape`` = (ny, nx)."""
+        raise NotImplementedError  # pragma: no cover - interface
+
+
+@_pytree
+class FlatSky(SkyComponent):
+    """Constant sky ``level`` in counts per pixel of the image it is fitted in."""
+
+    level: float = 0.0
+
+    def evaluate(self, shape):
+        return jnp.full(shape, 1.0) * self.level
+
+
+@_pytree
+class PlaneSky(SkyComponent):
+    """Tilted sky: ``level + gx (x - xc) + gy (y - yc)`` counts/pixel about the image centre.
+
+    ``gx``, ``gy``: gradients in counts/pixel per pixel along +x and +y.
+    """
+
+    level: float = 0.0
+    gx: float = 0.0
+    gy: float = 0.0
+
+    def evaluate(self, shape):
+        ny, nx = shape
+        y = jnp.arange(ny)[:, None] - (ny - 1) / 2.0
+        x = jnp.arange(nx)[None, :] - (nx - 1) / 2.0
+        return self.level + self.gx * x + self.gy * y

@@ -746,6 +746,29 @@ class Image:
         )
         return bool(inside) if inside.ndim == 0 else inside
 
+    def cutout(self, x0: int, x1: int, y0: int, y1: int) -> "Image":
+        """The sub-image ``data[y0:y1, x0:x1]`` (0-indexed, half-open) with its own WCS.
+
+        The cut-out keeps the noise, mask, PSF, zeropoint, band, time and name; its WCS
+        is this one shifted (astropy's WCS slicing), so sky positions land on the same
+        pixels of the sky.  The box is clipped to the image; an empty box is a ValueError.
+        """
+        xa, xb = max(int(x0), 0), min(int(x1), self.nx)
+        ya, yb = max(int(y0), 0), min(int(y1), self.ny)
+        if xb <= xa or yb <= ya:
+            raise ValueError(f"{_describe(self._name)}: the box x {x0}:{x1}, y {y0}:{y1} does not overlap "
+                             f"the image ({self.nx} x {self.ny} pixels)")
+        sl = (slice(ya, yb), slice(xa, xb))
+        wcs = self.wcs.slice(sl)
+        wcs.pixel_shape = (xb - xa, yb - ya)
+        sub = Image.__new__(Image)
+        sub.__dict__.update(self.__dict__)
+        sub.data = self.data[sl].copy()
+        sub.variance = self.variance[sl].copy()
+        sub.mask = self.mask[sl].copy()
+        sub.wcs = wcs
+        return sub
+
     def __repr__(self) -> str:
         parts = [
             repr(self._name) if self._name is not None else "<unnamed>",

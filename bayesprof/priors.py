@@ -1,0 +1,240 @@
+"""Priors: weakly informative defaults, the periodic position-angle prior, and the
+least-squares form of any prior used by the Levenberg–Marquardt fitter.
+
+Every latent site has a NumPyro distribution.  Inference works in NumPyro's
+unconstrained space ``u`` (``x = biject_to(support)(u)``); the negative log density of a
+site in that space, including the Jacobian of the transform, is
+
+    V(u) = -log p(x(u)) - log |dx/du|.
+
+For Levenberg–Marquardt every such term is written as a residual
+
+    r(u) = sign(u - m) * sqrt(2 (V(u) - V(m))),        m = argmin V,
+
+so that ``0.5 * sum(r**2)`` equals the prior part of NumPyro's potential energy up to a
+constant (exactly ``(u - mu) / sigma`` for Normal and LogNormal priors).  This holds for
+priors whose ``V`` has one minimum in ``u`` — all of NumPyro's usual unimodal
+distributions (Normal, LogNormal, Uniform, HalfNormal, Gamma, Beta, TruncatedNormal, ...).
+
+Default priors (see :func:`default_prior`) are derived from the images' moments and
+aperture fluxes by :mod:`bayesprof.estimate`; their widths are stated there and below.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro.distributions as dist
+from numpyro.distributions import constraints
+from numpyro.distributions.transforms import biject_to
+
+__all__ = ["PeriodicUniform", "default_prior", "SitePrior", "describe", "from_description"]
+
+
+class PeriodicUniform(dist.Normal):
+    """Uniform prior for an angle of period ``period`` (degrees), sampled unwrapped.
+
+    A position angle is periodic (PA and PA + 180 deg are one ellipse), and a prior with
+    edges (e.g. Uniform(0, 180)) splits a posterior near the edge into two pieces.  Here
+    the angle lives on the whole real line with density Normal(loc, period): folded onto
+    one period this is uniform to 1e-8 (a wrapped normal with sigma = period), and the
+    likelihood is periodic, so the folded posterior is exact.  Results are reported folded
+    about their circular mean (see :func:`bayesprof.results.wrap_angles`), so a posterior at
+    PA = 179 deg stays one piece (values like 178.6 ... 180.4).
+    """
+
+    def __init__(self, period=180.0, loc=90.0, *, validate_args=None):
+        self.period = float(period)
+        super().__init__(loc, self.period, validate_args=validate_args)
+
+    def __repr__(self):
+        return f"PeriodicUniform(period={self.period:g})"
+
+
+def default_prior(param: str, estimate, scale_hint: float | None = None):
+    """Weakly informative default prior of a parameter, centred on an image estimate.
+
+    ==============  ====================================================================
+    ``xi, eta``     Normal(estimate, max(2 * re estimate, 3 pixels of the finest image)) arcsec
+    ``flux``        LogNormal(log(aperture flux), 1.5)  (a factor 4.5 at 1 sigma), uJy
+    ``re``          LogNormal(log(estimate), 1.0) arcsec
+    ``n``           Uniform(0.5, 8)
+    ``q``           Uniform(0.15, 1)
+    ``pa``          :class:`PeriodicUniform` (180 deg)
+    ``fwhm``        LogNormal(log(estimate), 1.0) arcsec
+    ``beta``        Uniform(1.1, 10)
+    ``log_i``       Normal(estimate, 3) per knot (an exponential profile through the estimate)
+    ``level``       Normal(estimate, 10 sigma_pix) counts/pixel (median of the image border)
+    ``gx, gy``      Normal(0, sigma_pix / 10) counts/pixel per pixel
+    ==============  ====================================================================
+
+    ``scale_hint``: the length (xi, eta: arcsec) or noise (sky: counts/pixel) scale used above.
+    """
+    est = jnp.asarray(estimate, dtype=float)
+    if param in ("xi", "eta"):
+        return dist.Normal(est, scale_hint)
+    if param == "flux":
+        return dist.LogNormal(jnp.log(est), 1.5)
+    if param in ("re", "fwhm"):
+        return dist.LogNormal(jnp.log(est), 1.0)
+    if param == "n":
+        return dist.Uniform(0.5, 8.0)
+    if param == "q":
+        return dist.Uniform(0.15, 1.0)
+    if param == "pa":
+        return PeriodicUniform(180.0)
+    if param == "beta":
+        return dist.Uniform(1.1, 10.0)
+    if param == "log_i":
+        return dist.Normal(est, 3.0)
+    if param == "level":
+        return dist.Normal(est, 10.0 * scale_hint)
+    if param in ("gx", "gy"):
+        return dist.Normal(0.0, scale_hint / 10.0)
+    raise ValueError(f"no default prior for parameter {param!r}; set one with Scene.set_prior")
+
+
+class SitePrior:
+    """A site's prior with its unconstrained transform and its least-squares residual.
+
+    ``shape``: the site's value shape (``()`` for scalars, ``(K,)`` for spline knots).
+    """
+
+    def __init__(self, name: str, prior, shape=()):
+        if not isinstance(prior, dist.Distribution):
+            raise TypeError(f"prior of {name!r} must be a numpyro distribution, not {type(prior).__name__}")
+        if prior.event_shape != ():
+            raise ValueError(f"prior of {name!r}: give an elementwise (batch) distribution, not event shape "
+                             f"{prior.event_shape}")
+        self.name = name
+        self.shape = tuple(shape)
+        self.prior = prior
+        self.transform = biject_to(prior.support)
+        if prior.batch_shape not in ((), self.shape):
+            try:
+                self.prior = prior.expand(self.shape)
+            except ValueError:
+                raise ValueError(f"prior of {name!r} has batch shape {prior.batch_shape}; the site has shape "
+                                 f"{self.shape}") from None
+        self.size = int(np.prod(self.shape, dtype=int))
+        self._mode, self._v_mode, self._curv = self._find_mode()
+
+    # -- the prior in unconstrained space
+    def potential(self, u):
+        """Elementwise V(u) = -log p(x(u)) - log|dx/du|."""
+        x = self.transform(u)
+        lp = self.prior.log_prob(x) + self.transform.log_abs_det_jacobian(u, x)
+        return -jnp.broadcast_to(lp, jnp.shape(u))
+
+    def contains(self, x) -> bool:
+        """Whether value(s) ``x`` lie inside the prior's support (finite log density)."""
+        x = jnp.asarray(x, dtype=float)
+        ok = self.prior.support(x)
+        if not bool(jnp.all(ok)):
+            return False
+        return bool(jnp.all(jnp.isfinite(self.prior.log_prob(x))))
+
+    def unconstrain(self, x):
+        return self.transform.inv(jnp.asarray(x, dtype=float))
+
+    def _find_mode(self):
+        """argmin of V elementwise (Newton with backtracking), V there and V''."""
+        shape = self.shape
+        d = self.prior
+        closed = None
+        if type(d) in (dist.Normal, PeriodicUniform, dist.LogNormal):  # V = ((u - loc) / scale)^2 / 2 + c
+            closed = d.loc, 1.0 / d.scale**2
+        elif type(d) is dist.Uniform:  # sigmoid transform: V = softplus(u) + softplus(-u) + c
+            closed = 0.0, 0.5
+        if closed is not None:
+            u = jnp.broadcast_to(jnp.asarray(closed[0], dtype=float), shape)
+            return u, self.potential(u), jnp.broadcast_to(jnp.asarray(closed[1], dtype=float), shape)
+        try:
+            start = self.prior.mean
+            start = jnp.where(jnp.isfinite(start), start, self.prior.sample(jax.random.PRNGKey(0)))
+        except (NotImplementedError, AttributeError):
+            start = self.prior.sample(jax.random.PRNGKey(0))
+        u = jnp.broadcast_to(self.unconstrain(start), shape).astype(float)
+        u = jnp.where(jnp.isfinite(u), u, 0.0)
+        total = lambda v: jnp.sum(self.potential(v))  # noqa: E731
+        grad = jax.grad(total)
+        curv = lambda v: jax.jvp(grad, (v,), (jnp.ones_like(v),))[1]  # noqa: E731  (diagonal Hessian)
+        V = self.potential(u)
+        for _ in range(100):
+            g, h = grad(u), curv(u)
+            step = jnp.where(h > 0, -g / jnp.where(h > 0, h, 1.0), -jnp.sign(g))
+            for _ in range(30):
+                u_new = u + step
+                V_new = self.potential(u_new)
+                better = V_new <= V
+                if bool(jnp.all(better | (jnp.abs(step) < 1e-14))):
+                    break
+                step = jnp.where(better, step, 0.5 * step)
+            u, V = jnp.where(V_new <= V, u_new, u), jnp.minimum(V_new, V)
+            if bool(jnp.all(jnp.abs(step) < 1e-12 * (1 + jnp.abs(u)))):
+                break
+        return u, V, jnp.maximum(curv(u), 0.0)
+
+    def residual(self, u):
+        """Least-squares residual(s) of the prior at unconstrained ``u`` (flattened)."""
+        d = u - self._mode
+        excess = self.potential(u) - self._v_mode
+        pos = excess > 1e-12
+        root = jnp.sqrt(2.0 * jnp.where(pos, excess, 1.0))
+        r = jnp.where(pos, jnp.sign(d) * root, d * jnp.sqrt(self._curv))
+        return jnp.reshape(r, (-1,))
+
+
+# ----------------------------------------------------------------------------- (de)serialising
+_DISTRIBUTIONS = {name: getattr(dist, name) for name in (
+    "Normal", "LogNormal", "Uniform", "HalfNormal", "HalfCauchy", "Cauchy", "StudentT", "Gamma", "Beta",
+    "TruncatedNormal", "Exponential", "Laplace", "LogUniform", "InverseGamma", "ImproperUniform")}
+
+
+def describe(prior) -> dict:
+    """A JSON/YAML-ready description ``{"dist": name, **parameters}`` of a prior."""
+    if isinstance(prior, PeriodicUniform):
+        return {"dist": "PeriodicUniform", "period": prior.period, "loc": _plain(prior.loc)}
+    name = type(prior).__name__
+    if name.startswith("TwoSidedTruncatedDistribution") or name.startswith("LeftTruncated"):
+        base = prior.base_dist
+        return {"dist": "TruncatedNormal", "loc": _plain(base.loc), "scale": _plain(base.scale),
+                "low": _plain(getattr(prior, "low", None)), "high": _plain(getattr(prior, "high", None))}
+    if name not in _DISTRIBUTIONS:
+        raise ValueError(f"cannot save a {name} prior in a scene file; use one of {sorted(_DISTRIBUTIONS)}")
+    params = {k: _plain(getattr(prior, k)) for k in prior.arg_constraints if hasattr(prior, k)}
+    if name == "Normal":
+        params = {"loc": params["loc"], "scale": params["scale"]}
+    return {"dist": name, **params}
+
+
+def from_description(desc: dict):
+    """The prior described by :func:`describe`."""
+    desc = dict(desc)
+    try:
+        name = desc.pop("dist")
+    except KeyError:
+        raise ValueError(f"prior {desc!r} has no 'dist' key") from None
+    if name == "PeriodicUniform":
+        return PeriodicUniform(**desc)
+    if name not in _DISTRIBUTIONS:
+        raise ValueError(f"unknown prior distribution {name!r}; known: {sorted(_DISTRIBUTIONS) + ['PeriodicUniform']}")
+    try:
+        return _DISTRIBUTIONS[name](**{k: jnp.asarray(v, dtype=float) for k, v in desc.items() if v is not None})
+    except TypeError as err:
+        raise ValueError(f"bad parameters for prior {name}: {desc} ({err})") from None
+
+
+def _plain(v):
+    if v is None:
+        return None
+    a = np.asarray(v, dtype=float)
+    return float(a) if a.ndim == 0 else a.tolist()
+
+
+def support_text(prior) -> str:
+    s = prior.support
+    if isinstance(s, constraints._Interval):
+        return f"[{float(np.min(s.lower_bound)):g}, {float(np.max(s.upper_bound)):g}]"
+    return str(s)

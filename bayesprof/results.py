@@ -1,0 +1,234 @@
+"""Posterior results as arviz DataTrees: summaries, magnitudes, corner plots, NetCDF.
+
+A :class:`Posterior` wraps an arviz (>= 1.0) ``DataTree`` with the groups
+
+``posterior``       one variable per parameter, named as its site without the bracket
+                    (``gal.n``, ``gal.flux``, ``sky.level``), with a ``band``, ``image`` or
+                    ``knot`` dimension where the site varies; plus derived AB magnitudes
+                    ``<source>.mag`` (``23.9 - 2.5 log10(flux / uJy)``; NaN where a flux is <= 0)
+``sample_stats``    NUTS diagnostics: ``diverging``, ``tree_depth``, ``n_steps``,
+                    ``acceptance_rate``, ``energy``, ``lp``, ``step_size``
+``log_likelihood``  each image's total log-likelihood per draw, ``obs[<image>]``
+``observed_data``   the pixels of every image, ``obs[<image>]`` (dims ``<image>_y, <image>_x``)
+
+Position angles are folded about their circular mean (:func:`wrap_angles`), so a posterior
+near PA = 0/180 deg stays in one piece.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+__all__ = ["Posterior", "wrap_angles", "flux_to_mag_sigma", "load_posterior"]
+
+AB_ZEROPOINT_UJY = 23.9
+
+
+def wrap_angles(a, period=180.0):
+    """Fold angles (degrees) into ``[c - period/2, c + period/2)`` about their circular mean c.
+
+    The circular mean is taken over all leading (chain, draw) axes, separately for each
+    trailing element; ``c`` itself lies in ``[0, period)``.
+    """
+    a = np.asarray(a, dtype=float)
+    flat = a.reshape((-1,) + a.shape[2:]) if a.ndim >= 2 else a.reshape(-1)
+    ang = 2 * np.pi * flat / period
+    c = np.arctan2(np.mean(np.sin(ang), axis=0), np.mean(np.cos(ang), axis=0)) * period / (2 * np.pi)
+    c = np.mod(c, period)
+    return c + np.mod(a - c + period / 2, period) - period / 2
+
+
+def flux_to_mag_sigma(flux, sigma):
+    """(AB magnitude, 1-sigma) of a flux in uJy and its 1-sigma (first-order propagation)."""
+    flux = float(flux)
+    if flux <= 0:
+        return float("nan"), float("nan")
+    return AB_ZEROPOINT_UJY - 2.5 * np.log10(flux), 2.5 / np.log(10) * float(sigma) / flux
+
+
+def _mag(flux):
+    flux = np.asarray(flux, dtype=float)
+    out = np.full(flux.shape, np.nan)
+    pos = flux > 0
+    out[pos] = AB_ZEROPOINT_UJY - 2.5 * np.log10(flux[pos])
+    return out
+
+
+class Posterior:
+    """Posterior draws of a scene's parameters (an arviz DataTree in :attr:`tree`)."""
+
+    def __init__(self, tree):
+        self.tree = tree
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_samples(cls, model, samples, stats, loglik=None, *, map_result=None, sampling_time_s=None,
+                     num_warmup=None):
+        """Assemble the DataTree from per-site draws ``samples[site] -> (chain, draw, ...)``."""
+        import arviz as az
+
+        bands = list(dict.fromkeys(s.label for s in model.sites if s.dim == "band"))
+        image_names = list(dict.fromkeys(s.label for s in model.sites if s.dim == "image"))
+        groups: dict[str, list] = {}
+        for s in model.sites:
+            if s.name in samples:
+                groups.setdefault(s.base, []).append(s)
+        post, dims, coords = {}, {}, {}
+        for base, sites in groups.items():
+            s0 = sites[0]
+            if s0.dim is None:
+                post[base] = samples[s0.name]
+                if s0.shape:
+                    dims[base] = ["knot"]
+                    coords.setdefault("knot", np.arange(s0.shape[0]))
+                continue
+            labels = [s.label for s in sites]
+            full = bands if s0.dim == "band" else image_names
+            dim = s0.dim if labels == full else f"{base}_{s0.dim}"
+            post[base] = np.stack([samples[s.name] for s in sites], axis=-1)
+            dims[base] = [dim]
+            coords[dim] = labels
+            if s0.param == "flux":
+                mag = base[: -len("flux")] + "mag"
+                post[mag] = _mag(post[base])
+                dims[mag] = [dim]
+        data = {"posterior": post, "sample_stats": stats}
+        if loglik is not None:
+            data["log_likelihood"] = loglik
+        observed = {}
+        for im in model.images:
+            key = f"obs[{im.name}]"
+            observed[key] = np.where(im.mask, np.nan, im.data)
+            dims[key] = [f"{im.name}_y", f"{im.name}_x"]
+        data["observed_data"] = observed
+        attrs = {"creator": "bayesprof", "likelihood": model.likelihood,
+                 "images": json.dumps([im.name for im in model.images]),
+                 "bands": json.dumps([im.band for im in model.images])}
+        if sampling_time_s is not None:
+            attrs["sampling_time_s"] = float(sampling_time_s)
+        if num_warmup is not None:
+            attrs["num_warmup"] = int(num_warmup)
+        if map_result is not None:
+            attrs["map_values"] = json.dumps({k: np.asarray(v).tolist() for k, v in map_result.values.items()})
+            attrs["map_reduced_chi2"] = float(map_result.reduced_chi2)
+        tree = az.from_dict(data, dims=dims, coords=coords)
+        tree.attrs.update(attrs)
+        return cls(tree)
+
+    # ------------------------------------------------------------------ access
+    @property
+    def posterior(self):
+        return self.tree["posterior"]
+
+    @property
+    def var_names(self) -> list[str]:
+        return list(self.posterior.data_vars)
+
+    def draws(self, name) -> np.ndarray:
+        """Draws of a site (``"gal.n"``, ``"gal.flux[r]"``) or variable (``"gal.flux"``): (chain, draw, ...)."""
+        if "[" in name:
+            base, label = name[:-1].split("[")
+            da = self.posterior[base]
+            dim = [d for d in da.dims if d not in ("chain", "draw")][0]
+            return np.asarray(da.sel({dim: label}).values)
+        return np.asarray(self.posterior[name].values)
+
+    def flat(self, name) -> np.ndarray:
+        a = self.draws(name)
+        return a.reshape((-1,) + a.shape[2:])
+
+    @property
+    def num_divergences(self) -> int:
+        return int(np.sum(np.asarray(self.tree["sample_stats"]["diverging"].values)))
+
+    @property
+    def sampling_time_s(self) -> float | None:
+        return self.tree.attrs.get("sampling_time_s")
+
+    def ess(self, method="bulk") -> dict:
+        """Effective sample size of every posterior element: ``{"gal.n": 812.3, "gal.flux[r]": ...}``."""
+        import arviz as az
+
+        out = {}
+        ess = az.ess(self.tree, method=method)
+        ess = ess["posterior"] if "posterior" in getattr(ess, "children", {}) else ess
+        for name in self.var_names:
+            da = ess[name]
+            if da.ndim == 0:
+                out[name] = float(da.values)
+            else:
+                dim = da.dims[0]
+                for label, v in zip(da[dim].values, np.ravel(da.values)):
+                    out[f"{name}[{label}]"] = float(v)
+        return out
+
+    def ess_min(self) -> float:
+        vals = [v for k, v in self.ess().items() if ".mag" not in k and np.isfinite(v)]
+        return float(min(vals))
+
+    # ------------------------------------------------------------------ reporting
+    def summary(self, var_names=None, **kwargs):
+        """arviz's summary table (pandas DataFrame): mean, sd, HDI, ESS, R-hat per parameter."""
+        import arviz as az
+
+        return az.summary(self.tree, var_names=var_names, **kwargs)
+
+    def corner(self, var_names=None, truths=None, **kwargs):
+        """Corner plot (the ``corner`` package) of scalar parameters; ``truths``: {site: value}."""
+        import corner
+
+        names = self._scalar_names(var_names)
+        cols, labels, tv = [], [], []
+        for n in names:
+            cols.append(self.flat(n))
+            labels.append(n)
+            tv.append(None if truths is None else truths.get(n))
+        data = np.column_stack(cols)
+        kwargs.setdefault("show_titles", True)
+        kwargs.setdefault("title_fmt", ".3g")
+        kwargs.setdefault("quantiles", [0.16, 0.5, 0.84])
+        return corner.corner(data, labels=labels, truths=tv if truths is not None else None, **kwargs)
+
+    def _scalar_names(self, var_names=None):
+        names = []
+        for name in (var_names or [v for v in self.var_names if not v.endswith(".mag")]):
+            da = self.posterior[name]
+            if da.ndim == 2:
+                names.append(name)
+            else:
+                dim = [d for d in da.dims if d not in ("chain", "draw")][0]
+                names += [f"{name}[{label}]" for label in da[dim].values]
+        return names
+
+    def magnitudes(self) -> dict:
+        """Posterior mean and sd of every AB magnitude: ``{"gal.mag[r]": (mean, sd), ...}``."""
+        out = {}
+        for name in self.var_names:
+            if name.endswith(".mag"):
+                for n in self._scalar_names([name]):
+                    a = self.flat(n)
+                    out[n] = (float(np.nanmean(a)), float(np.nanstd(a)))
+        return out
+
+    # ------------------------------------------------------------------ I/O
+    def to_netcdf(self, path):
+        """Write the DataTree to a NetCDF-4 file (h5netcdf engine)."""
+        self.tree.to_netcdf(str(path), engine="h5netcdf")
+
+    @classmethod
+    def from_netcdf(cls, path):
+        import xarray as xr
+
+        return cls(xr.open_datatree(str(path), engine="h5netcdf").load())
+
+    def __repr__(self):
+        p = self.posterior
+        return (f"Posterior({p.sizes.get('chain', 0)} chains x {p.sizes.get('draw', 0)} draws, variables "
+                f"{self.var_names}, {self.num_divergences} divergences)")
+
+
+def load_posterior(path) -> Posterior:
+    """Read a :class:`Posterior` written by :meth:`Posterior.to_netcdf`."""
+    return Posterior.from_netcdf(path)

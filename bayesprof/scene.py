@@ -1,0 +1,775 @@
+"""Scenes: sources in images, parameter sharing, priors, and the NumPyro model.
+
+A :class:`Scene` holds images and *declared* sources.  Each source has a component
+type (:class:`~bayesprof.Sersic`, :class:`~bayesprof.Spline`, :class:`~bayesprof.FlatSky`,
+...) and, for every parameter of that type, a sharing rule:
+
+``"shared"``  one latent site used by every image (default for structure:
+              centre, re, n, q, pa, spline knots)
+``"band"``    one site per photometric band (default for ``flux``)
+``"image"``   one site per image, e.g. per epoch (default for sky parameters)
+
+Explicit ties (:meth:`Scene.tie`) make a parameter of one source use another source's
+site, so one object can be a spline in one image and a Sersic in others with a common
+centre, q and PA (the seed tutorial's ``add_equality_constraint``).  Sources can be limited
+to some images and to a window per image (:class:`Window` in pixels, :class:`SkyWindow`
+in arcsec); a group of objects is simply a scene with many sources.
+
+Site names say what they are: ``gal.n``, ``gal.flux[r]`` (band r), ``sky.level[img2]``
+(image img2).  They are the NumPyro site names and the arviz variable names (with a
+``band`` or ``image`` dimension).
+
+:meth:`Scene.build` freezes the declaration into a :class:`SceneModel`: the pure,
+jit-able functions of explicit site values that the inference uses (render every image,
+log-likelihood, whitened residuals, the NumPyro model).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+
+from . import components as comps
+from .estimate import aperture_flux, background, estimate_source
+from .image import Image, ImageList, tangent_plane_offsets
+from .priors import SitePrior, default_prior, support_text
+from .profiles import flux_to_counts
+from .render import Renderer
+
+__all__ = ["Scene", "SceneModel", "Source", "Window", "SkyWindow", "Site", "VARY_MODES", "LIKELIHOODS"]
+
+VARY_MODES = ("shared", "band", "image")
+LIKELIHOODS = ("normal", "student_t", "poisson")
+
+
+@dataclass(frozen=True)
+class Window:
+    """A pixel box of one image: columns ``x0:x1``, rows ``y0:y1`` (0-indexed, half-open)."""
+
+    x0: int
+    x1: int
+    y0: int
+    y1: int
+
+    def pixel_box(self, image, reference):
+        return int(self.x0), int(self.x1), int(self.y0), int(self.y1)
+
+
+@dataclass(frozen=True)
+class SkyWindow:
+    """A box on the sky: ``xi_min..xi_max`` east, ``eta_min..eta_max`` north (arcsec about the
+    scene reference); in each image it becomes the pixel box enclosing its corners."""
+
+    xi_min: float
+    xi_max: float
+    eta_min: float
+    eta_max: float
+
+    def pixel_box(self, image, reference):
+        pm = image.pixel_map(reference)
+        xi = jnp.array([self.xi_min, self.xi_max, self.xi_min, self.xi_max])
+        eta = jnp.array([self.eta_min, self.eta_min, self.eta_max, self.eta_max])
+        x, y = (np.asarray(v) for v in pm(xi, eta))
+        return (int(np.floor(x.min() + 0.5)), int(np.floor(x.max() + 0.5)) + 1,
+                int(np.floor(y.min() + 0.5)), int(np.floor(y.max() + 0.5)) + 1)
+
+
+def _as_window(w, label):
+    if isinstance(w, (Window, SkyWindow)):
+        return w
+    try:
+        x0, x1, y0, y1 = (int(v) for v in w)
+    except (TypeError, ValueError):
+        raise ValueError(f"{label}: a window is Window(x0, x1, y0, y1), SkyWindow(...) or a tuple "
+                         f"(x0, x1, y0, y1) of pixels, not {w!r}") from None
+    return Window(x0, x1, y0, y1)
+
+
+@dataclass
+class Source:
+    """A declared source: a component type with sharing rules, images and windows."""
+
+    name: str
+    kind: type
+    vary: dict
+    images: list | None = None
+    windows: dict = field(default_factory=dict)
+    knots: tuple | None = None
+
+    @property
+    def params(self) -> list[str]:
+        return parameter_names(self.kind)
+
+    def mode(self, param):
+        if param in self.vary:
+            return self.vary[param]
+        if getattr(self.kind, "is_sky", False):
+            return "image"
+        return "band" if param == "flux" else "shared"
+
+    def __getitem__(self, param) -> str:
+        if param not in self.params:
+            raise KeyError(f"{self.name}: {self.kind.__name__} has no parameter {param!r}; it has {self.params}")
+        return f"{self.name}.{param}"
+
+
+def parameter_names(kind) -> list[str]:
+    """Free parameters of a component type (its dataclass fields that are traced)."""
+    meta = {"knots"}
+    return [f.name for f in dataclasses.fields(kind) if f.name not in meta]
+
+
+@dataclass
+class Site:
+    """One latent (or fixed) parameter of the model."""
+
+    name: str  # e.g. "gal.flux[r]"
+    base: str  # e.g. "gal.flux"
+    source: str
+    param: str
+    dim: str | None  # "band", "image" or None
+    label: str | None  # the band or image name
+    shape: tuple
+    prior: SitePrior | None = None
+    fixed: object = None
+    init: object = None
+
+    @property
+    def is_angle(self):
+        return self.param == "pa"
+
+
+class Scene:
+    """Images plus declared sources: build one with images, then :meth:`add` sources.
+
+    Parameters
+    ----------
+    images : list of :class:`~bayesprof.Image` or an :class:`~bayesprof.ImageList`
+        Any sizes, pixel scales, PSFs, bands, WCSs.
+    reference : SkyCoord, optional
+        Tangent point of the (xi, eta) frame; default: the first image's centre.
+    likelihood : {"normal", "student_t", "poisson"}
+        Pixel likelihood: Gaussian with the images' variance (default); Student-t with
+        ``dof`` degrees of freedom and the same scale (robust to outliers); or Poisson in
+        the images' counts (data must be counts, e.g. electrons; variance ignored).
+    dof : float
+        Degrees of freedom of the Student-t likelihood.
+    """
+
+    def __init__(self, images, *, reference=None, likelihood="normal", dof=5.0):
+        images = images if isinstance(images, ImageList) else ImageList(list(images))
+        if reference is not None:
+            images.reference = reference
+        if len(images) == 0:
+            raise ValueError("a Scene needs at least one image")
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, not {likelihood!r}")
+        self.images = images
+        self.likelihood = likelihood
+        self.dof = float(dof)
+        self.sources: list[Source] = []
+        self._priors: dict[str, object] = {}
+        self._inits: dict[str, object] = {}
+        self._fixed: dict[str, object] = {}
+        self._ties: dict[tuple, tuple] = {}
+        self._built = None
+
+    # ------------------------------------------------------------------ declaring
+    def add(self, name, kind, *, vary=None, images=None, windows=None, init=None, knots=None) -> Source:
+        """Declare a source and return it.
+
+        name : str
+            Unique source name (no dots or brackets): site names start with it.
+        kind : component class
+            :class:`~bayesprof.Sersic`, :class:`~bayesprof.Exponential`, ..., :class:`~bayesprof.Spline`,
+            :class:`~bayesprof.PointSource`, :class:`~bayesprof.FlatSky`, :class:`~bayesprof.PlaneSky`.
+        vary : dict, optional
+            ``{param: "shared" | "band" | "image"}`` overriding the defaults (structure shared,
+            flux per band, sky per image).
+        images : list of image names, optional
+            Limit the source to these images (default: every image).
+        windows : dict, optional
+            ``{image name: Window | SkyWindow | (x0, x1, y0, y1)}``: render and fit the source
+            only inside this box of that image.
+        init : dict, optional
+            Initial values ``{param: value}`` (e.g. ``{"xi": 1.5, "eta": -0.3}``), used instead of
+            the image estimates; a value is used for every site of that parameter.
+        knots : sequence of float, optional
+            Spline knots in arcsec (first 0), for :class:`~bayesprof.Spline` only; default: 0 and
+            8 radii spaced logarithmically from one pixel to 4 estimated half-light radii.
+        """
+        if not isinstance(name, str) or not name or any(c in name for c in ".[] "):
+            raise ValueError(f"source name must be a non-empty string without '.', '[', ']' or spaces: {name!r}")
+        if any(s.name == name for s in self.sources):
+            raise ValueError(f"a source named {name!r} exists already")
+        if not (isinstance(kind, type) and issubclass(kind, comps.Component)):
+            raise TypeError(f"{name}: kind must be a component class such as bayesprof.Sersic, not {kind!r}")
+        params = parameter_names(kind)
+        vary = dict(vary or {})
+        for p, mode in vary.items():
+            if p not in params:
+                raise ValueError(f"{name}: {kind.__name__} has no parameter {p!r} (vary); it has {params}")
+            if mode not in VARY_MODES:
+                raise ValueError(f"{name}.{p}: vary must be one of {VARY_MODES}, not {mode!r}")
+        if images is not None:
+            images = [im.name if isinstance(im, Image) else im for im in images]
+            for im in images:
+                if im not in self.images:
+                    raise ValueError(f"{name}: no image named {im!r}; images are {self.images.names}")
+        wins = {}
+        for im, w in (windows or {}).items():
+            im = im.name if isinstance(im, Image) else im
+            if im not in self.images:
+                raise ValueError(f"{name}: window for unknown image {im!r}; images are {self.images.names}")
+            if images is not None and im not in images:
+                raise ValueError(f"{name}: window for image {im!r}, which the source is not in ({images})")
+            wins[im] = _as_window(w, f"{name}, image {im}")
+        if knots is not None:
+            if kind is not comps.Spline:
+                raise ValueError(f"{name}: knots only apply to Spline sources")
+            knots = tuple(float(k) for k in knots)
+            if knots[0] != 0.0 or len(knots) < 3 or np.any(np.diff(knots) <= 0):
+                raise ValueError(f"{name}: knots must start at 0, increase strictly and number >= 3: {knots}")
+        src = Source(name, kind, vary, images, wins, knots)
+        self.sources.append(src)
+        for p, v in (init or {}).items():
+            if p not in params:
+                raise ValueError(f"{name}: {kind.__name__} has no parameter {p!r} (init); it has {params}")
+            self._inits[f"{name}.{p}"] = v
+        self._built = None
+        return src
+
+    def source(self, name) -> Source:
+        for s in self.sources:
+            if s.name == name:
+                return s
+        raise KeyError(f"no source named {name!r}; sources are {[s.name for s in self.sources]}")
+
+    def _check_param_ref(self, ref, what):
+        if "[" in ref:
+            ref = ref[: ref.index("[")]
+        try:
+            src, p = ref.split(".")
+        except ValueError:
+            raise ValueError(f"{what}: {ref!r} is not 'source.parameter'") from None
+        s = self.source(src)
+        if p not in s.params:
+            raise ValueError(f"{what}: {s.kind.__name__} {src!r} has no parameter {p!r}; it has {s.params}")
+        return s, p
+
+    def set_prior(self, site, prior):
+        """Prior of a site (``"gal.flux[r]"``) or of all sites of a parameter (``"gal.flux"``):
+        any NumPyro distribution (elementwise for vector parameters such as spline knots)."""
+        self._check_param_ref(site, "set_prior")
+        if not isinstance(prior, dist.Distribution):
+            raise TypeError(f"set_prior({site!r}): the prior must be a numpyro distribution, not {prior!r}")
+        self._priors[site] = prior
+        self._built = None
+
+    def set_init(self, site, value):
+        """Initial value of a site or of all sites of a parameter (overrides the image estimate)."""
+        self._check_param_ref(site, "set_init")
+        self._inits[site] = value
+        self._built = None
+
+    def fix(self, site, value):
+        """Hold a site (or all sites of a parameter) at ``value``: it is not fitted."""
+        self._check_param_ref(site, "fix")
+        self._fixed[site] = value
+        self._built = None
+
+    def tie(self, param, to, params=None):
+        """Make ``param`` use the site(s) of ``to``.
+
+        ``tie("gal_r.xi", "gal.xi")`` ties one parameter; ``tie("gal_r", "gal", params=["xi", "eta",
+        "q", "pa"])`` ties several parameters of two sources.  The target's sharing rule applies.
+        """
+        if params is not None:
+            for p in params:
+                self.tie(f"{param}.{p}", f"{to}.{p}")
+            return
+        s1, p1 = self._check_param_ref(param, "tie")
+        s2, p2 = self._check_param_ref(to, "tie")
+        if (p1 == "log_i") != (p2 == "log_i"):
+            raise ValueError(f"tie: {param} and {to} have different shapes")
+        target = (s2.name, p2)
+        seen = {(s1.name, p1)}
+        while target in self._ties:
+            target = self._ties[target]
+            if target in seen:
+                raise ValueError(f"tie: {param} -> {to} makes a cycle")
+        if target == (s1.name, p1):
+            raise ValueError(f"tie: {param} -> {to} makes a cycle")
+        self._ties[(s1.name, p1)] = (s2.name, p2)
+        self._built = None
+
+    # ------------------------------------------------------------------ building
+    def build(self) -> "SceneModel":
+        """Freeze the declaration into a :class:`SceneModel` (cached until the scene changes)."""
+        if self._built is None:
+            self._built = SceneModel(self)
+        return self._built
+
+    @property
+    def sites(self) -> list[Site]:
+        return self.build().sites
+
+    def numpyro_model(self):
+        """A plain NumPyro model function of no arguments (see :meth:`SceneModel.numpyro_model`)."""
+        return self.build().numpyro_model
+
+    def initial_values(self) -> dict:
+        return dict(self.build().init_values)
+
+    def render(self, values) -> list:
+        """Model images (counts/pixel) for site ``values`` (a dict, e.g. ``fit.values``)."""
+        return [np.asarray(m) for m in self.build().render_all(values)]
+
+    def __repr__(self):
+        srcs = ", ".join(f"{s.name}:{s.kind.__name__}" for s in self.sources)
+        return f"Scene(images={self.images.names}, sources=[{srcs}], likelihood={self.likelihood!r})"
+
+
+# ====================================================================== the frozen model
+def _resolve(scene, src_name, param):
+    key = (src_name, param)
+    while key in scene._ties:
+        key = scene._ties[key]
+    return key
+
+
+def _gaussian_blob(im, reference, e, flux):
+    """A rough model (counts/pixel) of an estimated source: elliptical Gaussian of the same half-light
+    radius, q and PA, broadened by the PSF; used only to estimate the next source on the residual."""
+    pm = im.pixel_map(reference)
+    x0, y0 = (float(v) for v in pm(jnp.asarray(e["xi"]), jnp.asarray(e["eta"])))
+    J = np.asarray(pm.jacobian(jnp.asarray(e["xi"]), jnp.asarray(e["eta"])))
+    sig_major = e["re"] / 1.1774  # arcsec; a Gaussian's half-light radius is 1.1774 sigma
+    pa = np.radians(e["pa"])
+    axes = np.array([[np.sin(pa), np.cos(pa)], [np.cos(pa), -np.sin(pa)]]).T  # columns: major, minor (xi, eta)
+    cov_sky = axes @ np.diag([sig_major**2, (e["q"] * sig_major) ** 2]) @ axes.T
+    psf_sigma = float(im.psf.radius(im.pixel_scale, 0.5)) / 1.1774  # pixels
+    cov = J @ cov_sky @ J.T + (psf_sigma**2 + 1.0 / 12) * np.eye(2)
+    yy, xx = np.indices(im.shape)
+    d = np.stack([xx - x0, yy - y0], -1)
+    chi2 = np.einsum("...i,ij,...j->...", d, np.linalg.inv(cov), d)
+    counts = flux * float(flux_to_counts(1.0, im.zeropoint))
+    return counts * np.exp(-0.5 * chi2) / (2 * np.pi * np.sqrt(np.linalg.det(cov)))
+
+
+class SceneModel:
+    """The pure model of a scene: sites, renderers and likelihood, as jit-able functions.
+
+    Attributes: ``sites`` (all, in order), ``latent`` (the sampled ones), ``init_values``
+    (physical values of every site), ``images``.
+    """
+
+    def __init__(self, scene: Scene):
+        self.scene = scene
+        self.images = scene.images
+        self.reference = scene.images.reference
+        self.likelihood = scene.likelihood
+        self.dof = scene.dof
+        if not scene.sources:
+            raise ValueError("the scene has no sources: add some with Scene.add")
+        self._check_psfs()
+        members = self._memberships()
+        self._boxes = self._windows(members)
+        estimates = self._estimate(members)
+        self.sites = self._make_sites(members, estimates)
+        self.site = {s.name: s for s in self.sites}
+        self.latent = [s for s in self.sites if s.fixed is None]
+        self.init_values = {s.name: (s.fixed if s.fixed is not None else s.init) for s in self.sites}
+        self._plans = self._plan(members)
+        self.n_data = int(sum(np.count_nonzero(p["good"]) for p in self._plans))
+        self._jit_cache = {}
+
+    # -- checks and structure
+    def _check_psfs(self):
+        for im in self.images:
+            if im.psf is None:
+                raise ValueError(f"image {im.name!r} has no PSF: give psf=GaussianPSF(...), MoffatPSF(...) or "
+                                 "PixelPSF(...)")
+            half = 2 * float(im.psf.radius(im.pixel_scale, 0.5))
+            if half > min(im.shape):
+                raise ValueError(f"image {im.name!r}: the PSF (half-light diameter {half:.1f} px) is larger than "
+                                 f"the image ({im.ny} x {im.nx} px); use a larger cut-out")
+
+    def _memberships(self):
+        """{source name: [image names]} for every non-empty source."""
+        out = {}
+        for s in self.scene.sources:
+            out[s.name] = list(s.images) if s.images is not None else list(self.images.names)
+        return out
+
+    def _windows(self, members):
+        boxes = {}
+        for s in self.scene.sources:
+            for im_name, w in s.windows.items():
+                im = self.images[im_name]
+                x0, x1, y0, y1 = w.pixel_box(im, self.reference)
+                if min(x1, im.nx) <= max(x0, 0) or min(y1, im.ny) <= max(y0, 0):
+                    raise ValueError(f"{s.name}: window {w} does not overlap image {im_name!r} "
+                                     f"({im.nx} x {im.ny} px)")
+                boxes[(s.name, im_name)] = (max(x0, 0), min(x1, im.nx), max(y0, 0), min(y1, im.ny))
+        return boxes
+
+    # -- initial estimates, object after object on the residual
+    def _estimate(self, members):
+        scene = self.scene
+        inits = scene._inits
+        residual = {im.name: im.data.copy() for im in self.images}
+        est = {}
+        finest = min(im.pixel_scale for im in self.images)
+        for s in scene.sources:
+            ims = [self.images[n] for n in members[s.name]]
+            e = {}
+            if s.kind.is_sky:
+                for im in ims:
+                    level, sig = background(residual[im.name], im.mask, im.variance)
+                    e[im.name] = {"level": level, "gx": 0.0, "gy": 0.0, "_sigma": sig}
+                est[s.name] = e
+                continue
+            user = {p: inits[f"{s.name}.{p}"] for p in s.params if f"{s.name}.{p}" in inits}
+            ref_im = min(ims, key=lambda im: im.pixel_scale)
+            pm = ref_im.pixel_map(self.reference)
+            position = None
+            if "xi" in user and "eta" in user:
+                x, y = pm(jnp.asarray(float(user["xi"])), jnp.asarray(float(user["eta"])))
+                position = (float(x), float(y))
+                inside = [im.name for im in ims if im.overlaps(self.reference, float(user["xi"]),
+                                                                float(user["eta"]))]
+                if not inside:
+                    raise ValueError(f"source {s.name!r} at (xi, eta) = ({float(user['xi']):g}, "
+                                     f"{float(user['eta']):g}) arcsec lies outside every one of its images "
+                                     f"{[im.name for im in ims]}")
+            box = self._boxes.get((s.name, ref_im.name))
+            g = estimate_source(residual[ref_im.name], ref_im.mask, ref_im.variance, position=position, box=box)
+            sky = ref_im.pixel_to_sky(g.x, g.y)
+            xi, eta = (float(v) for v in tangent_plane_offsets(sky, self.reference))
+            J = np.asarray(pm.jacobian(jnp.asarray(xi), jnp.asarray(eta)))  # d(x,y)/d(xi,eta)
+            th = np.radians(g.theta)
+            major_sky = np.linalg.solve(J, [np.cos(th), np.sin(th)])
+            pa = float(np.degrees(np.arctan2(major_sky[0], major_sky[1])) % 180.0)
+            re = g.re_px * ref_im.pixel_scale
+            radius_arcsec = g.radius_px * ref_im.pixel_scale
+            xi, eta = float(user.get("xi", xi)), float(user.get("eta", eta))
+            e = {"xi": xi, "eta": eta, "re": re, "q": g.q, "pa": pa, "n": 2.0, "fwhm": 2.0 * re, "beta": 3.0,
+                 "_pos_scale": max(2.0 * re, 3.0 * finest)}
+            fluxes = {}
+            for im in ims:
+                pmk = im.pixel_map(self.reference)
+                xk, yk = (float(v) for v in pmk(jnp.asarray(xi), jnp.asarray(eta)))
+                psf_r = float(im.psf.radius(im.pixel_scale, 0.9))
+                rad = max(radius_arcsec / im.pixel_scale, 2.0 * psf_r, 2.0)
+                c, _ = aperture_flux(residual[im.name], im.mask, im.variance, xk, yk, rad)
+                _, sig = background(residual[im.name], im.mask, im.variance)
+                floor = 3 * sig * np.sqrt(np.pi) * max(psf_r, 1.0)
+                fluxes[im.name] = max(c, floor) / float(flux_to_counts(1.0, im.zeropoint))
+            e["flux"] = fluxes
+            if s.kind is comps.Spline:
+                knots = s.knots or tuple([0.0] + list(np.geomspace(finest, 4 * max(re, 2 * finest), 8)))
+                s.knots = tuple(float(k) for k in knots)
+                e["log_i"] = -1.678 * np.asarray(s.knots[1:]) / max(re, finest)
+            e.update({k: v for k, v in user.items() if k != "flux"})
+            est[s.name] = e
+            # subtract a rough (Gaussian, PSF-broadened) model of it before estimating the next source
+            for im in ims:
+                residual[im.name] = residual[im.name] - _gaussian_blob(im, self.reference, e, fluxes[im.name])
+        return est
+
+    @staticmethod
+    def _est_value(e, p, im_name):
+        v = e[p]
+        if isinstance(v, dict):
+            if im_name is None:
+                return float(np.mean(list(v.values())))
+            return v[im_name]
+        return v
+
+    def _component(self, s, values):
+        kw = {p: jnp.asarray(v, dtype=float) for p, v in values.items()}
+        if s.kind is comps.Spline:
+            kw["knots"] = s.knots
+        return s.kind(**kw)
+
+    # -- sites
+    def _make_sites(self, members, est):
+        scene = self.scene
+        sites: dict[str, Site] = {}
+        self._usage = {}  # (source, image) -> {param: site name}
+        for s in scene.sources:
+            for im_name in members[s.name]:
+                im = self.images[im_name]
+                use = {}
+                for p in s.params:
+                    tsrc, tp = _resolve(scene, s.name, p)
+                    target = scene.source(tsrc)
+                    mode = target.mode(tp)
+                    base = f"{tsrc}.{tp}"
+                    if mode == "shared":
+                        name, dim, label = base, None, None
+                    elif mode == "band":
+                        name, dim, label = f"{base}[{im.band}]", "band", im.band
+                    else:
+                        name, dim, label = f"{base}[{im.name}]", "image", im.name
+                    use[p] = name
+                    if name not in sites:
+                        shape = (len(target.knots) - 1,) if tp == "log_i" else ()
+                        sites[name] = Site(name, base, tsrc, tp, dim, label, shape)
+                        sites[name]._images = []
+                    sites[name]._images.append(im_name)
+                self._usage[(s.name, im_name)] = use
+        out = []
+        for site in sites.values():
+            self._finish_site(site, est)
+            out.append(site)
+        return out
+
+    def _lookup(self, table, site):
+        for key in (site.name, site.base):
+            if key in table:
+                return key, table[key]
+        return None, None
+
+    def _finish_site(self, site, est):
+        scene = self.scene
+        e = est[site.source]
+        _, fixed = self._lookup(scene._fixed, site)
+        init_key, user_init = self._lookup(scene._inits, site)
+        _, user_prior = self._lookup(scene._priors, site)
+        # the estimate for this site
+        if scene.source(site.source).kind.is_sky:
+            per = [e[n] for n in site._images]
+            estimate = float(np.mean([d[site.param] for d in per]))
+            hint = float(np.mean([d["_sigma"] for d in per]))
+        else:
+            v = e[site.param]
+            if isinstance(v, dict):  # flux: mean over this site's images
+                estimate = float(np.mean([v[n] for n in site._images]))
+            else:
+                estimate = v
+            hint = e.get("_pos_scale")
+        if fixed is not None:
+            site.fixed = jnp.broadcast_to(jnp.asarray(fixed, dtype=float), site.shape)
+            return
+        prior = user_prior if user_prior is not None else default_prior(site.param, estimate, hint)
+        site.prior = SitePrior(site.name, prior, site.shape)
+        value = jnp.broadcast_to(jnp.asarray(user_init if user_init is not None else estimate, dtype=float),
+                                 site.shape)
+        if not site.prior.contains(value):
+            if user_init is not None:
+                raise ValueError(f"the initial value {np.asarray(value)} of {site.name} (set for {init_key!r}) lies "
+                                 f"outside the support {support_text(site.prior.prior)} of its prior "
+                                 f"{site.prior.prior}; change the prior or the initial value")
+            value = self._inside(site.prior, value)
+            if user_prior is None or not site.prior.contains(value):
+                raise ValueError(f"the image estimate {np.asarray(value)} of {site.name} lies outside the support "
+                                 f"{support_text(site.prior.prior)} of its prior {site.prior.prior}; set an initial "
+                                 f"value with Scene.set_init or widen the prior")
+        site.init = value
+
+    @staticmethod
+    def _inside(prior, value):
+        """Move an estimate into the support: clip to an interval's interior, else the prior median."""
+        support = prior.prior.support
+        lo = getattr(support, "lower_bound", None)
+        hi = getattr(support, "upper_bound", None)
+        if lo is not None and hi is not None:
+            width = hi - lo
+            return jnp.clip(value, lo + 0.02 * width, hi - 0.02 * width)
+        return prior.transform(prior._mode)
+
+    # -- rendering plan
+    def _plan(self, members):
+        plans = []
+        for im in self.images:
+            groups = {}  # box -> [source]
+            skies = []
+            sources = [s for s in self.scene.sources if im.name in members[s.name]]
+            for s in sources:
+                if s.kind.is_sky:
+                    skies.append(s)
+                    continue
+                box = self._boxes.get((s.name, im.name))
+                groups.setdefault(box, []).append(s)
+            good = ~im.mask
+            if sources and all(((s.name, im.name) in self._boxes) or s.kind.is_sky for s in sources) and groups:
+                in_window = np.zeros(im.shape, bool)
+                for box in groups:
+                    x0, x1, y0, y1 = box
+                    in_window[y0:y1, x0:x1] = True
+                good = good & in_window
+            if not sources:
+                good = np.zeros(im.shape, bool)
+            render_groups = []
+            for box, srcs in groups.items():
+                target = im if box is None else im.cutout(*box)
+                render_groups.append((Renderer(target, self.reference), box, srcs))
+            w = np.where(good, 1.0 / im.variance, 0.0)
+            plans.append({"image": im, "groups": render_groups, "skies": skies, "good": good,
+                          "data": jnp.asarray(np.where(good, im.data, 0.0)), "sqrt_w": jnp.asarray(np.sqrt(w)),
+                          "sigma": jnp.asarray(np.sqrt(im.variance))})
+        return plans
+
+    # ------------------------------------------------------------------ pure functions
+    def components(self, values, image_index):
+        """The component pytrees of image ``image_index`` for site ``values``."""
+        plan = self._plans[image_index]
+        im = plan["image"]
+        out = []
+        for _, _, srcs in plan["groups"]:
+            for s in srcs:
+                use = self._usage[(s.name, im.name)]
+                out.append(self._component(s, {p: values[use[p]] for p in s.params}))
+        return out
+
+    def render_image(self, values, k):
+        """Model of image ``k`` (counts/pixel) for site ``values`` (physical units)."""
+        plan = self._plans[k]
+        im = plan["image"]
+        model = jnp.zeros(im.shape)
+        for renderer, box, srcs in plan["groups"]:
+            comps_k = [self._component(s, {p: values[self._usage[(s.name, im.name)][p]] for p in s.params})
+                       for s in srcs]
+            m = renderer(comps_k)
+            if box is None:
+                model = model + m
+            else:
+                x0, x1, y0, y1 = box
+                model = model.at[y0:y1, x0:x1].add(m)
+        for s in plan["skies"]:
+            use = self._usage[(s.name, im.name)]
+            model = model + self._component(s, {p: values[use[p]] for p in s.params}).evaluate(im.shape)
+        return model
+
+    def render_all(self, values):
+        values = self.complete(values)
+        return [self.render_image(values, k) for k in range(len(self._plans))]
+
+    def complete(self, values):
+        """Add the fixed sites to a dict of latent values."""
+        out = {s.name: s.fixed for s in self.sites if s.fixed is not None}
+        out.update({k: jnp.asarray(v) for k, v in values.items()})
+        missing = [s.name for s in self.sites if s.name not in out]
+        if missing:
+            raise KeyError(f"values missing for sites {missing}")
+        return out
+
+    def whitened_residuals(self, values):
+        """(data - model) / sigma over the fitted pixels of every image, concatenated (0 elsewhere)."""
+        values = self.complete(values)
+        out = []
+        for k, plan in enumerate(self._plans):
+            out.append(((plan["data"] - self.render_image(values, k)) * plan["sqrt_w"]).ravel())
+        return jnp.concatenate(out)
+
+    def image_log_likelihoods(self, values):
+        """Log-likelihood of each image (a list of scalars) for the scene's pixel likelihood."""
+        values = self.complete(values)
+        return [jnp.sum(self._pixel_log_prob(plan, self.render_image(values, k)))
+                for k, plan in enumerate(self._plans)]
+
+    def _obs_dist(self, plan, model):
+        if self.likelihood == "normal":
+            return dist.Normal(model, plan["sigma"])
+        if self.likelihood == "student_t":
+            return dist.StudentT(self.dof, model, plan["sigma"])
+        return dist.Poisson(jnp.clip(model, 1e-30))
+
+    def _pixel_log_prob(self, plan, model):
+        if self.likelihood == "poisson":
+            d = plan["data"]
+            m = jnp.clip(model, 1e-30)
+            lp = d * jnp.log(m) - m - jax.scipy.special.gammaln(d + 1.0)
+        else:
+            lp = self._obs_dist(plan, model).log_prob(plan["data"])
+        return jnp.where(plan["good"], lp, 0.0)
+
+    def numpyro_model(self):
+        """The scene as a plain NumPyro model (no arguments).
+
+        One ``numpyro.sample`` per latent site (named as the site, with its prior) and one
+        observed site per image, ``obs[<image name>]``, masked to the fitted pixels.
+        """
+        values = {}
+        for s in self.sites:
+            if s.fixed is not None:
+                values[s.name] = s.fixed
+            else:
+                d = s.prior.prior
+                values[s.name] = numpyro.sample(s.name, d.to_event(len(s.shape)) if s.shape else d)
+        for k, plan in enumerate(self._plans):
+            model = self.render_image(values, k)
+            if self.likelihood == "poisson":
+                numpyro.factor(f"obs[{plan['image'].name}]", jnp.sum(self._pixel_log_prob(plan, model)))
+            else:
+                numpyro.sample(f"obs[{plan['image'].name}]",
+                               self._obs_dist(plan, model).mask(jnp.asarray(plan["good"])), obs=plan["data"])
+
+    # -- the unconstrained parameter vector
+    @property
+    def size(self):
+        return int(sum(s.prior.size for s in self.latent))
+
+    def unpack(self, u):
+        """Flat unconstrained vector -> {site: unconstrained value}."""
+        out, i = {}, 0
+        for s in self.latent:
+            out[s.name] = jnp.reshape(u[i:i + s.prior.size], s.shape)
+            i += s.prior.size
+        return out
+
+    def pack(self, u_dict):
+        return jnp.concatenate([jnp.reshape(jnp.asarray(u_dict[s.name], dtype=float), (-1,)) for s in self.latent])
+
+    def constrain(self, u):
+        """Flat unconstrained vector -> {site: physical value} (latent sites)."""
+        ud = self.unpack(u)
+        return {s.name: s.prior.transform(ud[s.name]) for s in self.latent}
+
+    def unconstrain(self, values):
+        return self.pack({s.name: s.prior.unconstrain(values[s.name]) for s in self.latent})
+
+    def prior_residuals(self, u):
+        ud = self.unpack(u)
+        return jnp.concatenate([s.prior.residual(ud[s.name]) for s in self.latent])
+
+    def residuals(self, u):
+        """Least-squares residuals at unconstrained ``u``: whitened pixels then prior terms.
+
+        ``0.5 * sum(residuals(u)**2)`` is the potential energy (negative log posterior in the
+        unconstrained space, with Jacobians) up to a constant, for the normal likelihood.
+        """
+        return jnp.concatenate([self.whitened_residuals(self.constrain(u)), self.prior_residuals(u)])
+
+    def potential(self, u):
+        """Negative log posterior density at unconstrained ``u`` (any likelihood), up to a constant."""
+        ud = self.unpack(u)
+        values = {}
+        lp = 0.0
+        for s in self.latent:
+            v = s.prior.transform(ud[s.name])
+            values[s.name] = v
+            lp = lp - jnp.sum(s.prior.potential(ud[s.name]))
+        values = self.complete(values)
+        for k, plan in enumerate(self._plans):
+            lp = lp + jnp.sum(self._pixel_log_prob(plan, self.render_image(values, k)))
+        return -lp
+
+    def init_vector(self):
+        return self.unconstrain(self.init_values)
+
+    def describe_sites(self) -> str:
+        lines = []
+        for s in self.sites:
+            what = f"fixed at {np.asarray(s.fixed)}" if s.fixed is not None else f"prior {s.prior.prior}"
+            lines.append(f"{s.name:<24} {what}; init {np.asarray(s.init) if s.init is not None else ''}")
+        return "\n".join(lines)
+
