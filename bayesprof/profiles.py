@@ -78,15 +78,17 @@ def _b_initial(n):
     return jnp.where(n < 0.36, small, big)
 
 
+@jax.jit
 def _b_newton(n):
     a = 2.0 * n
-    b = _b_initial(n)
-    for _ in range(6):  # quadratic convergence: 1e-3 -> < 1e-15 in 3-4 steps
+
+    def step(_, b):  # quadratic convergence: 1e-3 -> < 1e-15 in 3-4 steps
         f = gammainc(a, b) - 0.5
         log_dfdb = (a - 1.0) * jnp.log(b) - b - gammaln(a)
-        b = b - f * jnp.exp(-log_dfdb)
-        b = jnp.maximum(b, 1e-6)
-    return b
+        return jnp.maximum(b - f * jnp.exp(-log_dfdb), 1e-6)
+
+    # a loop, not an unrolled sequence: one copy of gammainc to compile instead of six
+    return jax.lax.fori_loop(0, 6, step, _b_initial(n))
 
 
 @jax.custom_jvp
