@@ -222,8 +222,9 @@ class Spline(Component):
     pa: float = 0.0
     knots: tuple = (0.0, 1.0)
 
-    #: radial quadrature points for the normalisation and the enclosed flux
-    n_quadrature = 400
+    #: radial quadrature points (spaced quadratically: dense near the centre) for the
+    #: normalisation and the enclosed flux
+    n_quadrature = 1024
 
     def _s(self, rho):
         import numpy as np
@@ -242,7 +243,7 @@ class Spline(Component):
         """(radii, cumulative unnormalised flux 2 pi int_0^r r' I dr') on a fine grid."""
         import numpy as np
 
-        r = jnp.asarray(np.linspace(0.0, float(self.knots[-1]), self.n_quadrature + 1))
+        r = jnp.asarray(float(self.knots[-1]) * np.linspace(0.0, 1.0, self.n_quadrature + 1) ** 2)
         f = 2 * jnp.pi * r * jnp.exp(self._s(r))
         steps = 0.5 * (f[1:] + f[:-1]) * (r[1:] - r[:-1])
         return r, jnp.concatenate([jnp.zeros(1), jnp.cumsum(steps)])

@@ -165,33 +165,33 @@ def _lm(model, u0, max_steps, rtol, atol, verbose):
     big = _big(np.asarray(u0).dtype, n)
     key = ("lm", max_steps, rtol, atol, verbose)
     if key not in model._jit_cache:
-        def solve(u0):
-            J0 = jax.jacfwd(model.residuals)(u0)
+        def solve(u0, data):
+            J0 = jax.jacfwd(model.residuals)(u0, data)
             col = jnp.sqrt(jnp.sum(J0 * J0, axis=0))
             scale = jnp.where(col > 0, 1.0 / jnp.where(col > 0, col, 1.0), 1.0)
 
             def fn(z, _):
-                r = model.residuals(u0 + scale * z)
+                r = model.residuals(u0 + scale * z, data)
                 return jnp.where(jnp.isfinite(r), r, big)
 
             solver = optx.LevenbergMarquardt(rtol=rtol, atol=atol, verbose=verbose)
             sol = optx.least_squares(fn, solver, jnp.zeros_like(u0), max_steps=max_steps, throw=False)
             u = u0 + scale * sol.value
-            jac = jax.jacfwd(model.residuals)(u)
-            return u, sol.stats["num_steps"], sol.result, jac, model.residuals(u)
+            jac = jax.jacfwd(model.residuals)(u, data)
+            return u, sol.stats["num_steps"], sol.result, jac, model.residuals(u, data)
 
         model._jit_cache[key] = jax.jit(solve)
-    u, steps, result, jac, res = model._jit_cache[key](u0)
+    u, steps, result, jac, res = model._jit_cache[key](u0, model.data)
     return u, steps, result, jac, res
 
 
 def _lbfgs(model, u0, max_steps, tol):
     key = ("lbfgs", max_steps, tol)
     if key not in model._jit_cache:
-        def solve(u0):
-            h = jnp.sqrt(jnp.abs(jnp.diag(jax.hessian(model.potential)(u0))))
+        def solve(u0, data):
+            h = jnp.sqrt(jnp.abs(jnp.diag(jax.hessian(model.potential)(u0, data))))
             scale = jnp.where(h > 0, 1.0 / jnp.where(h > 0, h, 1.0), 1.0)
-            f = lambda z: model.potential(u0 + scale * z)  # noqa: E731
+            f = lambda z: model.potential(u0 + scale * z, data)  # noqa: E731
             opt = optax.lbfgs()
             value_and_grad = optax.value_and_grad_from_state(f)
 
@@ -210,7 +210,7 @@ def _lbfgs(model, u0, max_steps, tol):
             return u0 + scale * z, k, g <= tol
 
         model._jit_cache[key] = jax.jit(solve)
-    return model._jit_cache[key](u0)
+    return model._jit_cache[key](u0, model.data)
 
 
 def _finish(model, u, hess, steps, success, message, elapsed):

@@ -49,6 +49,7 @@ __all__ = ["Renderer", "render", "next_fast_len"]
 # -------------------------------------------------------------------- static tables
 _U_LOG_MIN, _U_LOG_MAX, _U_LOG_STEP, _U_LIN_STEP, _U_MAX = 1e-6, 0.02, 0.04, 0.0025, 2.0
 _KAPPA0, _DT = 10.0, 0.004
+_N_GAUSS = 24
 
 
 def _annulus_edges():
@@ -64,7 +65,13 @@ _U_MID = 0.5 * (_U_EDGES[1:] + _U_EDGES[:-1])
 
 
 def _annulus_matrix(kappa):
-    """Normalised FT of uniform annuli [u_j, u_j+1] at wavenumbers kappa: (n_kappa, n_annuli)."""
+    """Table matrix: (n_kappa, n_annuli) map from annulus fluxes to the transform at kappa.
+
+    Each annulus' density is reconstructed as linear in u about the annulus' area centroid,
+    keeping its flux exactly; the slope is the central difference of the neighbouring annulus
+    means (zero in the central disk, zero density beyond the last edge).  This makes the
+    transform accurate to O(du^3) instead of the O(du^2) of flat annuli, so far fewer annuli do.
+    """
     k = kappa[:, None]
     u1, u2 = _U_EDGES[None, :-1], _U_EDGES[None, 1:]
 
@@ -73,7 +80,27 @@ def _annulus_matrix(kappa):
         small = ku < 1e-6
         return np.where(small, np.pi * u * u * (1 - ku**2 / 8), 2 * np.pi * u * special.j1(ku) / np.where(small, 1, k))
 
-    return (disk_moment(u2) - disk_moment(u1)) / (np.pi * (u2**2 - u1**2))
+    area = np.pi * (u2**2 - u1**2)
+    flat = (disk_moment(u2) - disk_moment(u1)) / area  # FT of a unit-flux uniform annulus
+    lo, hi = _U_EDGES[:-1], _U_EDGES[1:]
+    centroid = (2.0 / 3.0) * (hi**3 - lo**3) / (hi**2 - lo**2)
+    # B_j(kappa) = int_annulus (u - c_j) J0(kappa u) 2 pi u du, by Gauss-Legendre per annulus
+    x, w = np.polynomial.legendre.leggauss(_N_GAUSS)
+    half = 0.5 * (hi - lo)
+    uq = 0.5 * (hi + lo)[:, None] + half[:, None] * x[None, :]  # (n_ann, n_gauss)
+    wq = half[:, None] * w[None, :] * 2 * np.pi * uq * (uq - centroid[:, None])
+    ramp = np.einsum("kaq,aq->ka", special.j0(kappa[:, None, None] * uq[None]), wq)
+    # slope_j = (mean_{j+1} - mean_{j-1}) / (c_{j+1} - c_{j-1}), mean_j = flux_j / area_j
+    n = len(lo)
+    a = area[0]
+    c_next = np.append(centroid[1:], 2 * centroid[-1] - centroid[-2])
+    c_prev = np.concatenate([[0.0], centroid[:-1]])
+    inv = 1.0 / (c_next - c_prev)
+    D = np.zeros((n, n))
+    j = np.arange(1, n)
+    D[j[:-1], j[:-1] + 1] = inv[j[:-1]] / a[j[:-1] + 1]
+    D[j, j - 1] = -inv[j] / a[j - 1]
+    return flat + ramp @ D
 
 
 @dataclass(frozen=True)

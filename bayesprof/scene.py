@@ -662,19 +662,49 @@ class SceneModel:
             raise KeyError(f"values missing for sites {missing}")
         return out
 
-    def whitened_residuals(self, values):
+    @property
+    def data(self):
+        """The fitted pixels of every image (a tuple of arrays; 0 where not fitted)."""
+        return tuple(plan["data"] for plan in self._plans)
+
+    def with_data(self, data):
+        """A copy of this model with other pixel values (same images, sites, priors and
+        initial values): for simulation studies, without recompiling the renderers.  Pass
+        ``model.data`` explicitly to the pure functions below to reuse jitted code."""
+        data = tuple(data)
+        if len(data) != len(self._plans):
+            raise ValueError(f"with_data: {len(data)} arrays for {len(self._plans)} images")
+        new = object.__new__(SceneModel)
+        new.__dict__.update(self.__dict__)
+        plans = []
+        for plan, d in zip(self._plans, data):
+            d = np.asarray(d, dtype=float)
+            if d.shape != plan["image"].shape:
+                raise ValueError(f"with_data: image {plan['image'].name!r} has shape {plan['image'].shape}, the "
+                                 f"new data {d.shape}")
+            if not np.all(np.isfinite(d[plan["good"]])):
+                raise ValueError(f"with_data: non-finite values in the fitted pixels of {plan['image'].name!r}")
+            plans.append({**plan, "data": jnp.asarray(np.where(plan["good"], d, 0.0))})
+        new._plans = plans
+        new._jit_cache = self._jit_cache
+        return new
+
+    def _data(self, data):
+        return self.data if data is None else tuple(data)
+
+    def whitened_residuals(self, values, data=None):
         """(data - model) / sigma over the fitted pixels of every image, concatenated (0 elsewhere)."""
         values = self.complete(values)
         out = []
-        for k, plan in enumerate(self._plans):
-            out.append(((plan["data"] - self.render_image(values, k)) * plan["sqrt_w"]).ravel())
+        for k, (plan, d) in enumerate(zip(self._plans, self._data(data))):
+            out.append(((d - self.render_image(values, k)) * plan["sqrt_w"]).ravel())
         return jnp.concatenate(out)
 
-    def image_log_likelihoods(self, values):
+    def image_log_likelihoods(self, values, data=None):
         """Log-likelihood of each image (a list of scalars) for the scene's pixel likelihood."""
         values = self.complete(values)
-        return [jnp.sum(self._pixel_log_prob(plan, self.render_image(values, k)))
-                for k, plan in enumerate(self._plans)]
+        return [jnp.sum(self._pixel_log_prob(plan, self.render_image(values, k), d))
+                for k, (plan, d) in enumerate(zip(self._plans, self._data(data)))]
 
     def _obs_dist(self, plan, model):
         if self.likelihood == "normal":
@@ -683,13 +713,13 @@ class SceneModel:
             return dist.StudentT(self.dof, model, plan["sigma"])
         return dist.Poisson(jnp.clip(model, 1e-30))
 
-    def _pixel_log_prob(self, plan, model):
+    def _pixel_log_prob(self, plan, model, d=None):
+        d = plan["data"] if d is None else d
         if self.likelihood == "poisson":
-            d = plan["data"]
             m = jnp.clip(model, 1e-30)
             lp = d * jnp.log(m) - m - jax.scipy.special.gammaln(d + 1.0)
         else:
-            lp = self._obs_dist(plan, model).log_prob(plan["data"])
+            lp = self._obs_dist(plan, model).log_prob(d)
         return jnp.where(plan["good"], lp, 0.0)
 
     def numpyro_model(self):
@@ -741,27 +771,23 @@ class SceneModel:
         ud = self.unpack(u)
         return jnp.concatenate([s.prior.residual(ud[s.name]) for s in self.latent])
 
-    def residuals(self, u):
+    def residuals(self, u, data=None):
         """Least-squares residuals at unconstrained ``u``: whitened pixels then prior terms.
 
         ``0.5 * sum(residuals(u)**2)`` is the potential energy (negative log posterior in the
         unconstrained space, with Jacobians) up to a constant, for the normal likelihood.
         """
-        return jnp.concatenate([self.whitened_residuals(self.constrain(u)), self.prior_residuals(u)])
+        return jnp.concatenate([self.whitened_residuals(self.constrain(u), data), self.prior_residuals(u)])
 
-    def potential(self, u):
+    def potential(self, u, data=None):
         """Negative log posterior density at unconstrained ``u`` (any likelihood), up to a constant."""
         ud = self.unpack(u)
         values = {}
         lp = 0.0
         for s in self.latent:
-            v = s.prior.transform(ud[s.name])
-            values[s.name] = v
+            values[s.name] = s.prior.transform(ud[s.name])
             lp = lp - jnp.sum(s.prior.potential(ud[s.name]))
-        values = self.complete(values)
-        for k, plan in enumerate(self._plans):
-            lp = lp + jnp.sum(self._pixel_log_prob(plan, self.render_image(values, k)))
-        return -lp
+        return -(lp + sum(self.image_log_likelihoods(values, data)))
 
     def init_vector(self):
         return self.unconstrain(self.init_values)

@@ -1,0 +1,191 @@
+"""Scenes: site naming and sharing, ties, windows, priors, bad input, scene files.
+
+References: GalSim images (windows), NumPyro's own potential energy of the public NumPyro
+model (the fitter's least-squares objective), analytic exponential profiles (spline).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro.distributions as dist
+import pytest
+from numpyro.infer.util import potential_energy
+
+import bayesprof as bp
+from bayesprof.profiles import sersic_enclosed
+from bayesprof.simulate import draw_galaxies
+
+
+def small_image(name, band, scale=0.4, size=32, fwhm=1.2, seed=0, gal=None, sigma=0.05, **kw):
+    gal = gal or bp.Sersic(xi=0.2, eta=-0.1, flux=20.0, re=1.5, n=1.5, q=0.7, pa=40.0)
+    blank = bp.Image(np.zeros((size, size)), sigma=1.0, pixel_scale=scale, psf=bp.GaussianPSF(fwhm), zeropoint=25.0)
+    data = draw_galaxies(gal, blank) + np.random.default_rng(seed).normal(0, sigma, (size, size))
+    return bp.Image(data, sigma=sigma, pixel_scale=scale, psf=bp.GaussianPSF(fwhm), zeropoint=25.0, band=band,
+                    name=name, **kw)
+
+
+@pytest.fixture(scope="module")
+def three_images():
+    return [small_image("a1", "g", seed=1), small_image("a2", "g", seed=2), small_image("b1", "r", seed=3)]
+
+
+def test_sites_follow_sharing_rules(three_images):
+    scene = bp.Scene(three_images)
+    scene.add("gal", bp.Sersic, vary={"flux": "band", "re": "band"})
+    scene.add("sky", bp.FlatSky)
+    names = [s.name for s in scene.sites]
+    assert names == ["gal.xi", "gal.eta", "gal.flux[g]", "gal.re[g]", "gal.n", "gal.q", "gal.pa", "gal.flux[r]",
+                     "gal.re[r]", "sky.level[a1]", "sky.level[a2]", "sky.level[b1]"]
+    scene2 = bp.Scene(three_images)
+    scene2.add("sn", bp.PointSource, vary={"flux": "image"})
+    assert [s.name for s in scene2.sites] == ["sn.xi", "sn.eta", "sn.flux[a1]", "sn.flux[a2]", "sn.flux[b1]"]
+
+
+def test_ties_fix_and_images(three_images):
+    scene = bp.Scene(three_images)
+    scene.add("gal_g", bp.Exponential, images=["a1", "a2"])
+    scene.add("gal", bp.Sersic, images=["b1"])
+    scene.tie("gal_g", "gal", params=["xi", "eta", "q", "pa"])
+    scene.fix("gal.n", 1.0)
+    names = [s.name for s in scene.sites]
+    assert "gal_g.xi" not in names and "gal_g.q" not in names
+    assert {"gal.xi", "gal.eta", "gal.q", "gal.pa", "gal_g.re", "gal_g.flux[g]", "gal.flux[r]", "gal.re"} <= set(names)
+    model = scene.build()
+    assert model.site["gal.n"].fixed is not None and "gal.n" not in [s.name for s in model.latent]
+    # the tied parameters are the very same values in both components
+    comps_a1 = model.components(model.init_values, 0)
+    comps_b1 = model.components(model.init_values, 2)
+    assert float(comps_a1[0].q) == float(comps_b1[0].q) and float(comps_a1[0].xi) == float(comps_b1[0].xi)
+    with pytest.raises(ValueError, match="cycle"):
+        scene.tie("gal.xi", "gal_g.xi")
+
+
+def test_least_squares_objective_is_numpyros_potential(three_images):
+    """0.5 |r(u)|^2 (pixels + prior residuals) differs from NumPyro's potential energy of the
+    public NumPyro model by a constant, for any priors (here four kinds)."""
+    scene = bp.Scene(three_images)
+    scene.add("gal", bp.Sersic)
+    scene.add("sky", bp.FlatSky)
+    scene.set_prior("gal.n", dist.Uniform(0.5, 6.0))
+    scene.set_prior("gal.re", dist.Gamma(4.0, 2.0))
+    scene.set_prior("gal.q", dist.Beta(3.0, 2.0))
+    model = scene.build()
+    npm = scene.numpyro_model()
+    u0 = model.init_vector()
+    rng = np.random.default_rng(0)
+    diffs = []
+    for k in range(4):
+        u = u0 + 0.05 * rng.normal(size=u0.shape) * (k > 0)
+        lsq = 0.5 * float(jnp.sum(model.residuals(u) ** 2))
+        pe = float(potential_energy(npm, (), {}, model.unpack(u)))
+        diffs.append(lsq - pe)
+        assert abs(float(model.potential(u)) - pe) < 1e-6 * abs(pe)
+    assert np.ptp(diffs) < 1e-6 * abs(pe)
+
+
+def test_window_render_matches_galsim():
+    gal = bp.Sersic(xi=1.0, eta=0.5, flux=30.0, re=0.8, n=1.0, q=0.6, pa=20.0)
+    im = small_image("a", "g", size=48, gal=gal)
+    scene = bp.Scene([im])
+    box = (14, 40, 16, 44)
+    scene.add("gal", bp.Sersic, windows={"a": box}, init={"xi": 1.0, "eta": 0.5})
+    model = scene.build()
+    assert model._plans[0]["good"].sum() == (box[1] - box[0]) * (box[3] - box[2])
+    values = {"gal.xi": 1.0, "gal.eta": 0.5, "gal.flux[g]": 30.0, "gal.re": 0.8, "gal.n": 1.0, "gal.q": 0.6,
+              "gal.pa": 20.0}
+    rendered = np.asarray(model.render_all(values)[0])
+    ref = draw_galaxies(gal, bp.Image(np.zeros((48, 48)), sigma=1.0, pixel_scale=0.4, psf=bp.GaussianPSF(1.2),
+                                      zeropoint=25.0))
+    x0, x1, y0, y1 = box
+    assert np.max(np.abs(rendered[y0:y1, x0:x1] - ref[y0:y1, x0:x1])) < 1e-3 * ref.max()
+    assert np.all(rendered[:y0] == 0) and np.all(rendered[:, x1:] == 0)
+
+
+def test_spline_profile_matches_exponential():
+    """A spline through log I = -b1 r / re is an exponential profile (truncated at the last knot)."""
+    re, rmax = 1.3, 12.0
+    knots = tuple(np.linspace(0, rmax, 9))
+    b1 = 1.6783469900166612
+    spl = bp.Spline(flux=1.0, log_i=jnp.asarray(-b1 * np.asarray(knots[1:]) / re), knots=knots, q=1.0)
+    rho = jnp.linspace(0.05, rmax - 0.1, 50)
+    total = float(sersic_enclosed(rmax, re, 1.0))
+    np.testing.assert_allclose(spl.enclosed(rho), sersic_enclosed(rho, re, 1.0) / total, atol=2e-5)
+    exp_density = jnp.exp(bp.Exponential(re=re).log_density(rho)) / total
+    np.testing.assert_allclose(jnp.exp(spl.log_density(rho)), exp_density, rtol=2e-4)
+
+
+def test_bad_input_errors(three_images):
+    # a prior that excludes the initial point
+    scene = bp.Scene(three_images)
+    scene.add("gal", bp.Sersic, init={"n": 4.0})
+    scene.set_prior("gal.n", dist.Uniform(0.5, 3.0))
+    with pytest.raises(ValueError, match=r"initial value .* gal\.n .* outside the support"):
+        scene.build()
+    # a source outside every image
+    scene = bp.Scene(three_images)
+    scene.add("gal", bp.Sersic, init={"xi": 500.0, "eta": 0.0})
+    with pytest.raises(ValueError, match="outside every one of its images"):
+        scene.build()
+    # a PSF larger than the image
+    big = bp.Image(np.zeros((12, 12)), sigma=1.0, pixel_scale=0.4, psf=bp.GaussianPSF(8.0), name="tiny")
+    scene = bp.Scene([big])
+    scene.add("gal", bp.Sersic)
+    with pytest.raises(ValueError, match="'tiny': the PSF .* larger than the image"):
+        scene.build()
+    # unknown names
+    scene = bp.Scene(three_images)
+    with pytest.raises(ValueError, match="no parameter 'nn'"):
+        scene.add("gal", bp.Sersic, vary={"nn": "band"})
+    with pytest.raises(ValueError, match="vary must be one of"):
+        scene.add("gal", bp.Sersic, vary={"n": "epoch"})
+    with pytest.raises(ValueError, match="no image named 'zz'"):
+        scene.add("gal", bp.Sersic, images=["zz"])
+    with pytest.raises(ValueError, match="window .* does not overlap"):
+        scene.add("g2", bp.Sersic, windows={"a1": (100, 120, 0, 10)})
+        scene.build()
+
+
+def test_scene_file_round_trip(tmp_path, three_images):
+    scene = bp.Scene(three_images)
+    scene.add("gal_g", bp.Spline, images=["a1", "a2"], knots=[0, 0.5, 1, 2, 4, 8],
+              windows={"a1": bp.SkyWindow(-5, 5, -5, 5)})
+    scene.add("gal", bp.Sersic, images=["b1"], vary={"flux": "image"}, windows={"b1": (2, 30, 2, 30)})
+    scene.add("sky", bp.PlaneSky)
+    scene.tie("gal_g", "gal", params=["xi", "eta", "q", "pa"])
+    scene.set_prior("gal.n", dist.Uniform(0.5, 6.0))
+    scene.set_prior("gal_g.log_i", dist.Normal(0.0, 5.0))
+    scene.set_init("gal.re", 1.2)
+    scene.fix("sky.gx", 0.0)
+    for suffix in (".yaml", ".json"):
+        path = tmp_path / f"scene{suffix}"
+        bp.save_scene(scene, path)
+        back = bp.load_scene(path, three_images)
+        assert [s.name for s in back.sites] == [s.name for s in scene.sites]
+        a, b = scene.build(), back.build()
+        for s in a.sites:
+            np.testing.assert_allclose(np.asarray(a.init_values[s.name]), np.asarray(b.init_values[s.name]))
+            if s.prior is not None:
+                assert type(s.prior.prior) is type(b.site[s.name].prior.prior)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sources:\n  - {name: g, kind: Sersic, colour: red}\n")
+    with pytest.raises(ValueError, match=r"sources\[0\]: unknown key\(s\) \['colour'\]"):
+        bp.load_scene(bad, three_images)
+
+
+def test_data_scale_does_not_matter():
+    """The same galaxy with data (and noise) scaled by 1e-10: the same MAP structure, fluxes x 1e-10."""
+    fits = []
+    for scale in (1.0, 1e-10):
+        im = small_image("a", "g", seed=5)
+        im = bp.Image(im.data * scale, sigma=0.05 * scale, pixel_scale=0.4, psf=bp.GaussianPSF(1.2), zeropoint=25.0,
+                      band="g", name="a")
+        scene = bp.Scene([im])
+        scene.add("gal", bp.Sersic)
+        scene.add("sky", bp.FlatSky)
+        fits.append(bp.fit_map(scene))
+    a, b = fits
+    assert a.success and b.success
+    for k in ("gal.re", "gal.n", "gal.q", "gal.pa", "gal.xi"):
+        assert abs(float(a.values[k]) - float(b.values[k])) < 1e-3 * float(a.sigmas[k]) + 1e-9
+    assert abs(float(b.values["gal.flux[g]"]) / float(a.values["gal.flux[g]"]) / 1e-10 - 1) < 1e-5
+    assert abs(a.reduced_chi2 - b.reduced_chi2) < 1e-6
