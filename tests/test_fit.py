@@ -1,0 +1,107 @@
+"""Joint fits: the seed tutorial's first example on GalSim simulations, MAP + NUTS, results.
+
+Truth is known (GalSim draws the data, bayesprof fits it); tolerances are stated per test.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro.distributions as dist
+import pytest
+
+import bayesprof as bp
+from bayesprof.simulate import draw_galaxies, simulate_seed_scene
+
+
+@pytest.fixture(scope="module")
+def seed_fit():
+    """Seed example 1: one Sersic in r, W1, NUV (peak S/N 50, 20, 8), structure shared, flux per band."""
+    images, truth = simulate_seed_scene(seed=1)
+    scene = bp.Scene(images)
+    scene.add("gal", bp.Sersic, vary={"flux": "band"})
+    scene.set_prior("gal.n", dist.Uniform(0.5, 8.0))
+    model = scene.build()
+    finite = []
+    original = model.residuals
+
+    def recording(u, data=None):  # records whether every residual the LM evaluates is finite
+        r = original(u, data)
+        jax.debug.callback(lambda ok: finite.append(bool(ok)), jnp.all(jnp.isfinite(r)))
+        return r
+
+    model.residuals = recording
+    fit = bp.fit_map(scene)
+    post = bp.sample(scene, fit, num_warmup=200, num_samples=200, num_chains=2, progress_bar=False, seed=3)
+    return scene, truth, fit, post, finite
+
+
+def test_seed_map_recovers_truth_within_3_sigma(seed_fit):
+    scene, truth, fit, _, finite = seed_fit
+    assert fit.success, fit.message
+    assert finite and all(finite), "an LM step evaluated non-finite residuals"
+    for name, true in truth.items():
+        pull = (float(fit.values[name]) - true) / float(fit.sigmas[name])
+        assert abs(pull) < 3, f"{name}: MAP {float(fit.values[name]):.5g} vs truth {true:.5g} ({pull:+.2f} sigma)"
+    # reduced chi2 of a correct model: 1 +- sqrt(2 / N)
+    assert abs(fit.reduced_chi2 - 1) < 4 * np.sqrt(2 / fit.n_data)
+
+
+def test_seed_posterior_recovers_truth(seed_fit):
+    scene, truth, fit, post, _ = seed_fit
+    assert post.num_divergences == 0
+    for name, true in truth.items():
+        a = post.flat(name)
+        assert abs(a.mean() - true) < 3 * a.std(), f"{name}: {a.mean():.5g} +- {a.std():.3g} vs {true:.5g}"
+        # the Gauss-Newton covariance and the posterior agree on the width (to 30 %: 400 draws)
+        assert 0.7 < a.std() / float(fit.sigmas[name]) < 1.3, name
+    summary = post.summary()
+    assert {"gal.n", "gal.flux[r]", "gal.mag[NUV]"} <= set(summary.index)
+    assert float(summary["r_hat"].astype(float).max()) < 1.05
+    mags = post.magnitudes()
+    assert abs(mags["gal.mag[r]"][0] - 15.0) < 3 * mags["gal.mag[r]"][1]
+
+
+def test_results_files_and_plots(seed_fit, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    scene, truth, fit, post, _ = seed_fit
+    path = tmp_path / "gal.nc"
+    post.to_netcdf(path)
+    back = bp.load_posterior(path)
+    np.testing.assert_array_equal(back.draws("gal.flux[W1]"), post.draws("gal.flux[W1]"))
+    assert set(back.tree.children) >= {"posterior", "sample_stats", "log_likelihood", "observed_data"}
+    assert back.tree["observed_data"]["obs[r]"].shape == (240, 240)
+    # the per-image log-likelihood of the posterior draws matches a direct evaluation
+    model = scene.build()
+    values = {n: post.draws(n)[0, 0] for n in truth}
+    direct = [float(v) for v in model.image_log_likelihoods(values)]
+    stored = [float(post.tree["log_likelihood"][f"obs[{im}]"].values[0, 0]) for im in ("r", "W1", "NUV")]
+    np.testing.assert_allclose(stored, direct, rtol=1e-9)
+    fig = bp.plot.residuals(scene, fit)
+    fig.savefig(tmp_path / "res.png")
+    fig = post.corner(truths=truth)
+    fig.savefig(tmp_path / "corner.png")
+    assert (tmp_path / "res.png").stat().st_size > 1000 and (tmp_path / "corner.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("pa_true", [1.0, 179.0])
+def test_position_angle_near_0_or_180_stays_in_one_piece(pa_true):
+    gal = bp.Sersic(xi=0.0, eta=0.0, flux=40.0, re=1.6, n=1.0, q=0.5, pa=pa_true)
+    blank = bp.Image(np.zeros((36, 36)), sigma=1.0, pixel_scale=0.3, psf=bp.GaussianPSF(1.0), zeropoint=25.0)
+    model_img = draw_galaxies(gal, blank)
+    sigma = model_img.max() / 30
+    data = model_img + np.random.default_rng(int(pa_true)).normal(0, sigma, model_img.shape)
+    im = bp.Image(data, sigma=sigma, pixel_scale=0.3, psf=bp.GaussianPSF(1.0), zeropoint=25.0, name="img")
+    scene = bp.Scene([im])
+    scene.add("gal", bp.Sersic)
+    fit = bp.fit_map(scene)
+    post = bp.sample(scene, fit, num_warmup=150, num_samples=150, num_chains=2, progress_bar=False)
+    pa = post.flat("gal.pa")
+    diff = (pa - pa_true + 90) % 180 - 90  # circular difference
+    assert abs(diff.mean()) < 3 * diff.std() + 0.1
+    # one piece around the truth: no draws near the far side, and the spread is the posterior width
+    assert np.ptp(pa) < 20 * diff.std()
+    assert abs(pa.mean() - pa_true) < 3 * pa.std() + 0.1
+    fit_diff = (float(fit.values["gal.pa"]) - pa_true + 90) % 180 - 90
+    assert abs(fit_diff) < 3 * float(fit.sigmas["gal.pa"])
