@@ -63,7 +63,7 @@ def main(argv=None):
     summary.to_csv(out / "summary.csv")
     print(summary.to_string())
     print(f"divergences: {post.num_divergences}; ESS_min = {post.ess_min():.0f}; "
-          f"sampling {post.sampling_time_s:.1f} s (including compilation)")
+          f"warm-up {post.warmup_time_s:.1f} s (including compilation), sampling {post.sampling_time_s:.1f} s")
     print("\ntruth vs posterior:")
     for name, true in truth.items():
         a = post.flat(name)

@@ -285,12 +285,15 @@ def sample(scene, init=None, *, num_warmup=500, num_samples=1000, num_chains=4, 
     key = jax.random.PRNGKey(seed)
     k_init, k_run = jax.random.split(key)
     z0 = 0.5 * jax.random.normal(k_init, (num_chains, d) if num_chains > 1 else (d,))
+    fields = ("diverging", "num_steps", "accept_prob", "energy", "potential_energy", "adapt_state.step_size")
     t0 = time.perf_counter()
-    mcmc.run(k_run, init_params=z0, extra_fields=("diverging", "num_steps", "accept_prob", "energy",
-                                                   "potential_energy", "adapt_state.step_size"))
+    mcmc.warmup(k_run, init_params=z0, extra_fields=fields, collect_warmup=False)
+    t1 = time.perf_counter()
+    mcmc.run(mcmc.post_warmup_state.rng_key, extra_fields=fields)
     z = mcmc.get_samples(group_by_chain=True)
     jax.block_until_ready(z)
-    elapsed = time.perf_counter() - t0
+    t2 = time.perf_counter()
+    warmup_time, elapsed = t1 - t0, t2 - t1
     extra = mcmc.get_extra_fields(group_by_chain=True)
     z = np.asarray(z)
     if z.ndim == 2:
@@ -327,5 +330,7 @@ def sample(scene, init=None, *, num_warmup=500, num_samples=1000, num_chains=4, 
         "lp": -chains(extra["potential_energy"]),
         "step_size": chains(extra["adapt_state.step_size"]),
     }
-    return Posterior.from_samples(model, posterior, stats, loglik, map_result=init, sampling_time_s=elapsed,
+    post = Posterior.from_samples(model, posterior, stats, loglik, map_result=init, sampling_time_s=elapsed,
                                   num_warmup=num_warmup)
+    post.tree.attrs["warmup_time_s"] = float(warmup_time)
+    return post

@@ -145,7 +145,13 @@ class Posterior:
 
     @property
     def sampling_time_s(self) -> float | None:
+        """Wall time of the sampling phase (after warm-up), seconds."""
         return self.tree.attrs.get("sampling_time_s")
+
+    @property
+    def warmup_time_s(self) -> float | None:
+        """Wall time of the warm-up phase (including compilation), seconds."""
+        return self.tree.attrs.get("warmup_time_s")
 
     def ess(self, method="bulk") -> dict:
         """Effective sample size of every posterior element: ``{"gal.n": 812.3, "gal.flux[r]": ...}``."""
