@@ -10,8 +10,9 @@ support), where the posterior density includes the transforms' Jacobians:
   A residual that is not finite is replaced by a huge value, so such a step is always
   rejected and retried smaller: the fit never steps onto a NaN.  Other likelihoods
   (Student-t, Poisson) are minimised by optax's L-BFGS.  The covariance is the inverse
-  Gauss–Newton Hessian ``(J^T J)^-1`` at the MAP (the exact Hessian for other likelihoods),
-  propagated to physical units through the transforms' derivatives.
+  Gauss–Newton Hessian ``(J^T J)^-1`` at the MAP (the expected Fisher information for other
+  likelihoods, see :meth:`SceneModel.fisher_residuals`), propagated to physical units through
+  the transforms' derivatives.
 * :func:`sample` runs NUTS from the MAP in whitened coordinates ``u = u_map + L z`` (``L`` the
   Cholesky factor of the MAP covariance): the starting mass matrix is thus the MAP
   covariance, adapted further during warm-up.  The affine map has a constant Jacobian, so the
@@ -151,9 +152,9 @@ def fit_map(scene, *, init=None, max_steps=200, rtol=1e-6, atol=1e-6, method="au
         success = bool(result == optx.RESULTS.successful)
         message = "converged" if success else optx.RESULTS[result]
     else:
-        u, steps, ok = _lbfgs(model, u0, max_steps, rtol)
-        u = np.asarray(u)
-        hess = np.asarray(jax.hessian(model.potential)(jnp.asarray(u)))
+        u, steps, ok, jac = _lbfgs(model, u0, max_steps, rtol)
+        u, jac = np.asarray(u), np.asarray(jac)
+        hess = jac.T @ jac  # expected (Fisher) information at the MAP
         success = bool(ok)
         message = "converged" if success else "L-BFGS stopped before converging (max_steps reached)"
     elapsed = time.perf_counter() - t0
@@ -189,7 +190,8 @@ def _lbfgs(model, u0, max_steps, tol):
     key = ("lbfgs", max_steps, tol)
     if key not in model._jit_cache:
         def solve(u0, data):
-            h = jnp.sqrt(jnp.abs(jnp.diag(jax.hessian(model.potential)(u0, data))))
+            J0 = jax.jacfwd(model.fisher_residuals)(u0, data)
+            h = jnp.sqrt(jnp.sum(J0 * J0, axis=0))
             scale = jnp.where(h > 0, 1.0 / jnp.where(h > 0, h, 1.0), 1.0)
             f = lambda z: model.potential(u0 + scale * z, data)  # noqa: E731
             opt = optax.lbfgs()
@@ -207,7 +209,8 @@ def _lbfgs(model, u0, max_steps, tol):
 
             z0 = jnp.zeros_like(u0)
             z, _, k, g = jax.lax.while_loop(cond, step, (z0, opt.init(z0), 0, jnp.inf))
-            return u0 + scale * z, k, g <= tol
+            u = u0 + scale * z
+            return u, k, g <= tol, jax.jacfwd(model.fisher_residuals)(u, data)
 
         model._jit_cache[key] = jax.jit(solve)
     return model._jit_cache[key](u0, model.data)

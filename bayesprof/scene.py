@@ -700,6 +700,23 @@ class SceneModel:
             out.append(((d - self.render_image(values, k)) * plan["sqrt_w"]).ravel())
         return jnp.concatenate(out)
 
+    def fisher_residuals(self, u, data=None):
+        """Residuals whose Jacobian J gives the expected (Fisher) information J^T J of the scene's
+        likelihood plus the prior's Gauss–Newton term: whitened residuals scaled by
+        sqrt((dof + 1) / (dof + 3)) for Student-t, ``(d - m) / sqrt(m)`` for Poisson."""
+        values = self.complete(self.constrain(u))
+        out = []
+        for k, (plan, d) in enumerate(zip(self._plans, self._data(data))):
+            m = self.render_image(values, k)
+            if self.likelihood == "poisson":
+                w = jnp.where(plan["good"], 1.0 / jnp.sqrt(jax.lax.stop_gradient(jnp.clip(m, 1e-30))), 0.0)
+            elif self.likelihood == "student_t":
+                w = plan["sqrt_w"] * jnp.sqrt((self.dof + 1.0) / (self.dof + 3.0))
+            else:
+                w = plan["sqrt_w"]
+            out.append(((d - m) * w).ravel())
+        return jnp.concatenate(out + [self.prior_residuals(u)])
+
     def image_log_likelihoods(self, values, data=None):
         """Log-likelihood of each image (a list of scalars) for the scene's pixel likelihood."""
         values = self.complete(values)
