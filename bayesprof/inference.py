@@ -22,6 +22,7 @@ support), where the posterior density includes the transforms' Jacobians:
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import jax
@@ -247,7 +248,7 @@ def _finish(model, u, hess, steps, success, message, elapsed):
 
 def sample(scene, init=None, *, num_warmup=500, num_samples=1000, num_chains=4, seed=0, dense_mass=False,
            target_accept_prob=0.8, max_tree_depth=10, chain_method="vectorized", progress_bar=True,
-           log_likelihood=True) -> Posterior:
+           log_likelihood=True, whiten=True) -> Posterior:
     """Sample the joint posterior with NUTS, starting from the MAP.
 
     Parameters
@@ -265,6 +266,9 @@ def sample(scene, init=None, *, num_warmup=500, num_samples=1000, num_chains=4, 
         "parallel" needs one device per chain.
     log_likelihood : bool
         Store each image's total log-likelihood per draw (one extra render per draw).
+    whiten : bool
+        Sample in coordinates whitened by the MAP covariance (default), i.e. start the mass
+        matrix at that covariance; False: NumPyro's unconstrained coordinates, identity start.
     """
     model = scene.build() if hasattr(scene, "build") else scene
     if init is None:
@@ -279,6 +283,8 @@ def sample(scene, init=None, *, num_warmup=500, num_samples=1000, num_chains=4, 
         L = np.linalg.cholesky(cov + jitter * np.eye(d))
     except np.linalg.LinAlgError:
         L = np.diag(np.sqrt(np.maximum(np.diag(cov), jitter)))
+    if not whiten:
+        L = np.eye(d)
     L = jnp.asarray(L)
     potential = jax.jit(lambda z: model.potential(u_map + L @ z))
     kernel = NUTS(potential_fn=potential, dense_mass=dense_mass, target_accept_prob=target_accept_prob,
@@ -336,4 +342,7 @@ def sample(scene, init=None, *, num_warmup=500, num_samples=1000, num_chains=4, 
     post = Posterior.from_samples(model, posterior, stats, loglik, map_result=init, sampling_time_s=elapsed,
                                   num_warmup=num_warmup)
     post.tree.attrs["warmup_time_s"] = float(warmup_time)
+    if post.num_divergences:
+        warnings.warn(f"NUTS: {post.num_divergences} divergent transitions out of {C * S}; the posterior may be "
+                      "biased (try target_accept_prob=0.95 or check the model)", UserWarning, stacklevel=2)
     return post

@@ -1,9 +1,11 @@
 """Render benchmark: the seed's three-image scene (r 240x240, W1 26x26, NUV 44x44).
 
-Prints warm (post-JIT) times for one joint render of the three images and for one joint
-value-and-gradient of the Gaussian log-likelihood with respect to all 7 Sersic
-parameters; GalSim (default GSParams, drawing the same three images) is timed in the same
-run as the peer.  Usage:  .venv/bin/python benchmarks/render.py [--repeat N]
+Prints warm (post-JIT) times for one joint render of the three images, for one joint
+value-and-gradient of the Gaussian log-likelihood with respect to all 7 Sersic parameters,
+and for one forward-mode Jacobian (``jax.jacfwd``, 7 vmapped JVPs) of the concatenated
+whitened residuals with respect to the 7-parameter vector (a Levenberg-Marquardt step's
+cost).  GalSim (default GSParams, drawing the same three images) is timed in the same run
+as the peer.  Usage:  .venv/bin/python benchmarks/render.py [--repeat N] [--float32]
 """
 
 import argparse
@@ -52,8 +54,20 @@ def main():
 
     value_and_grad = jax.jit(jax.value_and_grad(log_likelihood))
 
+    # Levenberg-Marquardt's Jacobian: the whitened residual vector of all three images with
+    # respect to the 7-parameter vector, by forward mode (7 vmapped JVPs)
+    names = ("xi", "eta", "flux", "re", "n", "q", "pa")
+    theta = jnp.array([getattr(gal, k) for k in names], dtype=jnp.asarray(data[0]).dtype)
+
+    def residuals(p):
+        comp = type(gal)(**dict(zip(names, p)))
+        return jnp.concatenate([(jnp.sqrt(w) * (r(comp) - d)).ravel() for r, d, w in zip(renderers, data, ivar)])
+
+    jacobian = jax.jit(jax.jacfwd(residuals))
+
     med_r, min_r = best_of(lambda: joint_render(gal), args.repeat)
     med_g, min_g = best_of(lambda: value_and_grad(gal), args.repeat)
+    med_j, min_j = best_of(lambda: jacobian(theta), max(20, args.repeat // 4))
 
     print(f"bayesprof {bayesprof.__name__} | jax {jax.__version__} | backend {jax.default_backend()} "
           f"| {'float32' if args.float32 else 'float64'} | {platform.processor() or platform.machine()}")
@@ -62,6 +76,7 @@ def main():
               f"core fold {r.fold}, core patch {r.patch} px, FFT {r.fft_shape}")
     print(f"joint render (3 images)          median {med_r * 1e3:7.3f} ms   min {min_r * 1e3:7.3f} ms")
     print(f"joint value+gradient (7 params)  median {med_g * 1e3:7.3f} ms   min {min_g * 1e3:7.3f} ms")
+    print(f"jacfwd of residuals (7 params)   median {med_j * 1e3:7.3f} ms   min {min_j * 1e3:7.3f} ms")
 
     try:
         import galsim
