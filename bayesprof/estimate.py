@@ -122,7 +122,7 @@ def estimate_source(data, mask, variance, *, position=None, box=None):
         tr, det = mxx + myy, mxx * myy - mxy**2
         disc = np.sqrt(max(tr * tr / 4 - det, 0.0))
         l1, l2 = tr / 2 + disc, max(tr / 2 - disc, 1e-12)
-        q = float(np.clip(np.sqrt(l2 / l1), 0.2, 1.0))
+        q = float(np.clip(np.sqrt(l2 / l1), 0.2, 0.95))
         theta = float(0.5 * np.degrees(np.arctan2(2 * mxy, mxx - myy)))
     else:
         q, theta = 0.8, 90.0

@@ -128,12 +128,14 @@ class SitePrior:
         return -jnp.broadcast_to(lp, jnp.shape(u))
 
     def contains(self, x) -> bool:
-        """Whether value(s) ``x`` lie inside the prior's support (finite log density)."""
+        """Whether value(s) ``x`` lie strictly inside the prior's support (finite log density and a
+        finite unconstrained value)."""
         x = jnp.asarray(x, dtype=float)
         ok = self.prior.support(x)
         if not bool(jnp.all(ok)):
             return False
-        return bool(jnp.all(jnp.isfinite(self.prior.log_prob(x))))
+        # a value on a closed bound (q = 1 with Uniform(0.15, 1)) has no finite unconstrained image
+        return bool(jnp.all(jnp.isfinite(self.prior.log_prob(x))) and jnp.all(jnp.isfinite(self.unconstrain(x))))
 
     def unconstrain(self, x):
         return self.transform.inv(jnp.asarray(x, dtype=float))

@@ -189,3 +189,16 @@ def test_data_scale_does_not_matter():
         assert abs(float(a.values[k]) - float(b.values[k])) < 1e-3 * float(a.sigmas[k]) + 1e-9
     assert abs(float(b.values["gal.flux[g]"]) / float(a.values["gal.flux[g]"]) / 1e-10 - 1) < 1e-5
     assert abs(a.reduced_chi2 - b.reduced_chi2) < 1e-6
+
+
+def test_initial_value_on_a_prior_bound_is_rejected_or_moved_inside(three_images):
+    scene = bp.Scene(three_images)
+    scene.add("gal", bp.Sersic, init={"q": 1.0})
+    with pytest.raises(ValueError, match=r"gal\.q .* outside the support"):
+        scene.build()
+    scene = bp.Scene(three_images)
+    scene.add("gal", bp.Sersic)
+    model = scene.build()
+    with pytest.raises(ValueError, match="outside the support"):
+        bp.fit_map(scene, init={"gal.q": 1.0})
+    assert np.all(np.isfinite(np.asarray(model.init_vector())))
