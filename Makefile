@@ -2,7 +2,7 @@ PYTHON ?= python3.12
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench bench-joint calibration clean
 
 # Creates .venv once and (re)installs only when pyproject.toml changed.
 install: $(VENV)/.installed
@@ -21,6 +21,17 @@ test: install
 
 bench: install
 	$(PY) benchmarks/render.py
+
+# bayesprof vs AstroPhot on the seed scene (AstroPhot lives in its own venv: torch 2.13.0 CPU)
+bench-joint: install
+	bash benchmarks/setup_astrophot_venv.sh
+	$(PY) benchmarks/joint.py
+
+# simulation-based calibration, 2 x 120 fits (~30 min)
+calibration: install
+	$(PY) benchmarks/calibration.py --n-fits 120 --seed 0
+	$(PY) benchmarks/calibration.py --n-fits 120 --seed 1 --out benchmarks/.cache/calibration_seed1.json
+	$(PY) benchmarks/calibration.py --pool benchmarks/.cache/calibration.json benchmarks/.cache/calibration_seed1.json
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache
