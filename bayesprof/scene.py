@@ -381,6 +381,7 @@ class SceneModel:
         self._check_psfs()
         members = self._memberships()
         self._boxes = self._windows(members)
+        self.knots = {}  # spline knots (arcsec) per Spline source: declared or chosen from the estimates
         estimates = self._estimate(members)
         self.sites = self._make_sites(members, estimates)
         self.site = {s.name: s for s in self.sites}
@@ -475,8 +476,8 @@ class SceneModel:
             e["flux"] = fluxes
             if s.kind is comps.Spline:
                 knots = s.knots or tuple([0.0] + list(np.geomspace(finest, 4 * max(re, 2 * finest), 8)))
-                s.knots = tuple(float(k) for k in knots)
-                e["log_i"] = -1.678 * np.asarray(s.knots[1:]) / max(re, finest)
+                self.knots[s.name] = tuple(float(k) for k in knots)  # the declaration stays as written
+                e["log_i"] = -1.678 * np.asarray(knots[1:]) / max(re, finest)
             e.update({k: v for k, v in user.items() if k != "flux"})
             est[s.name] = e
             # subtract a rough (Gaussian, PSF-broadened) model of it before estimating the next source
@@ -496,7 +497,7 @@ class SceneModel:
     def _component(self, s, values):
         kw = {p: jnp.asarray(v, dtype=float) for p, v in values.items()}
         if s.kind is comps.Spline:
-            kw["knots"] = s.knots
+            kw["knots"] = self.knots[s.name]
         return s.kind(**kw)
 
     # -- sites
@@ -521,7 +522,7 @@ class SceneModel:
                         name, dim, label = f"{base}[{im.name}]", "image", im.name
                     use[p] = name
                     if name not in sites:
-                        shape = (len(target.knots) - 1,) if tp == "log_i" else ()
+                        shape = (len(self.knots[tsrc]) - 1,) if tp == "log_i" else ()
                         sites[name] = Site(name, base, tsrc, tp, dim, label, shape)
                         sites[name]._images = []
                     sites[name]._images.append(im_name)
