@@ -32,6 +32,7 @@ convert between sky coordinates and tangent-plane offsets with numpy.
 
 from __future__ import annotations
 
+import pathlib
 import warnings
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -746,6 +747,74 @@ class Image:
         )
         return bool(inside) if inside.ndim == 0 else inside
 
+    @classmethod
+    def from_fits(cls, path: Any, hdu: Any = None, *, variance: Any = None, weight: Any = None,
+                  sigma: Any = None, mask: Any = None, psf: Any = None, zeropoint: Any = 0.0,
+                  band: str | None = None, time: Any = "MJD-OBS", name: str | None = None,
+                  pixel_scale: float | None = None) -> "Image":
+        """An image read from a FITS file, with its WCS from the header.
+
+        path : str or path
+            The FITS file.  ``"file.fits[1]"`` or ``"file.fits[N12]"`` picks an HDU too.
+        hdu : int or str, optional
+            HDU index or EXTNAME of the data; default: the first HDU holding 2-D data (the
+            image extension of multi-extension files such as Legacy Survey CP images).
+        variance, weight, sigma, mask : array, number or FITS path, optional
+            Noise (at most one; ``weight`` is the inverse variance, 0 = masked) and bad-pixel
+            mask (any non-zero value is bad, e.g. a data-quality map).  A string is read as a
+            FITS file with the same ``[hdu]`` syntax (default HDU: the first 2-D one).
+        psf : PSF object or FITS path, optional
+            A path is read as a pixelized PSF at the image's pixel scale (:class:`PixelPSF`).
+        zeropoint : float or str
+            AB zeropoint, or a header keyword holding it (data HDU first, then the primary).
+        band : str, optional
+        time : float or str
+            Epoch, or a header keyword (default ``MJD-OBS``; None if absent).
+        pixel_scale : float, optional
+            Only for files whose header has no celestial WCS: builds the default one.
+
+        The data are used as they are: a sky background still in them is fitted by a sky
+        component.  Errors name the file and the problem (missing HDU, no WCS, shapes).
+        """
+        data, header, primary, label = _read_fits_2d(path, hdu)
+        noise = {}
+        for key, value in (("variance", variance), ("weight", weight), ("sigma", sigma)):
+            if value is not None:
+                noise[key] = _read_fits_2d(value, None)[0] if isinstance(value, (str, pathlib.Path)) else value
+        if mask is not None and isinstance(mask, (str, pathlib.Path)):
+            mask = _read_fits_2d(mask, None)[0]
+        if mask is not None:
+            mask = np.asarray(mask)
+            mask = mask != 0 if mask.dtype.kind != "b" else mask
+        if isinstance(psf, (str, pathlib.Path)):
+            from .psf import PixelPSF
+
+            psf = PixelPSF(_read_fits_2d(psf, None)[0])
+
+        def keyword(value, what):
+            if not isinstance(value, str):
+                return value
+            for h in (header, primary):
+                if h is not None and value in h:
+                    return h[value]
+            if what == "time":
+                return None
+            raise ValueError(f"{label}: header keyword {value!r} for the {what} not found")
+
+        zp = keyword(zeropoint, "zeropoint")
+        wcs = None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # astropy's FITSFixedWarning about date/obs keywords
+            candidate = WCS(header)
+        if candidate.has_celestial:
+            wcs = candidate.celestial
+        elif pixel_scale is None:
+            raise ValueError(f"{label}: the header has no celestial WCS; pass pixel_scale= for a default one")
+        t = keyword(time, "time")
+        return cls(data, **noise, mask=mask, psf=psf, zeropoint=float(zp), band=band,
+                   time=None if t is None else float(t), name=name or pathlib.Path(str(path)).stem.split("[")[0],
+                   wcs=wcs, pixel_scale=None if wcs is not None else pixel_scale)
+
     def cutout(self, x0: int, x1: int, y0: int, y1: int) -> "Image":
         """The sub-image ``data[y0:y1, x0:x1]`` (0-indexed, half-open) with its own WCS.
 
@@ -784,6 +853,38 @@ class Image:
         if n_masked:
             parts.append(f"masked={n_masked}")
         return f"Image({', '.join(parts)})"
+
+
+def _read_fits_2d(path: Any, hdu: Any = None):
+    """(data float64, header of that HDU, primary header, label) of a 2-D HDU of a FITS file.
+
+    ``path`` may end in ``[k]`` or ``[EXTNAME]``; without an HDU, the first HDU with 2-D data.
+    """
+    text = str(path)
+    if hdu is None and text.endswith("]") and "[" in text:
+        text, spec = text[:-1].split("[", 1)
+        hdu = int(spec) if spec.lstrip("-").isdigit() else spec
+    label = f"FITS file {text!r}"
+    if not pathlib.Path(text).exists():
+        raise FileNotFoundError(f"{label} does not exist")
+    with fits.open(text) as hdul:
+        names = [f"{k}:{h.name}" for k, h in enumerate(hdul)]
+        if hdu is None:
+            found = [h for h in hdul if h.data is not None and np.ndim(h.data) == 2]
+            if not found:
+                raise ValueError(f"{label} has no 2-D image HDU (HDUs: {names})")
+            chosen = found[0]
+        else:
+            try:
+                chosen = hdul[hdu]
+            except (KeyError, IndexError):
+                raise ValueError(f"{label} has no HDU {hdu!r} (HDUs: {names})") from None
+            if chosen.data is None or np.ndim(chosen.data) != 2:
+                raise ValueError(f"{label}, HDU {hdu!r} holds no 2-D image (shape {np.shape(chosen.data)})")
+        data = np.array(chosen.data, dtype=np.float64)
+        header = chosen.header.copy()
+        primary = hdul[0].header.copy()
+    return data, header, primary, f"{label}, HDU {chosen.name}"
 
 
 # ---------------------------------------------------------------------------
