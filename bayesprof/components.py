@@ -87,8 +87,17 @@ class Sersic(Component):
         return profiles.sersic_enclosed(rho, self.re, self.n)
 
 
+@dataclasses.dataclass(frozen=True)
 class _FixedIndexSersic(Component):
-    """A Sersic profile whose index is fixed by the class (``sersic_n``)."""
+    """A Sersic profile whose index is fixed by the class (``sersic_n``); the fields are shared
+    by its subclasses."""
+
+    xi: float = 0.0
+    eta: float = 0.0
+    flux: float = 1.0
+    re: float = 1.0
+    q: float = 1.0
+    pa: float = 0.0
 
     sersic_n = 1.0
 
@@ -103,26 +112,12 @@ class _FixedIndexSersic(Component):
 class Exponential(_FixedIndexSersic):
     """Exponential disc: a Sersic profile with n = 1."""
 
-    xi: float = 0.0
-    eta: float = 0.0
-    flux: float = 1.0
-    re: float = 1.0
-    q: float = 1.0
-    pa: float = 0.0
-
     sersic_n = 1.0
 
 
 @_pytree
 class DeVaucouleurs(_FixedIndexSersic):
     """de Vaucouleurs r^(1/4) profile: a Sersic profile with n = 4."""
-
-    xi: float = 0.0
-    eta: float = 0.0
-    flux: float = 1.0
-    re: float = 1.0
-    q: float = 1.0
-    pa: float = 0.0
 
     sersic_n = 4.0
 

@@ -99,9 +99,8 @@ def estimate_source(data, mask, variance, *, position=None, box=None):
         cx, cy = float(i), float(j)
     if position is not None and np.hypot(cx - position[0], cy - position[1]) > 3:
         cx, cy = float(position[0]), float(position[1])
+    # the largest circle about the centre inside the window (or the image)
     rmax = max(3.0, min(cx - x0 + 0.5, x1 - 0.5 - cx, cy - y0 + 0.5, y1 - 0.5 - cy))
-    if box is None:
-        rmax = max(3.0, min(cx + 0.5, nx - 0.5 - cx, cy + 0.5, ny - 0.5 - cy))
     radii, flux, npix, r = _growth(img, good, cx, cy, rmax)
     annulus = np.diff(np.concatenate([[0.0], flux]))
     ann_npix = np.diff(np.concatenate([[0], npix]))

@@ -152,16 +152,18 @@ def fit_map(scene, *, init=None, max_steps=200, rtol=1e-8, atol=1e-4, method="au
         u, steps, result, jac, res = _lm(model, u0, max_steps, rtol, atol, bool(verbose))
         u, jac, res = np.asarray(u), np.asarray(jac), np.asarray(res)
         hess = jac.T @ jac
+        pixels = res[: sum(im.data.size for im in model.images)]  # whitened pixels come first
         success = bool(result == optx.RESULTS.successful)
         message = "converged" if success else optx.RESULTS[result]
     else:
         u, steps, ok, jac = _lbfgs(model, u0, max_steps, rtol)
         u, jac = np.asarray(u), np.asarray(jac)
         hess = jac.T @ jac  # expected (Fisher) information at the MAP
+        pixels = None
         success = bool(ok)
         message = "converged" if success else "L-BFGS stopped before converging (max_steps reached)"
     elapsed = time.perf_counter() - t0
-    return _finish(model, u, hess, int(steps), success, message, elapsed)
+    return _finish(model, u, hess, int(steps), success, message, elapsed, pixels)
 
 
 def _levenberg_marquardt(rtol, atol, verbose):
@@ -229,7 +231,8 @@ def _lbfgs(model, u0, max_steps, tol):
     return model._jit_cache[key](u0, model.data)
 
 
-def _finish(model, u, hess, steps, success, message, elapsed):
+def _finish(model, u, hess, steps, success, message, elapsed, pixels=None):
+    """MapResult from the solution; ``pixels``: the whitened pixel residuals there, if known."""
     p = model.size
     # covariance in u (pseudo-inverse guards a singular direction, e.g. a parameter the data ignore)
     w, v = np.linalg.eigh(0.5 * (hess + hess.T))
@@ -250,8 +253,9 @@ def _finish(model, u, hess, steps, success, message, elapsed):
         sig[s.name] = diag[i] if s.shape == () else diag[i:i + k].reshape(s.shape)
         names += [s.name] if s.shape == () else [f"{s.name}[{j}]" for j in range(k)]
         i += k
-    pix = np.asarray(model.whitened_residuals(latent))
-    chi2 = float(np.sum(pix**2))
+    if pixels is None:
+        pixels = np.asarray(model.whitened_residuals(latent))
+    chi2 = float(np.sum(pixels**2))
     dof = max(model.n_data - p, 1)
     return MapResult(values=values, sigmas=sig, covariance=cov, names=names, chi2=chi2, reduced_chi2=chi2 / dof,
                      n_data=model.n_data, n_params=p, iterations=steps, success=success, message=message,

@@ -21,9 +21,10 @@ import json
 
 import numpy as np
 
+from .profiles import AB_ZEROPOINT_UJY
+
 __all__ = ["Posterior", "wrap_angles", "flux_to_mag_sigma", "load_posterior"]
 
-AB_ZEROPOINT_UJY = 23.9
 
 
 def wrap_angles(a, period=180.0):

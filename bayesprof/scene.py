@@ -109,7 +109,7 @@ class Source:
     def mode(self, param):
         if param in self.vary:
             return self.vary[param]
-        if getattr(self.kind, "is_sky", False):
+        if self.kind.is_sky:
             return "image"
         return "band" if param == "flux" else "shared"
 
@@ -484,15 +484,6 @@ class SceneModel:
             for im in ims:
                 residual[im.name] = residual[im.name] - _gaussian_blob(im, self.reference, e, fluxes[im.name])
         return est
-
-    @staticmethod
-    def _est_value(e, p, im_name):
-        v = e[p]
-        if isinstance(v, dict):
-            if im_name is None:
-                return float(np.mean(list(v.values())))
-            return v[im_name]
-        return v
 
     def _component(self, s, values):
         kw = {p: jnp.asarray(v, dtype=float) for p, v in values.items()}
