@@ -13,7 +13,7 @@ from astropy.wcs import WCS
 
 import bayesprof as bp
 
-DATA = pathlib.Path(__file__).resolve().parent / "data" / "legacy-testcase3"
+DATA = pathlib.Path(__file__).resolve().parents[1] / "bayesprof" / "data" / "legacy-testcase3" / "images"
 STEM = "c4d_140818_232043_{}_z_ls9.N12"
 
 
