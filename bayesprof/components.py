@@ -15,6 +15,7 @@ Parameters and units (the conventions of :mod:`bayesprof`):
 ``beta``     Moffat power-law index (> 1)
 ``log_i``    spline log-intensities at the knots, relative to the centre (natural log)
 ``level``    sky level in counts per pixel of one image (``gx``, ``gy``: per pixel)
+``dxi, deta`` astrometric offset of one image (arcsec east, north; :class:`AstrometricOffset`)
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import jax.numpy as jnp
 from . import profiles
 
 __all__ = ["Sersic", "Exponential", "DeVaucouleurs", "Gaussian", "Moffat", "PointSource", "Spline", "FlatSky",
-           "PlaneSky", "SkyComponent", "Component"]
+           "PlaneSky", "SkyComponent", "AstrometricOffset", "Component"]
 
 
 def _pytree(cls):
@@ -54,6 +55,8 @@ class Component:
     is_point = False
     #: True for backgrounds in image units (see :class:`SkyComponent`)
     is_sky = False
+    #: True for per-image astrometric offsets (see :class:`AstrometricOffset`), which emit no light
+    is_offset = False
 
     def log_density(self, rho):
         """log of the circular unit-flux profile p(rho) [1/arcsec^2] at elliptical radius rho."""
@@ -290,3 +293,22 @@ class PlaneSky(SkyComponent):
         y = jnp.arange(ny)[:, None] - (ny - 1) / 2.0
         x = jnp.arange(nx)[None, :] - (nx - 1) / 2.0
         return self.level + self.gx * x + self.gy * y
+
+
+# ----------------------------------------------------------------------------- astrometry
+@_pytree
+class AstrometricOffset(Component):
+    """A small shift of an image's world coordinate system, in arcsec on the sky.
+
+    Added to a scene (:meth:`bayesprof.Scene.add_astrometric_offsets`), it moves every source
+    of the images it is in: a source whose true centre is ``(xi, eta)`` is rendered in image
+    ``k`` at the position that image's WCS assigns to ``(xi + dxi_k, eta + deta_k)``.  So
+    ``dxi, deta`` are the WCS errors of image ``k`` (east and north, arcsec): positive ``dxi``
+    means the image's WCS puts sources too far east.  It emits no light and is sampled like any
+    other site (one pair per image), with a tight prior; one image (the astrometric reference)
+    usually has none, which fixes the frame.
+    """
+
+    is_offset = True
+    dxi: float = 0.0
+    deta: float = 0.0

@@ -7,13 +7,17 @@ type (:class:`~bayesprof.Sersic`, :class:`~bayesprof.Spline`, :class:`~bayesprof
 ``"shared"``  one latent site used by every image (default for structure:
               centre, re, n, q, pa, spline knots)
 ``"band"``    one site per photometric band (default for ``flux``)
-``"image"``   one site per image, e.g. per epoch (default for sky parameters)
+``"image"``   one site per image, e.g. per epoch (default for sky parameters and
+              astrometric offsets)
 
 Explicit ties (:meth:`Scene.tie`) make a parameter of one source use another source's
 site, so one object can be a spline in one image and a Sersic in others with a common
 centre, q and PA (the seed tutorial's ``add_equality_constraint``).  Sources can be limited
 to some images and to a window per image (:class:`Window` in pixels, :class:`SkyWindow`
 in arcsec); a group of objects is simply a scene with many sources.
+:meth:`Scene.add_astrometric_offsets` gives every image but a reference one a small,
+sampled WCS shift (:class:`~bayesprof.AstrometricOffset`) that moves all its sources, so
+imperfect alignment between images does not bias the shared structure.
 
 Site names say what they are: ``gal.n``, ``gal.flux[r]`` (band r), ``sky.level[img2]``
 (image img2).  They are the NumPyro site names and the arviz variable names (with a
@@ -109,7 +113,7 @@ class Source:
     def mode(self, param):
         if param in self.vary:
             return self.vary[param]
-        if self.kind.is_sky:
+        if self.kind.is_sky or self.kind.is_offset:
             return "image"
         return "band" if param == "flux" else "shared"
 
@@ -236,6 +240,14 @@ class Scene:
             knots = tuple(float(k) for k in knots)
             if knots[0] != 0.0 or len(knots) < 3 or np.any(np.diff(knots) <= 0):
                 raise ValueError(f"{name}: knots must start at 0, increase strictly and number >= 3: {knots}")
+        if kind.is_offset and wins:
+            raise ValueError(f"{name}: an AstrometricOffset applies to whole images; it takes no windows")
+        if kind.is_offset:
+            taken = {im for s in self.sources if s.kind.is_offset
+                     for im in (s.images if s.images is not None else self.images.names)}
+            clash = sorted(taken & set(images if images is not None else self.images.names))
+            if clash:
+                raise ValueError(f"{name}: images {clash} have an astrometric offset already")
         src = Source(name, kind, vary, images, wins, knots)
         self.sources.append(src)
         for p, v in (init or {}).items():
@@ -243,6 +255,41 @@ class Scene:
                 raise ValueError(f"{name}: {kind.__name__} has no parameter {p!r} (init); it has {params}")
             self._inits[f"{name}.{p}"] = v
         self._built = None
+        return src
+
+    def add_astrometric_offsets(self, sigma=0.1, *, reference_image=None, images=None,
+                                name="astrometry") -> Source:
+        """Give images a sampled astrometric offset (a WCS shift, arcsec) with prior Normal(0, sigma).
+
+        sigma : float
+            Prior width of each offset component in arcsec (the expected WCS misalignment,
+            e.g. 0.03-0.1" for survey CCDs, ~0.3" for unWISE).
+        reference_image : str, optional
+            The image whose WCS defines the frame (no offset); default: the first image.
+            ``False`` gives every image an offset (the prior alone fixes the frame).
+        images : list of str, optional
+            Images with offsets (default: every image but the reference).
+
+        Sites ``<name>.dxi[<image>]`` and ``<name>.deta[<image>]`` (see
+        :class:`~bayesprof.AstrometricOffset` for the sign convention).
+        """
+        sigma = float(sigma)
+        if not (np.isfinite(sigma) and sigma > 0):
+            raise ValueError(f"add_astrometric_offsets: sigma must be a positive number of arcsec, not {sigma}")
+        if reference_image is None:
+            reference_image = self.images.names[0]
+        if reference_image is not False and reference_image not in self.images:
+            raise ValueError(f"add_astrometric_offsets: no image named {reference_image!r}; "
+                             f"images are {self.images.names}")
+        if images is None:
+            images = [n for n in self.images.names if n != reference_image]
+        elif reference_image in images:
+            raise ValueError(f"add_astrometric_offsets: the reference image {reference_image!r} cannot have an offset")
+        if not images:
+            raise ValueError("add_astrometric_offsets: no image left to give an offset")
+        src = self.add(name, comps.AstrometricOffset, images=images)
+        self.set_prior(f"{name}.dxi", dist.Normal(0.0, sigma))
+        self.set_prior(f"{name}.deta", dist.Normal(0.0, sigma))
         return src
 
     def source(self, name) -> Source:
@@ -431,6 +478,9 @@ class SceneModel:
         for s in scene.sources:
             ims = [self.images[n] for n in members[s.name]]
             e = {}
+            if s.kind.is_offset:
+                est[s.name] = {"dxi": 0.0, "deta": 0.0}
+                continue
             if s.kind.is_sky:
                 for im in ims:
                     level, sig = background(residual[im.name], im.mask, im.variance)
@@ -584,7 +634,8 @@ class SceneModel:
         for im in self.images:
             groups = {}  # box -> [source]
             skies = []
-            sources = [s for s in self.scene.sources if im.name in members[s.name]]
+            sources = [s for s in self.scene.sources if im.name in members[s.name] and not s.kind.is_offset]
+            offsets = [s for s in self.scene.sources if im.name in members[s.name] and s.kind.is_offset]
             for s in sources:
                 if s.kind.is_sky:
                     skies.append(s)
@@ -605,31 +656,47 @@ class SceneModel:
                 target = im if box is None else im.cutout(*box)
                 render_groups.append((Renderer(target, self.reference), box, srcs))
             w = np.where(good, 1.0 / im.variance, 0.0)
-            plans.append({"image": im, "groups": render_groups, "skies": skies, "good": good,
+            plans.append({"image": im, "groups": render_groups, "skies": skies, "offset": offsets[0] if offsets else None,
+                          "good": good,
                           "data": jnp.asarray(np.where(good, im.data, 0.0)), "sqrt_w": jnp.asarray(np.sqrt(w)),
                           "sigma": jnp.asarray(np.sqrt(im.variance))})
         return plans
 
     # ------------------------------------------------------------------ pure functions
+    def _params(self, s, im_name, values, shift=None):
+        """Parameter values of source ``s`` in image ``im_name``, centre moved by the image's
+        astrometric offset ``shift`` = (dxi, deta) if any."""
+        use = self._usage[(s.name, im_name)]
+        v = {p: values[use[p]] for p in s.params}
+        if shift is not None and "xi" in v:
+            v["xi"] = v["xi"] + shift[0]
+            v["eta"] = v["eta"] + shift[1]
+        return v
+
+    def _shift(self, plan, values):
+        s = plan["offset"]
+        if s is None:
+            return None
+        v = self._params(s, plan["image"].name, values)
+        return v["dxi"], v["deta"]
+
     def components(self, values, image_index):
-        """The component pytrees of image ``image_index`` for site ``values``."""
+        """The component pytrees of image ``image_index`` for site ``values`` (centres include the
+        image's astrometric offset)."""
         plan = self._plans[image_index]
         im = plan["image"]
-        out = []
-        for _, _, srcs in plan["groups"]:
-            for s in srcs:
-                use = self._usage[(s.name, im.name)]
-                out.append(self._component(s, {p: values[use[p]] for p in s.params}))
-        return out
+        shift = self._shift(plan, values)
+        return [self._component(s, self._params(s, im.name, values, shift))
+                for _, _, srcs in plan["groups"] for s in srcs]
 
     def render_image(self, values, k):
         """Model of image ``k`` (counts/pixel) for site ``values`` (physical units)."""
         plan = self._plans[k]
         im = plan["image"]
         model = jnp.zeros(im.shape)
+        shift = self._shift(plan, values)
         for renderer, box, srcs in plan["groups"]:
-            comps_k = [self._component(s, {p: values[self._usage[(s.name, im.name)][p]] for p in s.params})
-                       for s in srcs]
+            comps_k = [self._component(s, self._params(s, im.name, values, shift)) for s in srcs]
             m = renderer(comps_k)
             if box is None:
                 model = model + m
@@ -637,8 +704,7 @@ class SceneModel:
                 x0, x1, y0, y1 = box
                 model = model.at[y0:y1, x0:x1].add(m)
         for s in plan["skies"]:
-            use = self._usage[(s.name, im.name)]
-            model = model + self._component(s, {p: values[use[p]] for p in s.params}).evaluate(im.shape)
+            model = model + self._component(s, self._params(s, im.name, values)).evaluate(im.shape)
         return model
 
     def render_all(self, values):
