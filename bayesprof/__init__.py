@@ -31,7 +31,7 @@ from .image import Image, ImageList, PixelMap, sky_from_offsets, tangent_plane_o
 from .inference import MapResult, fit_map, sample  # noqa: E402
 from .priors import PeriodicUniform  # noqa: E402
 from .profiles import flux_to_counts, flux_to_mag, mag_to_flux, sersic_ie_from_flux, sersic_flux_from_ie  # noqa: E402
-from .psf import GaussianPSF, MoffatPSF, PixelPSF, gaussian_psf  # noqa: E402
+from .psf import GaussianPSF, MoffatPSF, PixelPSF, PSFExModel, gaussian_psf  # noqa: E402
 from .render import Renderer, render  # noqa: E402
 from .results import Posterior, load_posterior  # noqa: E402
 from .scene import Scene, SkyWindow, Window  # noqa: E402
@@ -39,7 +39,7 @@ from .scenefile import load_scene, save_scene  # noqa: E402
 
 __all__ = [
     "Image", "ImageList", "PixelMap", "tangent_plane_offsets", "sky_from_offsets",
-    "GaussianPSF", "MoffatPSF", "PixelPSF", "gaussian_psf",
+    "GaussianPSF", "MoffatPSF", "PixelPSF", "PSFExModel", "gaussian_psf",
     "Sersic", "Exponential", "DeVaucouleurs", "Gaussian", "Moffat", "PointSource", "Spline", "FlatSky", "PlaneSky",
     "AstrometricOffset",
     "Renderer", "render",

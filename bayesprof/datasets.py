@@ -13,8 +13,9 @@ sky not subtracted, noise from the survey's own maps, masks from its data-qualit
 ``legacy_testcase3()``
     One galaxy in 8 single DECam exposures (g, r, z; 2014-2018), CP images with TPV WCS,
     inverse variance, data-quality mask and PSFEx stamp at the cut-out centre (legacypipe
-    test case 3, BSD-3).  The CP headers hold no zeropoint: the nominal DECam zeropoints
-    for ADU/s (:data:`DECAM_ZP0`) plus ``2.5 log10(EXPTIME)`` are used.
+    test case 3, BSD-3); ``psf="psfex"`` evaluates the bundled PSFEx files there instead.
+    The CP headers hold no zeropoint: the nominal DECam zeropoints for ADU/s
+    (:data:`DECAM_ZP0`) plus ``2.5 log10(EXPTIME)`` are used.
 ``legacy_testcase4()``
     A DECam z exposure (0.262"/px, TPV, zeropoint ``MAGZERO``) and the unWISE W1-W4 coadds
     (2.75"/px, TAN) of the same field (legacypipe test case 4, BSD-3).  unWISE has no PSF
@@ -92,11 +93,13 @@ def legacy_testcase3(psf: str = "stamp") -> ImageList:
     """The 8 DECam exposures of legacypipe's test case 3, in time order.
 
     Names ``"<band><yymmdd>"`` (e.g. ``"z140818"``), bands g/r/z, ``time`` = MJD-OBS.
-    ``psf="stamp"`` uses the PSFEx model evaluated at the cut-out centre
-    (``*.psf_at_center.fits``).
+    ``psf="stamp"`` uses the PSFEx model evaluated at the cut-out centre by legacypipe
+    (``*.psf_at_center.fits``); ``psf="psfex"`` evaluates the bundled PSFEx files
+    (``psfex/``) there with :class:`~bayesprof.psf.PSFExModel` (at SExtractor's 1-indexed
+    ``X_IMAGE = x + 1``, where legacypipe plugs in ``x``: the two differ by < 1e-4 of the peak).
     """
-    if psf != "stamp":
-        raise ValueError(f"psf must be 'stamp', not {psf!r}")
+    if psf not in ("stamp", "psfex"):
+        raise ValueError(f"psf must be 'stamp' or 'psfex', not {psf!r}")
     folder = path("legacy-testcase3", "images")
     images = []
     for f in sorted(folder.glob("*_ooi_*[0-9].fits")):
@@ -105,9 +108,14 @@ def legacy_testcase3(psf: str = "stamp") -> ImageList:
         band = _decam_band(primary)
         zp = DECAM_ZP0[band] + 2.5 * np.log10(float(primary["EXPTIME"]))
         date = f.name.split("_")[1]
+        if psf == "psfex":
+            stem, ccd = f.name.split(".")[:2]
+            psf_file = str(path("legacy-testcase3", "psfex", f"{stem}-{ccd}-psfex.fits"))
+        else:
+            psf_file = str(f).replace(".fits", ".psf_at_center.fits")
         images.append(Image.from_fits(
             f, weight=str(f).replace("_ooi_", "_oow_"), mask=str(f).replace("_ooi_", "_ood_"),
-            psf=str(f).replace(".fits", ".psf_at_center.fits"), zeropoint=zp, band=band,
+            psf=psf_file, zeropoint=zp, band=band,
             name=f"{band}{date}"))
     images.sort(key=lambda im: im.time)
     return ImageList(images)

@@ -764,7 +764,13 @@ class Image:
             mask (any non-zero value is bad, e.g. a data-quality map).  A string is read as a
             FITS file with the same ``[hdu]`` syntax (default HDU: the first 2-D one).
         psf : PSF object or FITS path, optional
-            A path is read as a pixelized PSF at the image's pixel scale (:class:`PixelPSF`).
+            A path is read as a pixelized PSF at the image's pixel scale (:class:`PixelPSF`),
+            or, if the file is a PSFEx model (a table with a ``PSF_MASK`` column: PSFEx
+            ``.psf`` or legacypipe merged file), that model evaluated at the image's centre
+            pixel ``((nx-1)/2, (ny-1)/2)`` of the data HDU's pixel frame, for the CCD named by
+            the HDU's ``CCDNAME`` or ``EXTNAME`` (:meth:`PSFExModel.at`).  For a cut-out whose
+            PSFEx model is in the parent CCD's frame, pass
+            ``PSFExModel.from_fits(p, ccd).at(x0 + (nx-1)/2, y0 + (ny-1)/2)`` instead.
         zeropoint : float or str
             AB zeropoint, or a header keyword holding it (data HDU first, then the primary).
         band : str, optional
@@ -787,9 +793,17 @@ class Image:
             mask = np.asarray(mask)
             mask = mask != 0 if mask.dtype.kind != "b" else mask
         if isinstance(psf, (str, pathlib.Path)):
-            from .psf import PixelPSF
+            from .psf import PixelPSF, PSFExModel, is_psfex_file
 
-            psf = PixelPSF(_read_fits_2d(psf, None)[0])
+            if is_psfex_file(psf):
+                # PSFEx model: evaluated at the image centre in the data HDU's own pixel frame
+                # (legacypipe cut-outs shift the model's POLZERO with CRPIX, so that frame is
+                # the cut-out's); the CCD row of a merged file by the HDU's CCDNAME/EXTNAME.
+                ccd = header.get("CCDNAME", header.get("EXTNAME"))
+                model = PSFExModel.from_fits(psf, None if ccd is None else str(ccd).strip())
+                psf = model.at((data.shape[1] - 1) / 2.0, (data.shape[0] - 1) / 2.0)
+            else:
+                psf = PixelPSF(_read_fits_2d(psf, None)[0])
 
         def keyword(value, what):
             if not isinstance(value, str):

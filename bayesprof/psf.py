@@ -20,18 +20,29 @@ Classes
     stamp is an *effective* PSF that already contains the detector's pixel response, as
     PSFEx models and most survey PSF stamps do; ``False`` means samples of the optical PSF
     alone, and the renderer then integrates over pixels.  The stamp axes are the image's
-    pixel axes.
+    pixel axes.  ``sampling=`` (instead of ``pixel_scale``) gives the sample spacing in
+    image pixels, for stamps defined in pixels (PSFEx's ``PSF_SAMP``).
 ``gaussian_psf(sigma, width, pixel_scale)``
     The JointModels tutorial's helper: a ``width`` x ``width`` pixel-integrated Gaussian
     stamp (sigma in arcsec) as a :class:`PixelPSF`.
+``PSFExModel.from_fits(path, ccdname=None)``
+    A position-dependent PSFEx model (Bertin 2011), read from a standard PSFEx ``.psf``
+    file or from a legacypipe "merged" file (one table row per CCD); ``.at(x, y)`` gives
+    the normalised effective PSF at CCD pixel ``(x, y)`` (0-indexed) as a :class:`PixelPSF`;
+    ``is_psfex_file(path)`` tells PSFEx files from PSF images by their content.
 """
 
 from __future__ import annotations
 
+import pathlib
+import warnings
+
 import numpy as np
+from astropy.io import fits
 from scipy import special
 
-__all__ = ["PSF", "GaussianPSF", "MoffatPSF", "PixelPSF", "gaussian_psf", "FWHM_PER_SIGMA"]
+__all__ = ["PSF", "GaussianPSF", "MoffatPSF", "PixelPSF", "PSFExModel", "is_psfex_file", "gaussian_psf",
+           "FWHM_PER_SIGMA"]
 
 #: FWHM / sigma of a Gaussian.
 FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
@@ -169,9 +180,13 @@ class PixelPSF(PSF):
         the PSF is used).
     includes_pixel : bool
         True if the stamp already includes the detector pixel response (effective PSF).
+    sampling : float, optional
+        Instead of ``pixel_scale``: the PSF sample spacing in *science-image pixels*, for
+        stamps defined in the image's own pixels whatever its scale in arcsec (PSFEx's
+        ``PSF_SAMP``; 0.5 = sampled twice per image pixel).  Give at most one of the two.
     """
 
-    def __init__(self, image, pixel_scale=None, includes_pixel=True):
+    def __init__(self, image, pixel_scale=None, includes_pixel=True, sampling=None):
         arr = np.array(image, dtype=float)
         if arr.ndim != 2:
             raise ValueError(f"PixelPSF image must be 2-D, got shape {arr.shape}")
@@ -181,11 +196,17 @@ class PixelPSF(PSF):
         if not total > 0:
             raise ValueError(f"PixelPSF image must have a positive sum, got {total!r}")
         self.image = arr / total
+        if pixel_scale is not None and sampling is not None:
+            raise ValueError("PixelPSF: give pixel_scale (arcsec per PSF pixel) or sampling "
+                             "(image pixels per PSF pixel), not both")
         self.pixel_scale = None if pixel_scale is None else _check_positive("PixelPSF pixel_scale", pixel_scale)
+        self.sampling = None if sampling is None else _check_positive("PixelPSF sampling", sampling)
         self.includes_pixel = bool(includes_pixel)
 
     def _step(self, pixel_scale):
         """PSF sample spacing in image pixels."""
+        if self.sampling is not None:
+            return self.sampling
         return 1.0 if self.pixel_scale is None else self.pixel_scale / pixel_scale
 
     def fourier(self, kx, ky, pixel_scale):
@@ -212,7 +233,8 @@ class PixelPSF(PSF):
 
     def __repr__(self):
         ny, nx = self.image.shape
-        return f"PixelPSF({ny}x{nx}, pixel_scale={self.pixel_scale}, includes_pixel={self.includes_pixel})"
+        step = f"sampling={self.sampling:g} px" if self.sampling is not None else f"pixel_scale={self.pixel_scale}"
+        return f"PixelPSF({ny}x{nx}, {step}, includes_pixel={self.includes_pixel})"
 
 
 def gaussian_psf(sigma, width, pixel_scale):
@@ -230,3 +252,240 @@ def gaussian_psf(sigma, width, pixel_scale):
     cdf = special.ndtr(edges / sigma)
     line = np.diff(cdf)
     return PixelPSF(np.outer(line, line), pixel_scale=pixel_scale, includes_pixel=True)
+
+
+# ---------------------------------------------------------------------------
+# PSFEx models
+# ---------------------------------------------------------------------------
+
+
+def _psfex_hdus(hdul):
+    """Indices of the binary-table HDUs of an open FITS file that hold a PSFEx model."""
+    return [k for k, h in enumerate(hdul)
+            if isinstance(h, fits.BinTableHDU) and "psf_mask" in [n.lower() for n in h.columns.names]]
+
+
+def is_psfex_file(path) -> bool:
+    """True if ``path`` is a FITS file with a binary table holding a ``PSF_MASK`` column
+    (a PSFEx model, standard or legacypipe-merged); False for anything else (images,
+    missing or non-FITS files)."""
+    p = pathlib.Path(str(path))
+    if not p.is_file():
+        return False
+    try:
+        with fits.open(p) as hdul:
+            return bool(_psfex_hdus(hdul))
+    except (OSError, ValueError):
+        return False
+
+
+class PSFExModel:
+    """A position-dependent PSF model from PSFEx (Bertin 2011, ASP Conf. Ser. 442, 435).
+
+    PSFEx describes the effective PSF (optics, atmosphere and pixel response, sampled on a
+    grid of ``sampling`` image pixels) as a polynomial in the CCD pixel position: the stamp
+    at ``(X, Y)`` is ``sum_k c_k(X, Y) B_k`` with basis images ``B_k`` (``PSF_MASK``) and
+    monomials ``c_k = dx**i dy**j`` of ``dx = (X - POLZERO1) / POLSCAL1`` and
+    ``dy = (Y - POLZERO2) / POLSCAL2`` in PSFEx's order (total degree <= ``POLDEG1``;
+    ``j`` outer, ``i`` inner: 1, dx, dx^2, .., dy, dx dy, .., dy^2, ..).  ``X``, ``Y`` are
+    SExtractor's ``X_IMAGE``/``Y_IMAGE``: **1-indexed** (the first pixel's centre is 1).
+
+    **Positions in this class are 0-indexed** like the rest of bayesprof (the first pixel's
+    centre is 0), so ``at(x, y)`` evaluates the polynomial at ``X = x + 1``, ``Y = y + 1``.
+    ``origin=1`` passes ``X_IMAGE``/``Y_IMAGE`` themselves.  (legacypipe and the Tractor plug
+    0-indexed positions into the polynomial unchanged, i.e. they evaluate the model one pixel
+    away in x and y; ``at(x, y, origin=1)`` reproduces their stamps exactly.)
+
+    Read models with :meth:`from_fits`; build one directly with the basis images
+    ``basis`` (shape ``(nterms, ny, nx)``, PSFEx's centre at array index ``(ny//2, nx//2)``),
+    ``degree``, ``zero = (POLZERO1, POLZERO2)``, ``scale = (POLSCAL1, POLSCAL2)`` and
+    ``sampling`` (``PSF_SAMP``, image pixels per stamp pixel).
+    """
+
+    def __init__(self, basis, degree, zero=(0.0, 0.0), scale=(1.0, 1.0), sampling=1.0,
+                 ccdname=None, source=None):
+        basis = np.array(basis, dtype=float)
+        if basis.ndim == 2:
+            basis = basis[None]
+        degree = int(degree)
+        nterms = (degree + 1) * (degree + 2) // 2
+        if basis.ndim != 3 or basis.shape[0] != nterms:
+            raise ValueError(f"PSFEx basis must have shape ({nterms}, ny, nx) for polynomial degree {degree}, "
+                             f"got {basis.shape}")
+        if not np.all(np.isfinite(basis)):
+            raise ValueError(f"PSFEx basis has {np.count_nonzero(~np.isfinite(basis))} non-finite values")
+        self.basis = basis
+        self.degree = degree
+        self.zero = (float(zero[0]), float(zero[1]))
+        self.scale = (_check_positive("PSFEx POLSCAL1", scale[0]), _check_positive("PSFEx POLSCAL2", scale[1]))
+        self.sampling = _check_positive("PSFEx PSF_SAMP", sampling)
+        self.ccdname = ccdname
+        self.source = source
+
+    # -- reading -----------------------------------------------------------------------
+
+    @classmethod
+    def from_fits(cls, path, ccdname=None, *, hdu=None):
+        """Read a PSFEx model from a FITS file.
+
+        Two layouts are read, recognised by their contents (not the file name):
+
+        * PSFEx's own ``.psf`` files: a binary table (``EXTNAME = PSF_DATA``) with one row,
+          a ``PSF_MASK`` column and the model in header keywords (``POLNAXIS``,
+          ``POLNAME1/2``, ``POLZERO1/2``, ``POLSCAL1/2``, ``POLDEG1``, ``PSF_SAMP``, ...);
+          such files name no CCD, so ``ccdname`` is not checked.  A file with several
+          ``PSF_DATA`` tables (one per extension of a multi-extension image) needs ``hdu``.
+        * legacypipe's "merged" PSFEx files: one table row per CCD, the same quantities as
+          lower-case columns (``polzero1``, ``psf_mask``, ...) and a ``ccdname`` column.
+          ``ccdname`` picks the row (e.g. ``"N12"``); it may be omitted when there is one row.
+
+        Only polynomials in ``X_IMAGE``/``Y_IMAGE`` (or another ``*_IMAGE`` pixel position)
+        in a single group are supported, or none (``POLNAXIS = 0``: a constant PSF).
+        Errors (ValueError) name the file and list the CCDs or HDUs available.
+        """
+        label = f"PSFEx file {str(path)!r}"
+        if not pathlib.Path(str(path)).is_file():
+            raise FileNotFoundError(f"{label} does not exist")
+        try:
+            hdul = fits.open(str(path))
+        except OSError as err:
+            raise ValueError(f"{label} is not a FITS file ({err})") from None
+        with hdul:
+            found = _psfex_hdus(hdul)
+            names = [f"{k}:{h.name}" for k, h in enumerate(hdul)]
+            if hdu is None:
+                if not found:
+                    raise ValueError(f"{label} is not a PSFEx model: no binary table with a PSF_MASK column "
+                                     f"(HDUs: {names})")
+                if len(found) > 1:
+                    raise ValueError(f"{label} holds {len(found)} PSFEx tables (HDUs {found}); choose one with hdu=")
+                table = hdul[found[0]]
+            else:
+                try:
+                    table = hdul[hdu]
+                except (KeyError, IndexError):
+                    raise ValueError(f"{label} has no HDU {hdu!r} (HDUs: {names})") from None
+                if hdul.index_of(hdu) not in found:
+                    raise ValueError(f"{label}, HDU {hdu!r} is not a PSFEx table (no PSF_MASK column)")
+            header = table.header.copy()
+            data = table.data
+            columns = {n.lower(): n for n in table.columns.names}
+            nrows = len(data)
+            if "ccdname" in columns:
+                ccds = [str(c).strip() for c in data[columns["ccdname"]]]
+                if ccdname is None:
+                    if nrows != 1:
+                        raise ValueError(f"{label} holds {nrows} CCDs {ccds}: choose one with ccdname=")
+                    row = 0
+                else:
+                    rows = [k for k, c in enumerate(ccds) if c == str(ccdname).strip()]
+                    if len(rows) != 1:
+                        what = "no row" if not rows else f"{len(rows)} rows"
+                        raise ValueError(f"{label} has {what} for CCD {str(ccdname).strip()!r} "
+                                         f"(CCDs in the file: {ccds})")
+                    row = rows[0]
+                ccd = ccds[row]
+            else:
+                if nrows != 1:
+                    raise ValueError(f"{label}: the PSFEx table has {nrows} rows and no ccdname column")
+                row, ccd = 0, None
+
+            def lookup(key):
+                if key.lower() in columns:
+                    value = data[columns[key.lower()]][row]
+                elif key in header:
+                    value = header[key]
+                else:
+                    return None
+                return value.strip() if isinstance(value, str) else value
+
+            keys = ("POLNAXIS", "POLNGRP", "POLNAME1", "POLNAME2", "POLZERO1", "POLZERO2",
+                    "POLSCAL1", "POLSCAL2", "POLDEG1", "PSF_SAMP")
+            found_values = {k: lookup(k) for k in keys}
+            basis = np.array(data[columns["psf_mask"]][row], dtype=float)
+
+        def get(key, default=None):
+            value = found_values[key]
+            return default if value is None else value
+
+        naxis = int(get("POLNAXIS", 0))
+        if naxis == 0:
+            degree, zero, scale = 0, (0.0, 0.0), (1.0, 1.0)
+        else:
+            polnames = (str(get("POLNAME1", "")).upper(), str(get("POLNAME2", "")).upper())
+            ok = (naxis == 2 and int(get("POLNGRP", 1)) == 1
+                  and polnames[0].startswith("X") and polnames[0].endswith("_IMAGE")
+                  and polnames[1].startswith("Y") and polnames[1].endswith("_IMAGE"))
+            if not ok:
+                raise ValueError(f"{label}: only PSFEx polynomials in (X_IMAGE, Y_IMAGE) in one group are supported "
+                                 f"(POLNAXIS={naxis}, POLNAMEs={polnames}, POLNGRP={get('POLNGRP')})")
+            missing = [k for k in ("POLZERO1", "POLZERO2", "POLSCAL1", "POLSCAL2", "POLDEG1") if get(k) is None]
+            if missing:
+                raise ValueError(f"{label}: missing PSFEx keywords/columns {missing}")
+            degree = int(get("POLDEG1"))
+            zero = (float(get("POLZERO1")), float(get("POLZERO2")))
+            scale = (float(get("POLSCAL1")), float(get("POLSCAL2")))
+        if basis.ndim == 2:
+            basis = basis[None]
+        nterms = (degree + 1) * (degree + 2) // 2
+        if basis.ndim != 3 or basis.shape[0] != nterms:
+            raise ValueError(f"{label}: PSF_MASK has shape {basis.shape}, expected ({nterms}, ny, nx) "
+                             f"for polynomial degree {degree}")
+        return cls(basis, degree, zero, scale, sampling=float(get("PSF_SAMP", 1.0)), ccdname=ccd,
+                   source=str(path))
+
+    # -- evaluation --------------------------------------------------------------------
+
+    def _terms(self, X, Y):
+        dx = (X - self.zero[0]) / self.scale[0]
+        dy = (Y - self.zero[1]) / self.scale[1]
+        return dx, dy, np.array([dx ** i * dy ** j for j in range(self.degree + 1)
+                                 for i in range(self.degree + 1 - j)])
+
+    def stamp(self, x, y, *, origin=0, clip_negative=True):
+        """The PSF image at CCD pixel ``(x, y)``, normalised to unit sum (numpy array).
+
+        ``x``, ``y``: 0-indexed CCD pixel position (``origin=0``, bayesprof's convention) or
+        PSFEx's 1-indexed ``X_IMAGE``/``Y_IMAGE`` (``origin=1``).  The stamp is sampled every
+        :attr:`sampling` image pixels, with the PSF centre at array index ``(ny//2, nx//2)``.
+        ``clip_negative`` sets the model's negative wing pixels (noise) to zero before
+        normalising, as legacypipe does.  A position far outside the region the polynomial
+        was fitted on (``|X - POLZERO| > POLSCAL``) gives a warning: check the pixel frame.
+        """
+        if origin not in (0, 1):
+            raise ValueError(f"origin must be 0 (0-indexed pixels) or 1 (X_IMAGE/Y_IMAGE), not {origin!r}")
+        X, Y = float(x) + 1 - origin, float(y) + 1 - origin
+        dx, dy, terms = self._terms(X, Y)
+        if self.degree > 0 and max(abs(dx), abs(dy)) > 1.0:
+            warnings.warn(f"PSFEx model{' of CCD ' + repr(self.ccdname) if self.ccdname else ''}: position "
+                          f"X_IMAGE={X:g}, Y_IMAGE={Y:g} is far outside the region it was fitted on "
+                          f"({self.zero[0]:g} +- {self.scale[0] / 2:g}, {self.zero[1]:g} +- {self.scale[1] / 2:g}); "
+                          "the polynomial is extrapolated (is the position in this CCD's pixel frame?)",
+                          stacklevel=2)
+        img = np.tensordot(terms, self.basis, axes=1)
+        if clip_negative:
+            img = np.maximum(img, 0.0)
+        total = img.sum()
+        if not total > 0:
+            raise ValueError(f"PSFEx model at X_IMAGE={X:g}, Y_IMAGE={Y:g} has a non-positive sum {total!r}")
+        return img / total
+
+    def at(self, x, y, *, origin=0, clip_negative=True):
+        """The effective PSF at CCD pixel ``(x, y)`` as a :class:`PixelPSF`.
+
+        Arguments as in :meth:`stamp`.  The stamp is centred for :class:`PixelPSF` (an even
+        size gets a row/column of zeros appended, so PSFEx's centre pixel ``n//2`` becomes the
+        middle), ``includes_pixel=True`` (PSFEx models the pixel-convolved PSF), and for
+        ``PSF_SAMP != 1`` its spacing is given as ``sampling`` in image pixels, so it holds at
+        any pixel scale.
+        """
+        img = self.stamp(x, y, origin=origin, clip_negative=clip_negative)
+        ny, nx = img.shape
+        img = np.pad(img, ((0, 1 - ny % 2), (0, 1 - nx % 2)))
+        return PixelPSF(img, includes_pixel=True, sampling=None if self.sampling == 1.0 else self.sampling)
+
+    def __repr__(self):
+        nterms, ny, nx = self.basis.shape
+        ccd = f"ccd={self.ccdname!r}, " if self.ccdname else ""
+        return (f"PSFExModel({ccd}{ny}x{nx}, degree={self.degree}, sampling={self.sampling:g}, "
+                f"zero=({self.zero[0]:g}, {self.zero[1]:g}), scale=({self.scale[0]:g}, {self.scale[1]:g}))")
