@@ -24,7 +24,7 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-from . import plot  # noqa: E402
+from . import catalog, plot  # noqa: E402
 from .components import (  # noqa: E402
     AstrometricOffset, DeVaucouleurs, Exponential, FlatSky, Gaussian, Moffat, PlaneSky, PointSource, Sersic, Spline)
 from .image import Image, ImageList, PixelMap, sky_from_offsets, tangent_plane_offsets  # noqa: E402

@@ -1,0 +1,543 @@
+"""Many sources at once: detection, source lists, and noise from the background.
+
+Workflow for images without a segmentation map, a source list or a noise map::
+
+    sigma = estimate_noise(data)                          # constant noise from the background
+    image = bp.Image(data, sigma=sigma, wcs=wcs, psf=psf)
+    segmap = segment(image)                               # 0 = sky, 1..N = sources
+    sources = sources_from_segmentation(image, segmap, reference=images.reference)
+    add_sources(scene, sources, bp.Sersic)                # one source per entry, windows per image
+
+Conventions as everywhere in bayesprof: arrays ``data[y, x]``, 0-indexed pixels (astropy),
+sky positions through each image's WCS (``pixel_to_world`` / ``world_to_pixel``), position
+angles in degrees east of north, radii in arcsec (semi-major half-light radius), fluxes in
+microjansky through the image's AB zeropoint.
+
+**Noise** (:func:`estimate_noise`): the standard deviation of the background pixels,
+``1.4826 x MAD`` about the median, sigma-clipped at 3 sigma until stable, after removing a
+least-squares plane (a sky gradient would otherwise inflate it).  Source pixels are left out
+(the segmentation map, dilated by 2 pixels; without one :func:`segment` finds them).  It is a constant *background* noise: the Poisson noise of the sources is
+neglected, which is right for faint sources on a bright sky (or sky-dominated coadds) and
+underestimates the noise on bright sources.  Pixel-to-pixel correlations (resampled coadds)
+are not removed: the value is the marginal per-pixel sigma.
+
+**Detection** (:func:`segment`): the background-subtracted image is smoothed by a Gaussian
+(default: FWHM of the image's PSF, at least 2 pixels); pixels whose smoothed signal exceeds
+``threshold`` (default 3) times the noise *of the smoothed image* (its clipped MAD, so that
+correlated noise is accounted for) are connected (8-connectivity) into segments of at least ``min_area``
+(default 10) pixels.  Segments with several significant peaks are split (``deblend``):
+peaks are local maxima of the smoothed image within ``min_separation`` pixels (default 1.5 x
+the smoothing FWHM) that stand ``peak_threshold`` (default 5) smoothed-noise units above the
+segment's detection level; pixels go to the peaks by a watershed of the smoothed image.
+
+**Measurement** (:func:`sources_from_segmentation`): each segment is measured by
+:func:`bayesprof.estimate.estimate_source` on the image with the other segments masked, inside
+the segment's bounding box: centroid, curve-of-growth flux, half-light radius, axis ratio and
+orientation from second moments; the orientation goes to a PA east of north through the WCS.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from .estimate import estimate_source
+from .image import Image, tangent_plane_offsets
+from .profiles import flux_to_counts
+
+__all__ = ["CatalogSource", "SourceList", "estimate_noise", "segment", "sources_from_segmentation",
+           "sources_from_table", "add_sources"]
+
+MAD_TO_SIGMA = 1.482602218505602
+
+
+# ---------------------------------------------------------------------------- noise
+def _clipped_sigma(values, nsigma=3.0, maxiters=10):
+    """(median, sigma) of values: 1.4826 MAD about the median, clipped at nsigma until stable."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size < 5:
+        raise ValueError(f"estimate_noise: only {v.size} background pixels to estimate the noise from")
+    keep = np.ones(v.size, bool)
+    for _ in range(maxiters):
+        med = np.median(v[keep])
+        sig = MAD_TO_SIGMA * np.median(np.abs(v[keep] - med))
+        if sig <= 0:
+            break
+        new = np.abs(v - med) <= nsigma * sig
+        if np.array_equal(new, keep):
+            break
+        keep = new
+    return float(med), float(sig)
+
+
+def _plane_residual(data, use):
+    """data minus the least-squares plane fitted to the pixels ``use``."""
+    yy, xx = np.indices(data.shape, dtype=float)
+    A = np.stack([np.ones(use.sum()), xx[use], yy[use]], 1)
+    coef, *_ = np.linalg.lstsq(A, data[use], rcond=None)
+    return data - (coef[0] + coef[1] * xx + coef[2] * yy)
+
+
+def _data_mask(image, mask=None):
+    if isinstance(image, Image):
+        data, bad = image.data, image.mask.copy()
+    else:
+        data = np.asarray(image, dtype=float)
+        if data.ndim != 2:
+            raise ValueError(f"expected a 2-D image, got shape {data.shape}")
+        bad = ~np.isfinite(data)
+    if mask is not None:
+        bad |= np.asarray(mask, bool)
+    return np.where(bad, np.nan, data), bad
+
+
+def estimate_noise(image, segmap=None, *, mask=None, nsigma=3.0, dilate=2, plane=True) -> float:
+    """Constant background noise sigma of an image (or 2-D array) from pixels outside sources.
+
+    ``sigma = 1.4826 * MAD`` of the unmasked pixels outside the sources, about their median,
+    clipped at ``nsigma`` until stable; a least-squares plane (``plane=True``) is removed first
+    so that a sky gradient does not inflate it.  Sources: ``segmap > 0`` dilated by ``dilate``
+    pixels; without a segmentation map, :func:`segment` finds them.  Non-finite pixels and ``mask`` are ignored.
+
+    The result is the noise of the background only: the sources' own Poisson noise is
+    neglected.  Pass it as ``Image(data, sigma=estimate_noise(data), ...)``.
+    """
+    data, bad = _data_mask(image, mask)
+    use = ~bad
+    if segmap is None:
+        segmap = segment(np.where(use, data, np.nan), deblend=False)
+    seg = np.asarray(segmap) > 0
+    if seg.shape != data.shape:
+        raise ValueError(f"estimate_noise: segmap shape {seg.shape} differs from the image's {data.shape}")
+    if dilate:
+        seg = ndimage.binary_dilation(seg, iterations=int(dilate))
+    sky = use & ~seg
+    if sky.sum() < 25:
+        sky = use
+    resid = _plane_residual(np.where(use, data, 0.0), sky) if plane else data
+    return _clipped_sigma(resid[sky], nsigma)[1]
+
+
+# ---------------------------------------------------------------------------- detection
+def _psf_fwhm_px(image):
+    """FWHM (image pixels) of an image's PSF: from the area above half maximum for a pixelized
+    PSF, else its half-light diameter; None without a PSF."""
+    psf = getattr(image, "psf", None)
+    if psf is None:
+        return None
+    stamp = getattr(psf, "image", None)
+    if stamp is not None:
+        step = float(psf._step(image.pixel_scale)) if hasattr(psf, "_step") else 1.0
+        return 2.0 * math.sqrt(np.count_nonzero(stamp >= 0.5 * stamp.max()) / math.pi) * step
+    try:
+        return 2.0 * float(psf.radius(image.pixel_scale, 0.5))
+    except Exception:  # noqa: BLE001 - a PSF without a radius: fall back to the default
+        return None
+
+
+def segment(image, *, threshold=3.0, smooth_fwhm=None, min_area=10, deblend=True,
+            peak_threshold=5.0, min_separation=None, mask=None) -> np.ndarray:
+    """Segmentation map (int array, 0 = background, 1..N = sources) of an Image or 2-D array.
+
+    threshold : float
+        Detection threshold in units of the smoothed image's noise (default 3).
+    smooth_fwhm : float, optional
+        FWHM (pixels) of the Gaussian smoothing kernel; default the PSF's FWHM (an Image with a
+        PSF), at least 2 pixels.
+    min_area : int
+        Smallest segment kept, in pixels (default 10).
+    deblend, peak_threshold, min_separation
+        Split segments with several peaks (see the module docstring).
+    mask : bool array, optional
+        Pixels to ignore (besides an Image's own mask and non-finite values).
+
+    Labels are ordered by decreasing peak smoothed signal (1 = brightest).
+    """
+    data, bad = _data_mask(image, mask)
+    fwhm = smooth_fwhm if smooth_fwhm is not None else max(_psf_fwhm_px(image) or 0.0, 2.0)
+    s = fwhm / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+    resid = _plane_residual(np.where(bad, 0.0, data), ~bad)
+    level, _ = _clipped_sigma(resid[~bad])
+    img = np.where(bad, 0.0, resid - level)
+    smooth = ndimage.gaussian_filter(img, s, mode="constant")
+    weight = ndimage.gaussian_filter((~bad).astype(float), s, mode="constant")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        smooth = np.where(weight > 0.2, smooth / np.maximum(weight, 1e-12), 0.0)
+    # the noise of the smoothed image, measured on it (correct for correlated noise too)
+    _, noise_s = _clipped_sigma(smooth[(weight > 0.2) & ~bad])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        snr = smooth / noise_s
+    det = (snr > threshold) & ~bad
+    labels, n = ndimage.label(det, structure=np.ones((3, 3)))
+    if n == 0:
+        return np.zeros(data.shape, int)
+    areas = ndimage.sum(det, labels, index=np.arange(1, n + 1))
+    keep = np.zeros(n + 1, bool)
+    keep[1:] = areas >= min_area
+    labels = np.where(keep[labels], labels, 0)
+    if deblend:
+        sep = min_separation if min_separation is not None else 1.5 * fwhm
+        size = max(3, int(2 * round(sep) + 1))
+        local_max = (snr == ndimage.maximum_filter(snr, size=size)) & (labels > 0) & \
+            (snr > threshold + peak_threshold)
+        markers, n_peaks = ndimage.label(local_max, structure=np.ones((3, 3)))
+        if n_peaks:
+            labels = _split(labels, markers, snr)
+    # relabel 1..N by decreasing peak S/N
+    ids = np.unique(labels[labels != 0])
+    if ids.size == 0:
+        return np.zeros(data.shape, int)
+    peaks = ndimage.maximum(snr, labels, index=ids)
+    order = ids[np.argsort(-np.asarray(peaks))]
+    lut = {int(old): k + 1 for k, old in enumerate(order)}
+    out = np.zeros(data.shape, int)
+    for old, new in lut.items():
+        out[labels == old] = new
+    return out
+
+
+def _split(labels, markers, snr, nlevels=32):
+    """Split the segments holding several peaks (``markers``) by a watershed of the smoothed
+    S/N: going down in ``nlevels`` steps, each peak's region grows pixel by pixel into the
+    segment's pixels above the current level."""
+    out = labels.copy()
+    next_id = int(labels.max()) + 1
+    structure = np.ones((3, 3), bool)
+    for lab, sl in enumerate(ndimage.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        inside = labels[sl] == lab
+        mk = np.where(inside, markers[sl], 0)
+        ids = np.unique(mk[mk > 0])
+        if len(ids) <= 1:
+            continue
+        sn = snr[sl]
+        grown = mk.copy()
+        for level in np.linspace(sn[inside].max(), sn[inside].min(), nlevels)[1:]:
+            allowed = inside & (sn >= level)
+            while True:
+                free = allowed & (grown == 0)
+                if not free.any():
+                    break
+                spread = ndimage.grey_dilation(grown, footprint=structure)
+                new = free & (spread > 0)
+                if not new.any():
+                    break
+                grown[new] = spread[new]
+        region = out[sl]
+        for pid in ids:
+            region[inside & (grown == pid)] = next_id
+            next_id += 1
+    return out
+
+
+# ---------------------------------------------------------------------------- source lists
+@dataclass
+class CatalogSource:
+    """One entry of a source list.
+
+    ``ra``, ``dec`` (deg, ICRS) and, with a reference, ``xi``, ``eta`` (arcsec east/north of
+    it); ``x``, ``y`` (0-indexed pixels of the measuring image); ``flux`` (microjansky, through
+    the image's zeropoint) and ``counts`` (data units); ``re`` (semi-major half-light radius,
+    arcsec), ``q`` (b/a), ``pa`` (deg east of north); ``box`` (x0, x1, y0, y1), the pixel
+    footprint in the measuring image (half-open); ``extent`` (dxi_min, dxi_max, deta_min,
+    deta_max), the footprint on the sky in arcsec about the source's own position; ``area``
+    (pixels of the segment), ``snr`` (flux / its background noise).  Unknown values are NaN.
+    """
+
+    id: int
+    ra: float
+    dec: float
+    xi: float = float("nan")
+    eta: float = float("nan")
+    x: float = float("nan")
+    y: float = float("nan")
+    flux: float = float("nan")
+    counts: float = float("nan")
+    re: float = float("nan")
+    q: float = float("nan")
+    pa: float = float("nan")
+    box: tuple | None = None
+    extent: tuple = (float("nan"),) * 4
+    area: int = 0
+    snr: float = float("nan")
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def coord(self):
+        from astropy.coordinates import SkyCoord
+        import astropy.units as u
+
+        return SkyCoord(self.ra * u.deg, self.dec * u.deg, frame="icrs")
+
+
+class SourceList(list):
+    """A list of :class:`CatalogSource` with :meth:`table` (an astropy Table) and :meth:`select`."""
+
+    def table(self):
+        from astropy.table import Table
+
+        rows = []
+        for s in self:
+            d = asdict(s)
+            d.pop("extra")
+            d["box"] = tuple(d["box"]) if d["box"] is not None else (-1, -1, -1, -1)
+            rows.append(d)
+        return Table(rows=rows) if rows else Table()
+
+    def select(self, keep) -> "SourceList":
+        """The entries for which ``keep(source)`` is true."""
+        return SourceList(s for s in self if keep(s))
+
+    def __getitem__(self, k):
+        out = super().__getitem__(k)
+        return SourceList(out) if isinstance(k, slice) else out
+
+
+def _icrs(coord):
+    c = coord.icrs
+    return float(c.ra.deg), float(c.dec.deg)
+
+
+def _pa_from_theta(image, x, y, theta_deg):
+    """PA (deg east of north) of the pixel direction ``theta`` (deg from +x towards +y) at (x, y)."""
+    th = math.radians(theta_deg)
+    c0 = image.pixel_to_sky(x, y)
+    c1 = image.pixel_to_sky(x + 0.5 * math.cos(th), y + 0.5 * math.sin(th))
+    c2 = image.pixel_to_sky(x - 0.5 * math.cos(th), y - 0.5 * math.sin(th))
+    dxi1, deta1 = (float(v) for v in tangent_plane_offsets(c1, c0))
+    dxi2, deta2 = (float(v) for v in tangent_plane_offsets(c2, c0))
+    return float(np.degrees(np.arctan2(dxi1 - dxi2, deta1 - deta2)) % 180.0)
+
+
+def _extent(image, box, centre):
+    x0, x1, y0, y1 = box
+    xs = np.array([x0 - 0.5, x1 - 0.5, x0 - 0.5, x1 - 0.5])
+    ys = np.array([y0 - 0.5, y0 - 0.5, y1 - 0.5, y1 - 0.5])
+    xi, eta = tangent_plane_offsets(image.pixel_to_sky(xs, ys), centre)
+    xi, eta = np.asarray(xi, float), np.asarray(eta, float)
+    return (float(xi.min()), float(xi.max()), float(eta.min()), float(eta.max()))
+
+
+def _measure(image, data, mask, variance, box, position=None):
+    """estimate_source inside ``box`` and the derived sky quantities."""
+    g = estimate_source(data, mask, variance, position=position, box=box)
+    centre = image.pixel_to_sky(g.x, g.y)
+    pa = _pa_from_theta(image, g.x, g.y, g.theta)
+    per_count = float(flux_to_counts(1.0, image.zeropoint))
+    sig = float(np.median(np.sqrt(variance[~mask]))) if (~mask).any() else 1.0
+    noise = sig * math.sqrt(math.pi) * max(g.radius_px, 1.0)  # background noise in the flux aperture
+    return dict(x=g.x, y=g.y, centre=centre, counts=g.counts, flux=g.counts / per_count,
+                re=g.re_px * image.pixel_scale, q=g.q, pa=pa, snr=g.counts / noise, radius_px=g.radius_px)
+
+
+def _offsets(coord, reference):
+    if reference is None:
+        return float("nan"), float("nan")
+    xi, eta = tangent_plane_offsets(coord, reference)
+    return float(xi), float(eta)
+
+
+def _reference(reference):
+    if reference is None:
+        return None
+    if hasattr(reference, "images"):  # a Scene
+        return reference.images.reference
+    if hasattr(reference, "reference") and not hasattr(reference, "ra"):  # an ImageList
+        return reference.reference
+    return reference
+
+
+def sources_from_segmentation(image, segmap, *, reference=None, pad=3) -> SourceList:
+    """A :class:`SourceList` from a segmentation map of ``image`` (an :class:`~bayesprof.Image`).
+
+    Each segment (label > 0, in increasing label order) is measured with
+    :func:`bayesprof.estimate.estimate_source` on the image with every other segment masked,
+    inside the segment's bounding box widened by ``pad`` pixels.  ``reference`` (SkyCoord,
+    ImageList or Scene) adds the (xi, eta) offsets of the scene's frame.
+    """
+    if not isinstance(image, Image):
+        raise TypeError("sources_from_segmentation needs a bayesprof Image (with its WCS and zeropoint)")
+    seg = np.asarray(segmap)
+    if seg.shape != image.shape:
+        raise ValueError(f"segmap shape {seg.shape} differs from the image's {image.shape}")
+    reference = _reference(reference)
+    out = SourceList()
+    slices = ndimage.find_objects(np.clip(seg, 0, None).astype(int))
+    for lab, sl in enumerate(slices, start=1):
+        if sl is None:
+            continue
+        y0, y1, x0, x1 = sl[0].start, sl[0].stop, sl[1].start, sl[1].stop
+        box = (max(x0 - pad, 0), min(x1 + pad, image.nx), max(y0 - pad, 0), min(y1 + pad, image.ny))
+        others = (seg > 0) & (seg != lab)
+        mask = image.mask | others
+        m = _measure(image, image.data, mask, image.variance, box)
+        ra, dec = _icrs(m["centre"])
+        xi, eta = _offsets(m["centre"], reference)
+        out.append(CatalogSource(
+            id=int(lab), ra=ra, dec=dec, xi=xi, eta=eta, x=m["x"], y=m["y"], flux=m["flux"], counts=m["counts"],
+            re=m["re"], q=m["q"], pa=m["pa"], box=(int(x0), int(x1), int(y0), int(y1)),
+            extent=_extent(image, (x0, x1, y0, y1), m["centre"]), area=int(np.count_nonzero(seg[sl] == lab)),
+            snr=m["snr"]))
+    return out
+
+
+def _column(table, name, n):
+    if name is None:
+        return None
+    try:
+        col = table[name]
+    except (KeyError, ValueError, IndexError):
+        return None
+    col = np.asarray(getattr(col, "value", col), dtype=float)
+    if col.shape != (n,):
+        raise ValueError(f"sources_from_table: column {name!r} has shape {col.shape}, expected ({n},)")
+    return col
+
+
+def sources_from_table(table, *, ra="ra", dec="dec", id="id", flux="flux", re="re", q="q", pa="pa",
+                       radius="radius", image=None, reference=None, default_radius=1.0) -> SourceList:
+    """A :class:`SourceList` from a user catalogue of sky positions.
+
+    table : astropy Table, dict of arrays, structured array or DataFrame
+        Column ``ra`` and ``dec`` in degrees (ICRS) are required; ``id``, ``flux`` (microjansky),
+        ``re`` (arcsec), ``q``, ``pa`` (deg east of north) and ``radius`` (arcsec, the half-size of
+        the footprint) are optional (give None or a missing name to skip one).
+    image : Image, optional
+        Measure the quantities the table lacks on this image, about each position (within 3
+        pixels), inside a box of half-size ``radius`` (default ``max(4 re, default_radius)``).
+    reference : SkyCoord, ImageList or Scene, optional
+        Adds the (xi, eta) offsets of the scene's frame.
+
+    The footprint (``extent``) is a square of half-size ``radius`` (or ``max(4 re,
+    default_radius)`` arcsec) about the position.
+    """
+    from astropy.coordinates import SkyCoord
+    import astropy.units as u
+
+    reference = _reference(reference)
+    ra_c = np.asarray(getattr(table[ra], "value", table[ra]), dtype=float)
+    n = ra_c.size
+    dec_c = _column(table, dec, n)
+    cols = {k: _column(table, v, n) for k, v in (("flux", flux), ("re", re), ("q", q), ("pa", pa),
+                                                  ("radius", radius))}
+    ids = None
+    if id is not None:
+        try:
+            ids = [int(v) for v in table[id]]
+        except (KeyError, ValueError, IndexError):
+            ids = None
+    out = SourceList()
+    for k in range(n):
+        coord = SkyCoord(ra_c[k] * u.deg, dec_c[k] * u.deg, frame="icrs")
+        val = {p: (float(c[k]) if c is not None else float("nan")) for p, c in cols.items()}
+        x = y = counts = snr = float("nan")
+        box = None
+        if image is not None:
+            x, y = (float(v) for v in image.sky_to_pixel(coord))
+            half_as = val["radius"] if np.isfinite(val["radius"]) else max(
+                4 * val["re"] if np.isfinite(val["re"]) else 0.0, default_radius)
+            h = max(int(math.ceil(half_as / image.pixel_scale)), 3)
+            xi0, yi0 = int(round(x)), int(round(y))
+            box = (max(xi0 - h, 0), min(xi0 + h + 1, image.nx), max(yi0 - h, 0), min(yi0 + h + 1, image.ny))
+            if box[1] <= box[0] or box[3] <= box[2]:
+                raise ValueError(f"sources_from_table: source {k} at RA {ra_c[k]:.6f}, Dec {dec_c[k]:.6f} lies "
+                                 f"outside the image {image.name!r}")
+            m = _measure(image, image.data, image.mask, image.variance, box, position=(x, y))
+            counts, snr = m["counts"], m["snr"]
+            for p in ("flux", "re", "q", "pa"):
+                if not np.isfinite(val[p]):
+                    val[p] = m[p]
+        if not np.isfinite(val["radius"]):
+            val["radius"] = max(4 * val["re"], default_radius) if np.isfinite(val["re"]) else default_radius
+        r = val["radius"]
+        xi, eta = _offsets(coord, reference)
+        out.append(CatalogSource(
+            id=ids[k] if ids is not None else k + 1, ra=float(ra_c[k]), dec=float(dec_c[k]), xi=xi, eta=eta, x=x,
+            y=y, flux=val["flux"], counts=counts, re=val["re"], q=val["q"], pa=val["pa"], box=box,
+            extent=(-r, r, -r, r), snr=snr))
+    return out
+
+
+# ---------------------------------------------------------------------------- scenes
+def add_sources(scene, sources, kind=None, *, name="src{id}", vary=None, window_pad=1.0,
+                init=("xi", "eta", "re", "q", "pa"), images=None, common_window=()) -> list:
+    """Add one source per entry of ``sources`` to ``scene``; returns the declared sources.
+
+    kind : component class
+        Default :class:`~bayesprof.Sersic`.
+    name : str
+        Format string for each source's name, with the fields of :class:`CatalogSource`
+        (default ``"src{id}"``).
+    vary : dict, optional
+        Sharing rules, as in :meth:`Scene.add` (default: structure shared, flux per band).
+    window_pad : float
+        Each source gets a :class:`~bayesprof.SkyWindow` in every image: its footprint
+        (``extent``) about its position, widened by ``window_pad`` arcsec on every side.
+        Images the window does not overlap are left out of the source.  None: no windows.
+    init : sequence of str
+        Parameters whose initial values come from the list (when the kind has them and the
+        value is finite); the others (e.g. flux per band) are estimated from the images.
+        Positions are the list's sky positions in the scene's frame.
+    images : list of image names, optional
+        Limit the sources to these images.
+    common_window : list of image names
+        In these images every source gets the same window, the box enclosing all their
+        windows: one renderer per image instead of one per source (faster to build and
+        compile; use it for coarse images where the sources' windows overlap anyway).
+    """
+    from . import components as comps
+    from .scene import SkyWindow
+
+    kind = comps.Sersic if kind is None else kind
+    reference = scene.images.reference
+    params = [f.name for f in __import__("dataclasses").fields(kind) if f.name != "knots"]
+    names = list(images) if images is not None else list(scene.images.names)
+    declared = []
+    for s in sources:
+        xi, eta = _offsets(s.coord, reference)
+        values = {"xi": xi, "eta": eta, "re": s.re, "q": s.q, "pa": s.pa, "flux": s.flux}
+        if kind is comps.Gaussian or kind is comps.Moffat:
+            values["fwhm"] = s.re * 2.0 if np.isfinite(s.re) else float("nan")
+        start = {p: float(values[p]) for p in init if p in params and p in values and np.isfinite(values[p])}
+        if "q" in start:
+            start["q"] = float(np.clip(start["q"], 0.1, 0.95))
+        if "pa" in start:
+            start["pa"] = float(start["pa"] % 180.0)
+        windows, members = {}, []
+        for im_name in names:
+            im = scene.images[im_name]
+            if window_pad is None:
+                if im.overlaps(reference, xi, eta):
+                    members.append(im_name)
+                continue
+            e = s.extent if np.all(np.isfinite(s.extent)) else (-1.0, 1.0, -1.0, 1.0)
+            w = SkyWindow(xi + e[0] - window_pad, xi + e[1] + window_pad,
+                          eta + e[2] - window_pad, eta + e[3] + window_pad)
+            x0, x1, y0, y1 = w.pixel_box(im, reference)
+            if min(x1, im.nx) - max(x0, 0) < 2 or min(y1, im.ny) - max(y0, 0) < 2:
+                continue
+            windows[im_name] = w
+            members.append(im_name)
+        if not members:
+            warnings.warn(f"add_sources: source {s.id} at RA {s.ra:.6f}, Dec {s.dec:.6f} falls on no image; "
+                          "skipped", UserWarning, stacklevel=2)
+            continue
+        label = name.format(**{k: getattr(s, k) for k in ("id", "ra", "dec", "x", "y")})
+        declared.append((label, members, windows, start))
+    for im_name in common_window:
+        ws = [w[im_name] for _, _, w, _ in declared if im_name in w]
+        if ws:
+            union = SkyWindow(min(w.xi_min for w in ws), max(w.xi_max for w in ws),
+                              min(w.eta_min for w in ws), max(w.eta_max for w in ws))
+            for _, _, w, _ in declared:
+                if im_name in w:
+                    w[im_name] = union
+    return [scene.add(label, kind, vary=vary, images=members, windows=windows or None, init=start)
+            for label, members, windows, start in declared]
+
