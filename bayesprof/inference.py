@@ -234,10 +234,15 @@ def _lbfgs(model, u0, max_steps, tol):
 def _finish(model, u, hess, steps, success, message, elapsed, pixels=None):
     """MapResult from the solution; ``pixels``: the whitened pixel residuals there, if known."""
     p = model.size
-    # covariance in u (pseudo-inverse guards a singular direction, e.g. a parameter the data ignore)
-    w, v = np.linalg.eigh(0.5 * (hess + hess.T))
+    # covariance in u (pseudo-inverse guards a singular direction, e.g. a parameter the data ignore),
+    # computed on the Hessian scaled to unit diagonal so that parameters of very different scales
+    # (a sky level of 1e-12 counts next to a Sersic index) do not hide each other
+    hess = 0.5 * (hess + hess.T)
+    d = np.sqrt(np.maximum(np.diag(hess), 0.0))
+    d = np.where(d > 0, d, 1.0)
+    w, v = np.linalg.eigh(hess / np.outer(d, d))
     w_safe = np.where(w > 1e-12 * max(w.max(), 1e-300), w, np.inf)
-    cov_u = (v / w_safe) @ v.T
+    cov_u = ((v / w_safe) @ v.T) / np.outer(d, d)
     D = np.asarray(jax.jacfwd(lambda uu: model.pack(model.constrain(uu)))(jnp.asarray(u)))
     cov = D @ cov_u @ D.T
     latent = model.constrain(jnp.asarray(u))

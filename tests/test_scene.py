@@ -189,6 +189,12 @@ def test_data_scale_does_not_matter():
         assert abs(float(a.values[k]) - float(b.values[k])) < 1e-3 * float(a.sigmas[k]) + 1e-9
     assert abs(float(b.values["gal.flux[g]"]) / float(a.values["gal.flux[g]"]) / 1e-10 - 1) < 1e-5
     assert abs(a.reduced_chi2 - b.reduced_chi2) < 1e-6
+    # the uncertainties too: structure unchanged, flux and sky scaled (a sky of 1e-12 counts must not
+    # swamp the covariance of the other parameters)
+    for k in ("gal.re", "gal.n", "gal.q", "gal.pa", "gal.xi"):
+        assert abs(float(b.sigmas[k]) / float(a.sigmas[k]) - 1) < 1e-3, k
+    for k in ("gal.flux[g]", "sky.level[a]"):
+        assert abs(float(b.sigmas[k]) / float(a.sigmas[k]) / 1e-10 - 1) < 1e-3, k
 
 
 def test_initial_value_on_a_prior_bound_is_rejected_or_moved_inside(three_images):
