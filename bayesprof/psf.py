@@ -184,9 +184,16 @@ class PixelPSF(PSF):
         Instead of ``pixel_scale``: the PSF sample spacing in *science-image pixels*, for
         stamps defined in the image's own pixels whatever its scale in arcsec (PSFEx's
         ``PSF_SAMP``; 0.5 = sampled twice per image pixel).  Give at most one of the two.
+    trim : float
+        The stamp is cropped (symmetrically about its centre) to the square enclosing the
+        circle outside which at most ``trim`` (e.g. 1e-4) of its absolute flux lies, then
+        renormalised: survey stamps are often far larger than the PSF, with noisy wings that
+        only cost time (the renderer's canvas and core patch grow with the PSF's size).  The
+        flux left out changes a fitted flux by at most ``trim``.  None (default) or 0 keeps
+        the stamp whole.  ``untrimmed_shape`` is the shape given.
     """
 
-    def __init__(self, image, pixel_scale=None, includes_pixel=True, sampling=None):
+    def __init__(self, image, pixel_scale=None, includes_pixel=True, sampling=None, trim=None):
         arr = np.array(image, dtype=float)
         if arr.ndim != 2:
             raise ValueError(f"PixelPSF image must be 2-D, got shape {arr.shape}")
@@ -195,7 +202,15 @@ class PixelPSF(PSF):
         total = arr.sum()
         if not total > 0:
             raise ValueError(f"PixelPSF image must have a positive sum, got {total!r}")
-        self.image = arr / total
+        self.trim = 0.0 if trim is None else float(trim)
+        if not 0.0 <= self.trim < 0.5:
+            raise ValueError(f"PixelPSF trim must be a flux fraction in [0, 0.5), got {trim!r}")
+        arr = arr / total
+        self.untrimmed_shape = arr.shape
+        if self.trim > 0:
+            arr = _trim_stamp(arr, self.trim)
+        self.image = arr / arr.sum()
+        self._radii, self._encircled = _encircled_flux(self.image)
         if pixel_scale is not None and sampling is not None:
             raise ValueError("PixelPSF: give pixel_scale (arcsec per PSF pixel) or sampling "
                              "(image pixels per PSF pixel), not both")
@@ -223,18 +238,72 @@ class PixelPSF(PSF):
         ex = np.exp(-1j * np.multiply.outer(ukx, xs))  # (nkx, nx)
         ey = np.exp(-1j * np.multiply.outer(uky, ys))  # (nky, ny)
         table = ey @ self.image @ ex.T  # (nky, nkx)
-        dft = table[iy.reshape(kxb.shape), ix.reshape(kxb.shape)]
-        return dft * quintic_fourier(kxb * s) * quintic_fourier(kyb * s)
+        iy, ix = iy.reshape(kxb.shape), ix.reshape(kxb.shape)
+        # the interpolant's transform on the unique wavenumbers too (on the broadcast grid it
+        # cost minutes and gigabytes for the renderer's halo kernels)
+        return table[iy, ix] * quintic_fourier(ukx * s)[ix] * quintic_fourier(uky * s)[iy]
 
     def radius(self, pixel_scale, flux_fraction=1 - 1e-6):
+        """Radius (image pixels) of the circle about the centre holding ``flux_fraction`` of the
+        stamp's absolute flux (``|samples|``, so noisy negative wings count), plus the quintic
+        kernel's reach (3 samples) for fractions that need the outermost samples; never more than
+        the stamp's half-size plus 3 samples (the support of the interpolated PSF, a square)."""
+        s = self._step(pixel_scale)
         ny, nx = self.image.shape
-        return 0.5 * np.hypot(nx, ny) * self._step(pixel_scale) + 3.0 * self._step(pixel_scale)
+        half = 0.5 * max(nx, ny) + 3.0
+        i = int(np.searchsorted(self._encircled, float(flux_fraction)))
+        if i >= len(self._radii):
+            return half * s
+        r = self._radii[i] + (3.0 if flux_fraction > 1 - self.trim - 1e-12 and self.trim > 0 else 0.5)
+        return min(r, half) * s
+
+    #: The renderer's rule for interpolated stamps (see :mod:`bayesprof.render`): the fraction
+    #: of the 1-D axis profile of |E(k)| beyond the folding limit m pi, and beyond the halo's
+    #: band limit, that may be left out.
+    FOLD_TAIL, OVERSAMPLE_TAIL = 1e-4, 1e-3
+
+    def axis_tail(self, pixel_scale, kmax=16 * np.pi, n=4097):
+        """(k, tail): the fraction of the integral of |E(k, 0)| over 0 <= k (rad / image pixel)
+        that lies beyond each k; E is the effective PSF.  Beyond ``kmax`` the quintic
+        interpolant's transform falls as k^-4, so the remainder is |E(kmax)| kmax / 3."""
+        k = np.linspace(0.0, kmax, n)
+        e = np.abs(self.effective_fourier(k, 0.0 * k, pixel_scale))
+        dk = k[1] - k[0]
+        beyond = np.cumsum(e[::-1])[::-1] * dk + e[-1] * kmax / 3.0
+        return k, beyond / beyond[0]
 
 
     def __repr__(self):
         ny, nx = self.image.shape
         step = f"sampling={self.sampling:g} px" if self.sampling is not None else f"pixel_scale={self.pixel_scale}"
         return f"PixelPSF({ny}x{nx}, {step}, includes_pixel={self.includes_pixel})"
+
+
+def _encircled_flux(stamp):
+    """(radii, fraction): sorted distances of the samples from the stamp centre ((n-1)/2) and
+    the fraction of the absolute flux inside each radius."""
+    ny, nx = stamp.shape
+    yy, xx = np.indices(stamp.shape, dtype=float)
+    r = np.hypot(xx - (nx - 1) / 2.0, yy - (ny - 1) / 2.0).ravel()
+    order = np.argsort(r, kind="stable")
+    a = np.abs(stamp).ravel()[order]
+    return r[order], np.cumsum(a) / a.sum()
+
+
+def _trim_stamp(stamp, trim):
+    """Crop ``stamp`` symmetrically about its centre to the smallest square holding the circle
+    beyond which at most ``trim`` of the absolute flux lies (a trimmed stamp keeps its parity)."""
+    radii, frac = _encircled_flux(stamp)
+    i = int(np.searchsorted(frac, 1.0 - trim))
+    r = radii[min(i, len(radii) - 1)]
+    ny, nx = stamp.shape
+    out = stamp
+    for axis, n in ((0, ny), (1, nx)):
+        # keep indices j with |j - (n-1)/2| <= r (+ 0.5 so the circle's pixels are whole)
+        cut = int(np.floor((n - 1) / 2.0 - r - 0.5))
+        if cut > 0:
+            out = out[cut:n - cut] if axis == 0 else out[:, cut:n - cut]
+    return out
 
 
 def gaussian_psf(sigma, width, pixel_scale):

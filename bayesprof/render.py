@@ -180,6 +180,12 @@ class Renderer:
         Tangent point of the scene's (xi, eta) frame; default: the image centre.
     oversample : int, optional
         Halo samples per pixel side; default chosen from the PSF (1 for PSF FWHM >~ 3 px).
+    fold : int, optional
+        The core's k-grid extends to ``fold`` x Nyquist (aliases up to there are folded in).
+        Default from the PSF: analytic PSFs, where |E(k)| < 1e-7 beyond; interpolated stamps
+        (:class:`~bayesprof.psf.PixelPSF`), where at most ``PixelPSF.FOLD_TAIL`` (1e-4) of the
+        integral of |E| along a k axis lies beyond (and the halo's band limit where at most
+        ``OVERSAMPLE_TAIL``, 1e-3, does), at most 16.
     core_minor_px : float
         Minimum minor semi-axis of the Fourier-rendered core, in pixels.  Default
         ``max(2, 4 / oversample)``: the halo starts >= 4 halo samples from the centre.
@@ -188,7 +194,7 @@ class Renderer:
         ``core_minor_px / 0.15`` (the full minor axis for any q >= 0.15), at most half the image.
     """
 
-    def __init__(self, image, reference=None, *, oversample=None, core_minor_px=None, core_major_px=None,
+    def __init__(self, image, reference=None, *, oversample=None, fold=None, core_minor_px=None, core_major_px=None,
                  psf_flux_fraction=1 - 1e-7):
         if image.psf is None:
             raise ValueError(f"Image {image.name!r} has no PSF: give psf=GaussianPSF(...), MoffatPSF(...) or PixelPSF(...)")
@@ -202,8 +208,20 @@ class Renderer:
 
         # ---- how far E extends and how finely it must be sampled
         self.psf_radius = R = int(np.ceil(min(psf.radius(scale, psf_flux_fraction), 2 * max(ny, nx)))) + 1
-        self.fold = fold = self._fold_factor(efour, 1e-7)
-        self.oversample = S = int(oversample) if oversample else max(1, int(np.ceil(self._k_extent(efour, 1e-6) / (2 * np.pi) + 0.5)))
+        if hasattr(psf, "axis_tail"):
+            # an interpolated stamp: beyond the stamp's Nyquist wavenumber its transform is the
+            # interpolant's k^-4 ghosts of the stamp's Nyquist power, so a pointwise threshold
+            # asks for ~16x folding; the fraction of |E| along the axis left out (the error of a
+            # point source relative to its peak, measured) decides instead
+            k, tail = psf.axis_tail(scale)
+            k_fold = k[np.searchsorted(-tail, -psf.FOLD_TAIL)]
+            k_over = k[np.searchsorted(-tail, -psf.OVERSAMPLE_TAIL)]
+            auto_fold = int(min(16, max(1, np.ceil(k_fold / np.pi))))
+        else:
+            auto_fold = self._fold_factor(efour, 1e-7)
+            k_over = self._k_extent(efour, 1e-6)
+        self.fold = fold = int(fold) if fold else auto_fold
+        self.oversample = S = int(oversample) if oversample else max(1, int(np.ceil(k_over / (2 * np.pi) + 0.5)))
 
         # ---- halo: canvas = image + R margin, sub-lattices, E kernels per sub-lattice
         self.canvas = (ny + 2 * R, nx + 2 * R)
