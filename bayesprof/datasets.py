@@ -243,8 +243,11 @@ def cosmos_hst_hsc(bands=COSMOS_BANDS, *, psf: str = "moffat", hst_psf_size: int
             if hst_psf_size is not None:
                 if hst_psf_size % 2 != 1 or not 3 <= hst_psf_size <= stamp.shape[0]:
                     raise ValueError(f"hst_psf_size must be odd and 3..{stamp.shape[0]}, not {hst_psf_size}")
-                c, h = (stamp.shape[0] - 1) // 2, hst_psf_size // 2
-                stamp = stamp[c - h:c + h + 1, c - h:c + h + 1]
+                # about the peak pixel: the bundled stamp peaks at (90, 90), one pixel off its
+                # geometric centre (89, 89), which would shift every HST position by 30 mas
+                cy, cx = np.unravel_index(np.argmax(stamp), stamp.shape)
+                h = min(hst_psf_size // 2, cy, cx, stamp.shape[0] - 1 - cy, stamp.shape[1] - 1 - cx)
+                stamp = stamp[cy - h:cy + h + 1, cx - h:cx + h + 1]
         else:
             k = COSMOS_BANDS.index(band) - 1
             with fits.open(path(*folder, "Cut_HSC.fits")) as f:
