@@ -13,8 +13,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[test]"
 	@touch $@
 
+# GAMA galaxy G279148 fitted jointly in KiDS r and SDSS r (bundled data): MAP + NUTS, plots, NetCDF
 demo: install
-	$(PY) -m bayesprof.demo --out demo_output
+	$(VENV)/bin/bayesprof fit bayesprof/data/gama-kids-sdss/G279148.yaml --out demo_output
 
 test: install
 	$(PY) -m pytest -q

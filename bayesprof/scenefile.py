@@ -98,44 +98,128 @@ def _unknown(keys, allowed, where):
         raise ValueError(f"{where}: unknown key(s) {bad}; allowed: {sorted(allowed)}")
 
 
-def scene_from_dict(d: dict, images) -> Scene:
-    """Rebuild a scene from :func:`scene_to_dict`'s dictionary and the images."""
+def _mapping(v, where):
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise ValueError(f"{where}: expected a mapping, not {type(v).__name__} {v!r}")
+    return v
+
+
+def _message(err):
+    """The text of an exception (a KeyError's without the repr quotes)."""
+    return str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+
+
+def scene_from_dict(d: dict, images, *, where: str | None = None) -> Scene:
+    """Rebuild a scene from :func:`scene_to_dict`'s dictionary and the images.
+
+    ``where`` names the dictionary in error messages (e.g. ``"config.yaml: scene"``, giving
+    ``config.yaml: scene.sources[0].vary: ...``); default ``"scene file"``.  Every error is a
+    ValueError naming the key at fault.
+    """
+
+    def at(key):
+        return f"scene file, {key}" if where is None else f"{where}.{key}"
+
+    top = "scene file" if where is None else where
     if not isinstance(d, dict):
-        raise ValueError("a scene file must hold a mapping at the top level")
-    _unknown(d, _TOP_KEYS, "scene file")
+        raise ValueError(f"{top}: expected a mapping at the top level, not {type(d).__name__}")
+    _unknown(d, _TOP_KEYS, top)
     from astropy.coordinates import SkyCoord
 
     ref = d.get("reference")
-    reference = None if ref is None else SkyCoord(float(ref["ra"]), float(ref["dec"]), unit="deg")
-    scene = Scene(images, reference=reference, likelihood=d.get("likelihood", "normal"), dof=d.get("dof", 5.0))
-    for desc in d.get("images", []):
+    reference = None
+    if ref is not None:
+        ref = _mapping(ref, at("reference"))
+        _unknown(ref, {"ra", "dec"}, at("reference"))
+        try:
+            reference = SkyCoord(float(ref["ra"]), float(ref["dec"]), unit="deg")
+        except KeyError as err:
+            raise ValueError(f"{at('reference')}: missing key {_message(err)!r} (give ra and dec in degrees)") from None
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{at('reference')}: {err}") from None
+    try:
+        scene = Scene(images, reference=reference, likelihood=d.get("likelihood", "normal"), dof=d.get("dof", 5.0))
+    except (TypeError, ValueError) as err:
+        key = "likelihood" if "likelihood" in str(err) else "dof"
+        raise ValueError(f"{at(key)}: {err}") from None
+    descs = d.get("images") or []
+    if not isinstance(descs, list):
+        raise ValueError(f"{at('images')}: expected a list of image descriptions, not {type(descs).__name__}")
+    for k, desc in enumerate(descs):
+        desc = _mapping(desc, at(f"images[{k}]"))
         name = desc.get("name")
         if name not in scene.images:
-            raise ValueError(f"scene file: image {name!r} is not among the images given ({scene.images.names})")
+            raise ValueError(f"{at(f'images[{k}]')}: image {name!r} is not among the images given "
+                             f"({scene.images.names})")
         im = scene.images[name]
         if list(im.shape) != list(desc.get("shape", im.shape)):
-            raise ValueError(f"scene file: image {name!r} has shape {list(im.shape)}, the file says {desc['shape']}")
+            raise ValueError(f"{at(f'images[{k}]')}: image {name!r} has shape {list(im.shape)}, "
+                             f"the file says {desc['shape']}")
         if desc.get("band", im.band) != im.band:
-            raise ValueError(f"scene file: image {name!r} has band {im.band!r}, the file says {desc['band']!r}")
-    for k, sd in enumerate(d.get("sources", [])):
-        _unknown(sd, _SOURCE_KEYS, f"scene file, sources[{k}]")
-        kind = sd.get("kind")
+            raise ValueError(f"{at(f'images[{k}]')}: image {name!r} has band {im.band!r}, "
+                             f"the file says {desc['band']!r}")
+    sources = d.get("sources") or []
+    if not isinstance(sources, list):
+        raise ValueError(f"{at('sources')}: expected a list of sources, not {type(sources).__name__}")
+    for k, sd in enumerate(sources):
+        here = at(f"sources[{k}]")
+        sd = _mapping(sd, here)
+        _unknown(sd, _SOURCE_KEYS, here)
+        for key in ("name", "kind"):
+            if key not in sd:
+                raise ValueError(f"{here}: missing required key {key!r}")
+        kind = sd["kind"]
         if kind not in KINDS:
-            raise ValueError(f"scene file, sources[{k}].kind: unknown component {kind!r}; known: {sorted(KINDS)}")
+            raise ValueError(f"{here}.kind: unknown component {kind!r}; known: {sorted(KINDS)}")
         windows = {}
-        for im, w in (sd.get("windows") or {}).items():
-            _unknown(w, {"pixel", "sky"}, f"scene file, sources[{k}].windows.{im}")
-            windows[im] = Window(*w["pixel"]) if "pixel" in w else SkyWindow(*w["sky"])
-        scene.add(sd.get("name"), KINDS[kind], vary=sd.get("vary"), images=sd.get("images"), windows=windows,
-                  knots=sd.get("knots"))
-    for site, desc in (d.get("priors") or {}).items():
-        scene.set_prior(site, from_description(desc))
-    for site, v in (d.get("init") or {}).items():
-        scene.set_init(site, v)
-    for site, v in (d.get("fixed") or {}).items():
-        scene.fix(site, v)
-    for pair in d.get("ties") or []:
-        scene.tie(pair[0], pair[1])
+        for im, w in _mapping(sd.get("windows"), f"{here}.windows").items():
+            w = _mapping(w, f"{here}.windows.{im}")
+            _unknown(w, {"pixel", "sky"}, f"{here}.windows.{im}")
+            if len(w) != 1:
+                raise ValueError(f"{here}.windows.{im}: give one of 'pixel' or 'sky'")
+            try:
+                windows[im] = Window(*w["pixel"]) if "pixel" in w else SkyWindow(*w["sky"])
+            except TypeError:
+                raise ValueError(f"{here}.windows.{im}: a window is a list of 4 numbers "
+                                 f"[x0, x1, y0, y1] (pixel) or [xi_min, xi_max, eta_min, eta_max] (sky), "
+                                 f"not {next(iter(w.values()))!r}") from None
+        vary = _mapping(sd.get("vary"), f"{here}.vary")
+        if sd.get("images") is not None and not isinstance(sd["images"], list):
+            raise ValueError(f"{here}.images: expected a list of image names, not {sd['images']!r}")
+        try:
+            scene.add(sd["name"], KINDS[kind], vary=vary, images=sd.get("images"), windows=windows,
+                      knots=sd.get("knots"))
+        except (TypeError, ValueError, KeyError) as err:
+            raise ValueError(f"{here}: {_message(err)}") from None
+    for section, apply in (("priors", lambda site, v: scene.set_prior(site, from_description(
+                                _mapping(v, at(f"priors.{site}"))))),
+                           ("init", scene.set_init), ("fixed", scene.fix)):
+        for site, v in _mapping(d.get(section), at(section)).items():
+            if section != "priors":
+                try:
+                    if isinstance(v, (bool, str)) or not np.all(np.isfinite(np.asarray(v, dtype=float))):
+                        raise ValueError
+                except (TypeError, ValueError):
+                    raise ValueError(f"{at(f'{section}.{site}')}: expected a finite number (or a list of numbers "
+                                     f"for a vector parameter), not {v!r}") from None
+            try:
+                apply(site, v)
+            except (TypeError, ValueError, KeyError) as err:
+                msg = _message(err)
+                prefix = at(f"{section}.{site}")
+                raise ValueError(msg if msg.startswith(prefix) else f"{prefix}: {msg}") from None
+    ties = d.get("ties") or []
+    if not isinstance(ties, list):
+        raise ValueError(f"{at('ties')}: expected a list of [parameter, target] pairs, not {ties!r}")
+    for k, pair in enumerate(ties):
+        if not (isinstance(pair, (list, tuple)) and len(pair) == 2):
+            raise ValueError(f"{at(f'ties[{k}]')}: expected a pair [parameter, target], not {pair!r}")
+        try:
+            scene.tie(pair[0], pair[1])
+        except (TypeError, ValueError, KeyError) as err:
+            raise ValueError(f"{at(f'ties[{k}]')}: {_message(err)}") from None
     return scene
 
 

@@ -1,0 +1,519 @@
+"""Command line: ``bayesprof fit CONFIG.yaml --out DIR`` (also ``python -m bayesprof.cli fit ...``).
+
+A thin layer over the library: :func:`run_config` reads a declarative YAML (or JSON)
+configuration, loads the images (:meth:`bayesprof.Image.from_fits`), builds the scene with
+:func:`bayesprof.scenefile.scene_from_dict` (the scene-file format), runs :func:`bayesprof.fit_map`
+and :func:`bayesprof.sample`, and writes to ``DIR``:
+
+``summary.csv``     the posterior summary (arviz: mean, sd, HDI, ESS, R-hat, AB magnitudes), or
+                    the MAP table (value, sigma, magnitudes) when NUTS is switched off
+``map.txt``         the MAP with its Gauss–Newton uncertainties
+``posterior.nc``    the arviz DataTree (NetCDF-4; :func:`bayesprof.load_posterior`), NUTS only
+``residuals.png``   data | model | (data - model)/sigma per image, at the MAP
+``corner.png``      corner plot of the posterior with the MAP marked, NUTS only
+``scene.yaml``      the scene's declaration (:func:`bayesprof.save_scene`)
+
+Configuration (relative paths are relative to the configuration file)::
+
+    images:                          # a list; every key but file is optional
+      - file: KiDS/G279148fitim.fits # FITS image; "file.fits[1]" or hdu: 1 / hdu: SCI picks the HDU
+        name: KiDS                   # default: the file name without .fits
+        band: KiDS-r                 # images of one band share a flux; default: one band per image
+        sigma: KiDS/G279148sigma.fits    # noise: one of sigma / weight (inverse variance) / variance,
+                                         #   each a FITS file or a number
+        mask: KiDS/G279148mskim.fits     # non-zero = bad pixel
+        segmentation: KiDS/G279148segim.fits  # mask pixels of other objects; keeps the object at
+                                         #   the (cut-out's) centre, or {file: ..., keep: ID | [x, y]}
+        psf: KiDS/G279148psfim.fits  # a PSF image (or PSFEx file), {file: ..., pixel_scale: ...,
+                                     #   includes_pixel: true}, {gaussian: {fwhm: 0.9}} or
+                                     #   {moffat: {fwhm: 0.9, beta: 3}} (FWHM in arcsec)
+        zeropoint: 0.0               # AB zeropoint, or a header keyword (e.g. MAGZERO); default 0
+        pixel_scale: 0.2             # arcsec/px, only when the header has no celestial WCS
+        time: MJD-OBS                # epoch: a number or a header keyword (default MJD-OBS)
+        cutout: [x0, x1, y0, y1]     # fit data[y0:y1, x0:x1] only (0-indexed, half-open)
+    scene:                           # the scene-file format (bayesprof.scenefile)
+      sources:
+        - {name: gal, kind: Sersic, vary: {flux: band}}
+        - {name: sky, kind: FlatSky}
+      priors: {gal.n: {dist: Uniform, low: 0.5, high: 8.0}}
+      # also: init, fixed, ties, windows (per source), likelihood, dof, reference
+    map: {max_steps: 200}            # fit_map's max_steps, rtol, atol, method
+    nuts:                            # sample's settings, or "nuts: false" for the MAP only
+      num_warmup: 300
+      num_samples: 500
+      num_chains: 2
+      seed: 0                        # also target_accept_prob, dense_mass, max_tree_depth, chain_method
+
+A malformed configuration (unknown key, missing file, value of the wrong type or out of
+range, missing required key) raises :class:`ConfigError` naming the key, e.g.
+``G279148.yaml: images[1].psf.gaussian.fwhm: must be a positive number, not -1``; the
+command prints it on one line and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import pathlib
+import sys
+import time
+
+import numpy as np
+import yaml
+
+__all__ = ["ConfigError", "run_config", "load_config", "load_images", "build_scene", "main"]
+
+TOP_KEYS = ("images", "scene", "map", "nuts")
+IMAGE_KEYS = ("file", "hdu", "name", "band", "sigma", "weight", "variance", "mask", "segmentation", "psf",
+              "zeropoint", "pixel_scale", "time", "cutout")
+MAP_KEYS = {"max_steps": "count", "rtol": "positive", "atol": "positive", "method": ("auto", "lm", "lbfgs")}
+NUTS_KEYS = {"num_warmup": "count0", "num_samples": "count", "num_chains": "count", "seed": "count0",
+             "target_accept_prob": "fraction", "dense_mass": "bool", "max_tree_depth": "count",
+             "chain_method": ("vectorized", "sequential", "parallel")}
+
+
+class ConfigError(ValueError):
+    """A malformed configuration; the message names the file and the key at fault."""
+
+
+# ----------------------------------------------------------------------------- checking helpers
+def _type_name(v):
+    return "null" if v is None else {"str": "string", "int": "integer", "float": "number", "bool": "boolean",
+                                     "dict": "mapping", "list": "list"}.get(type(v).__name__, type(v).__name__)
+
+
+def _is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_keys(d, allowed, where):
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where}: expected a mapping, not {_type_name(d)} {d!r}")
+    bad = [k for k in d if k not in allowed]
+    if bad:
+        raise ConfigError(f"{where}: unknown key {bad[0]!r}" + (f" (and {bad[1:]})" if bad[1:] else "")
+                          + f"; allowed: {', '.join(allowed)}")
+
+
+def _check_value(v, rule, where):
+    """Check one setting against a rule: "count" (int >= 1), "count0" (int >= 0), "positive"
+    (number > 0), "fraction" (0 < x < 1), "bool", or a tuple of allowed strings."""
+    if isinstance(rule, tuple):
+        if v not in rule:
+            raise ConfigError(f"{where}: must be one of {', '.join(rule)}, not {v!r}")
+    elif rule == "bool":
+        if not isinstance(v, bool):
+            raise ConfigError(f"{where}: must be true or false, not {v!r}")
+    elif rule in ("count", "count0"):
+        low = 1 if rule == "count" else 0
+        if not (isinstance(v, int) and not isinstance(v, bool) and v >= low):
+            raise ConfigError(f"{where}: must be an integer >= {low}, not {v!r}")
+    elif rule == "positive":
+        if not (_is_number(v) and v > 0):
+            raise ConfigError(f"{where}: must be a positive number, not {v!r}")
+    elif rule == "fraction":
+        if not (_is_number(v) and 0 < v < 1):
+            raise ConfigError(f"{where}: must be a number between 0 and 1, not {v!r}")
+    return v
+
+
+def _settings(d, rules, where):
+    if d is None or d is True:
+        return {}
+    _check_keys(d, tuple(rules), where)
+    return {k: _check_value(v, rules[k], f"{where}.{k}") for k, v in d.items()}
+
+
+def _file(v, base, where):
+    """A FITS path (optionally with a ``[hdu]`` suffix) made absolute against ``base``; it must exist."""
+    if not isinstance(v, str) or not v.strip():
+        raise ConfigError(f"{where}: expected a file name, not {_type_name(v)} {v!r}")
+    text, suffix = v, ""
+    if text.endswith("]") and "[" in text:
+        text, suffix = text[: text.rindex("[")], text[text.rindex("["):]
+    p = pathlib.Path(text).expanduser()
+    if not p.is_absolute():
+        p = base / p
+    if not p.is_file():
+        raise ConfigError(f"{where}: file {v!r} does not exist (looked for {p})")
+    return str(p) + suffix
+
+
+# ----------------------------------------------------------------------------- reading
+def load_config(path) -> dict:
+    """Read a YAML/JSON configuration file into a dictionary (ConfigError if unreadable)."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise ConfigError(f"configuration file {str(path)!r} does not exist")
+    try:
+        text = path.read_text()
+        d = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as err:
+        msg = " ".join(str(err).split())
+        raise ConfigError(f"{path.name}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {msg}") from None
+    if not isinstance(d, dict):
+        raise ConfigError(f"{path.name}: expected a mapping with keys {', '.join(TOP_KEYS)}, not {_type_name(d)}")
+    return d
+
+
+def _psf(v, base, where):
+    """The ``psf`` entry: a path (given to Image.from_fits) or a PSF object."""
+    from .image import _read_fits_2d
+    from .psf import GaussianPSF, MoffatPSF, PixelPSF
+
+    if isinstance(v, str):
+        return _file(v, base, where)
+    if not isinstance(v, dict) or len(v) == 0:
+        raise ConfigError(f"{where}: expected a PSF file name or a mapping with one of gaussian, moffat or file, "
+                          f"not {_type_name(v)} {v!r}")
+    if "file" in v:
+        _check_keys(v, ("file", "pixel_scale", "includes_pixel"), where)
+        path = _file(v["file"], base, f"{where}.file")
+        scale = v.get("pixel_scale")
+        if scale is not None:
+            _check_value(scale, "positive", f"{where}.pixel_scale")
+        inc = _check_value(v.get("includes_pixel", True), "bool", f"{where}.includes_pixel")
+        try:
+            return PixelPSF(_read_fits_2d(path)[0], pixel_scale=scale, includes_pixel=inc)
+        except (ValueError, OSError) as err:
+            raise ConfigError(f"{where}.file: {err}") from None
+    _check_keys(v, ("gaussian", "moffat", "file"), where)
+    if len(v) != 1:
+        raise ConfigError(f"{where}: give one of gaussian, moffat or file, not {sorted(v)}")
+    (kind, params), = v.items()
+    here = f"{where}.{kind}"
+    allowed = ("fwhm",) if kind == "gaussian" else ("fwhm", "beta")
+    _check_keys(params, allowed, here)
+    if "fwhm" not in params:
+        raise ConfigError(f"{here}: missing required key 'fwhm' (arcsec)")
+    fwhm = _check_value(params["fwhm"], "positive", f"{here}.fwhm")
+    if kind == "gaussian":
+        return GaussianPSF(fwhm)
+    beta = params.get("beta", 2.5)
+    if not (_is_number(beta) and beta > 1):
+        raise ConfigError(f"{here}.beta: must be a number > 1, not {beta!r}")
+    return MoffatPSF(fwhm, beta)
+
+
+def _noise(v, base, where):
+    if isinstance(v, str):
+        return _file(v, base, where)
+    if not (_is_number(v) and v > 0):
+        raise ConfigError(f"{where}: expected a FITS file name or a positive number, not {_type_name(v)} {v!r}")
+    return float(v)
+
+
+def _box(v, where):
+    if not (isinstance(v, list) and len(v) == 4 and all(isinstance(a, int) and not isinstance(a, bool) for a in v)):
+        raise ConfigError(f"{where}: expected [x0, x1, y0, y1] (4 integers, pixels), not {v!r}")
+    x0, x1, y0, y1 = v
+    if x1 <= x0 or y1 <= y0:
+        raise ConfigError(f"{where}: the box {v} is empty (need x0 < x1 and y0 < y1)")
+    return v
+
+
+def _segmentation_mask(v, base, shape, centre, where):
+    """Pixels of the segmentation map that belong to another object than the one kept."""
+    from .image import _read_fits_2d
+
+    if isinstance(v, dict):
+        _check_keys(v, ("file", "keep"), where)
+        if "file" not in v:
+            raise ConfigError(f"{where}: missing required key 'file'")
+        path, keep = _file(v["file"], base, f"{where}.file"), v.get("keep", "centre")
+    else:
+        path, keep = _file(v, base, where), "centre"
+    seg = _read_fits_2d(path)[0]
+    if seg.shape != shape:
+        raise ConfigError(f"{where}: the segmentation map has shape {list(seg.shape)}, the image {list(shape)}")
+    seg = np.rint(seg).astype(np.int64)
+    if keep in ("centre", "center"):
+        own = seg[centre[1], centre[0]]
+    elif isinstance(keep, int) and not isinstance(keep, bool):
+        own = keep
+    elif (isinstance(keep, list) and len(keep) == 2 and all(isinstance(a, int) and not isinstance(a, bool)
+                                                            for a in keep)):
+        x, y = keep
+        if not (0 <= x < shape[1] and 0 <= y < shape[0]):
+            raise ConfigError(f"{where}.keep: pixel {keep} lies outside the image ({shape[1]} x {shape[0]})")
+        own = seg[y, x]
+    else:
+        raise ConfigError(f"{where}.keep: expected centre, an object ID (integer) or a pixel [x, y], not {keep!r}")
+    return (seg != 0) & (seg != own)
+
+
+def _one_image(d, base, where):
+    from .image import Image, _read_fits_2d
+
+    _check_keys(d, IMAGE_KEYS, where)
+    if "file" not in d:
+        raise ConfigError(f"{where}: missing required key 'file'")
+    path = _file(d["file"], base, f"{where}.file")
+    kw = {}
+    hdu = d.get("hdu")
+    if hdu is not None and not (isinstance(hdu, (int, str)) and not isinstance(hdu, bool)):
+        raise ConfigError(f"{where}.hdu: expected an HDU index or EXTNAME, not {hdu!r}")
+    for key in ("name", "band"):
+        if key in d:
+            if not isinstance(d[key], str) or not d[key]:
+                raise ConfigError(f"{where}.{key}: expected a non-empty string, not {_type_name(d[key])} {d[key]!r}")
+            kw[key] = d[key]
+    noise = [k for k in ("sigma", "weight", "variance") if k in d]
+    if len(noise) > 1:
+        raise ConfigError(f"{where}: give at most one of sigma, weight, variance (got {', '.join(noise)})")
+    for k in noise:
+        kw[k] = _noise(d[k], base, f"{where}.{k}")
+    if "psf" in d:
+        kw["psf"] = _psf(d["psf"], base, f"{where}.psf")
+    for key in ("zeropoint", "time"):
+        if key in d:
+            v = d[key]
+            if not (_is_number(v) or (isinstance(v, str) and v)):
+                raise ConfigError(f"{where}.{key}: expected a number or a header keyword, not {_type_name(v)} {v!r}")
+            kw[key] = v
+    if "pixel_scale" in d:
+        kw["pixel_scale"] = float(_check_value(d["pixel_scale"], "positive", f"{where}.pixel_scale"))
+    box = _box(d["cutout"], f"{where}.cutout") if "cutout" in d else None
+
+    try:
+        data = _read_fits_2d(path, hdu)[0]
+    except (ValueError, OSError) as err:
+        raise ConfigError(f"{where}.{'hdu' if hdu is not None else 'file'}: {err}") from None
+    shape = data.shape
+    mask = None
+    if "mask" in d:
+        mpath = _file(d["mask"], base, f"{where}.mask")
+        try:
+            mask = _read_fits_2d(mpath)[0] != 0
+        except (ValueError, OSError) as err:
+            raise ConfigError(f"{where}.mask: {err}") from None
+        if mask.shape != shape:
+            raise ConfigError(f"{where}.mask: the mask has shape {list(mask.shape)}, the image {list(shape)}")
+    if "segmentation" in d:
+        if box is None:
+            centre = (shape[1] // 2, shape[0] // 2)
+        else:
+            x0, x1, y0, y1 = max(box[0], 0), min(box[1], shape[1]), max(box[2], 0), min(box[3], shape[0])
+            centre = ((x0 + x1) // 2, (y0 + y1) // 2)
+        other = _segmentation_mask(d["segmentation"], base, shape, centre, f"{where}.segmentation")
+        mask = other if mask is None else (mask | other)
+    try:
+        im = Image.from_fits(path, hdu, mask=mask, **kw)
+    except FileNotFoundError as err:
+        raise ConfigError(f"{where}: {err}") from None
+    except (ValueError, TypeError, KeyError, OSError) as err:
+        msg = str(err)
+        key = next((k for k in ("pixel_scale", "zeropoint", "time", "psf", "sigma", "weight", "variance")
+                    if k in msg and (k in d or k == "pixel_scale")), None)
+        raise ConfigError(f"{where}{'.' + key if key else ''}: {msg}") from None
+    if box is not None:
+        try:
+            im = im.cutout(*box)
+        except ValueError as err:
+            raise ConfigError(f"{where}.cutout: {err}") from None
+    return im
+
+
+def load_images(config: dict, base_dir=".", *, label="config"):
+    """The :class:`~bayesprof.ImageList` described by ``config["images"]`` (paths relative to ``base_dir``)."""
+    from .image import ImageList
+
+    base = pathlib.Path(base_dir)
+    specs = config.get("images")
+    if specs is None:
+        raise ConfigError(f"{label}: missing required key 'images'")
+    if not isinstance(specs, list) or not specs:
+        raise ConfigError(f"{label}: images: expected a non-empty list of images, not {specs!r}")
+    images = [_one_image(d, base, f"{label}: images[{k}]") for k, d in enumerate(specs)]
+    names = [im.name for im in images]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup is not None:
+        raise ConfigError(f"{label}: images: two images are named {dup!r}; give each a distinct name")
+    try:
+        return ImageList(images)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"{label}: images: {err}") from None
+
+
+def build_scene(config: dict, images, *, label="config"):
+    """The :class:`~bayesprof.Scene` of ``config["scene"]`` (the scene-file format) on ``images``."""
+    from .scenefile import scene_from_dict
+
+    d = config.get("scene")
+    if d is None:
+        raise ConfigError(f"{label}: missing required key 'scene'")
+    if not isinstance(d, dict):
+        raise ConfigError(f"{label}: scene: expected a mapping, not {_type_name(d)}")
+    if not d.get("sources"):
+        raise ConfigError(f"{label}: scene: missing required key 'sources' (a list of sources)")
+    try:
+        scene = scene_from_dict(d, images, where=f"{label}: scene")
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    try:
+        scene.build()
+    except (ValueError, TypeError, KeyError) as err:
+        raise ConfigError(f"{label}: scene: {err.args[0] if isinstance(err, KeyError) else err}") from None
+    return scene
+
+
+def check_settings(config: dict, *, label="config"):
+    """(map settings, NUTS settings or None): ``config["map"]`` and ``config["nuts"]`` checked."""
+    _check_keys(config, TOP_KEYS, label)
+    m = config.get("map")
+    if m is False:
+        raise ConfigError(f"{label}: map: the MAP cannot be switched off (NUTS starts from it); "
+                          "give settings such as {max_steps: 200} or leave it out")
+    map_kw = _settings(m, MAP_KEYS, f"{label}: map")
+    n = config.get("nuts")
+    nuts_kw = None if n is False else _settings(n, NUTS_KEYS, f"{label}: nuts")
+    return map_kw, nuts_kw
+
+
+# ----------------------------------------------------------------------------- running
+def _map_table_csv(fit, path):
+    rows = ["parameter,map,sigma"]
+    for name in fit.values:
+        if name in fit.sigmas:
+            v, s = np.ravel(fit.values[name]), np.ravel(fit.sigmas[name])
+            for i in range(v.size):
+                n = name if v.size == 1 else f"{name}[{i}]"
+                rows.append(f"{n},{v[i]!r},{s[i]!r}")
+    for name, (mag, sig) in fit.magnitudes().items():
+        rows.append(f"{name.replace('.flux', '.mag')},{mag!r},{sig!r}")
+    pathlib.Path(path).write_text("\n".join(rows) + "\n")
+
+
+def run_config(config, out_dir, *, base_dir=None, label=None, progress_bar=True, log=print) -> dict:
+    """Run the fit a configuration describes and write the outputs to ``out_dir``.
+
+    ``config``: a path to a YAML/JSON file (relative paths in it are relative to the file) or a
+    dictionary (relative to ``base_dir``, default the working directory).  Returns
+    ``{"scene", "map", "posterior" (None without NUTS), "files"}``.  Malformed configurations
+    raise :class:`ConfigError` before any fitting; ``label`` names the configuration in its
+    messages (default: the file name, or ``config``).
+    """
+    if isinstance(config, (str, pathlib.Path)):
+        path = pathlib.Path(config)
+        cfg, label = load_config(path), label or path.name
+        base = path.resolve().parent if base_dir is None else pathlib.Path(base_dir)
+    elif isinstance(config, dict):
+        cfg, label = config, label or "config"
+        base = pathlib.Path.cwd() if base_dir is None else pathlib.Path(base_dir)
+    else:
+        raise ConfigError(f"config must be a file name or a mapping, not {type(config).__name__}")
+    say = log or (lambda *a, **k: None)
+    t_start = time.perf_counter()
+
+    # everything that can be checked is checked before the (slow) fit
+    map_kw, nuts_kw = check_settings(cfg, label=label)
+    images = load_images(cfg, base, label=label)
+    say("images:", *images, sep="\n  ")
+    scene = build_scene(cfg, images, label=label)
+    say(scene)
+
+    from . import plot
+    from .inference import fit_map, sample
+    from .scenefile import save_scene
+
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {}
+    files["scene.yaml"] = out / "scene.yaml"
+    save_scene(scene, files["scene.yaml"])
+
+    try:
+        fit = fit_map(scene, **map_kw)
+    except ValueError as err:  # e.g. an init outside its prior's support
+        raise ConfigError(f"{label}: {err}") from None
+    say(f"\nMAP ({fit.time_s:.1f} s including compilation):\n{fit.table()}")
+    files["map.txt"] = out / "map.txt"
+    mags = "\n".join(f"{k.replace('.flux', '.mag'):<24}{m:>14.4f}{s:>12.3g}" for k, (m, s) in fit.magnitudes().items())
+    files["map.txt"].write_text(fit.table() + ("\nAB magnitudes:\n" + mags if mags else "") + "\n")
+
+    import matplotlib.pyplot as plt
+
+    files["residuals.png"] = out / "residuals.png"
+    fig = plot.residuals(scene, fit)
+    fig.savefig(files["residuals.png"], dpi=80)
+    plt.close(fig)
+
+    post = None
+    files["summary.csv"] = out / "summary.csv"
+    if nuts_kw is None:
+        _map_table_csv(fit, files["summary.csv"])
+    else:
+        post = sample(scene, fit, progress_bar=progress_bar, **nuts_kw)
+        summary = post.summary()
+        summary.to_csv(files["summary.csv"])
+        say("\n" + summary.to_string())
+        rhat = float(np.nanmax(summary["r_hat"].to_numpy(dtype=float))) if "r_hat" in summary else float("nan")
+        say(f"NUTS: {post.posterior.sizes['chain']} chains x {post.posterior.sizes['draw']} draws; "
+            f"max R-hat {rhat:.3f}; min bulk ESS {post.ess_min():.0f}; {post.num_divergences} divergences; "
+            f"warm-up {post.warmup_time_s:.1f} s (including compilation), sampling {post.sampling_time_s:.1f} s")
+        files["posterior.nc"] = out / "posterior.nc"
+        post.to_netcdf(files["posterior.nc"])
+        truths = {k: float(v) for k, v in fit.values.items() if np.ndim(v) == 0 and k in fit.sigmas}
+        import logging
+
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # corner's "Too few points to create valid contours" for short runs
+        try:
+            fig = post.corner(truths=truths)
+        finally:
+            root.setLevel(level)
+        fig.suptitle("posterior (blue lines: MAP)", fontsize=10)
+        files["corner.png"] = out / "corner.png"
+        fig.savefig(files["corner.png"], dpi=70)
+        plt.close(fig)
+    say(f"\nwrote {', '.join(sorted(files))} to {out}/ in {time.perf_counter() - t_start:.0f} s")
+    return {"scene": scene, "map": fit, "posterior": post, "files": files}
+
+
+# ----------------------------------------------------------------------------- command line
+def _parser():
+    p = argparse.ArgumentParser(prog="bayesprof", description="Joint Bayesian fits of galaxies to many images.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    f = sub.add_parser("fit", help="fit the scene a YAML configuration describes (MAP, then NUTS)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    f.add_argument("config", metavar="CONFIG.yaml", help="the configuration (YAML or JSON)")
+    f.add_argument("--out", required=True, metavar="DIR", help="output folder (created if needed)")
+    f.add_argument("--no-nuts", action="store_true", help="MAP only (overrides the configuration's nuts)")
+    for name in ("num-warmup", "num-samples", "num-chains", "seed"):
+        f.add_argument(f"--{name}", type=int, metavar="N", help=f"override nuts.{name.replace('-', '_')}")
+    f.add_argument("--no-progress", action="store_true", help="no NUTS progress bar")
+    return p
+
+
+def main(argv=None) -> int:
+    """The ``bayesprof`` command; returns the exit status (2 for a malformed configuration)."""
+    args = _parser().parse_args(argv)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    try:
+        path = pathlib.Path(args.config)
+        cfg = load_config(path)
+        overrides = {k: getattr(args, k) for k in ("num_warmup", "num_samples", "num_chains", "seed")
+                     if getattr(args, k) is not None}
+        if args.no_nuts:
+            cfg["nuts"] = False
+        elif overrides:
+            nuts = cfg.get("nuts")
+            if nuts is False:
+                nuts = {}
+            if nuts is not None and nuts is not True and not isinstance(nuts, dict):
+                raise ConfigError(f"{path.name}: nuts: expected a mapping or false, not {nuts!r}")
+            cfg["nuts"] = {**(nuts if isinstance(nuts, dict) else {}), **overrides}
+        run_config(cfg, args.out, base_dir=path.resolve().parent, label=path.name,
+                   progress_bar=not args.no_progress, log=lambda *a, **k: print(*a, **k, flush=True))
+    except ConfigError as err:
+        print(f"bayesprof: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,222 @@
+"""The command line (``bayesprof fit CONFIG --out DIR``) on the bundled GAMA data, and its config errors."""
+
+from __future__ import annotations
+
+import copy
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+import bayesprof as bp
+from bayesprof import cli, datasets
+
+BASE = datasets.DATA_DIR / "gama-kids-sdss"
+CONFIG = BASE / "G279148.yaml"
+
+
+@pytest.fixture(scope="module")
+def config():
+    return yaml.safe_load(CONFIG.read_text())
+
+
+def _fast_config(config, tmp_path):
+    """The bundled configuration with absolute paths, analytic PSFs and a tiny NUTS, written to tmp_path.
+
+    The PSF stamps (25x25, FWHM ~3.4 px) are replaced by Gaussians of about their width
+    (KiDS 0.68", SDSS 1.15"), which the renderer sets up and evaluates much faster than
+    interpolated stamps; the images themselves (data, noise, masks, segmentation) are the
+    bundled ones.
+    """
+    cfg = copy.deepcopy(config)
+    for im, fwhm in zip(cfg["images"], (0.68, 1.15)):
+        for key in ("file", "sigma", "mask", "segmentation"):
+            im[key] = str(BASE / im[key])
+        im["psf"] = {"gaussian": {"fwhm": fwhm}}
+    cfg["map"] = {"max_steps": 60}
+    # a tiny NUTS that only checks the plumbing (tree depth capped so it stays fast)
+    cfg["nuts"] = {"num_warmup": 20, "num_samples": 20, "num_chains": 2, "seed": 1, "max_tree_depth": 4}
+    path = tmp_path / "fast.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope="module")
+def run(config, tmp_path_factory):
+    """One end-to-end run of the console script (subprocess): MAP + a tiny NUTS."""
+    tmp = tmp_path_factory.mktemp("cli")
+    path = _fast_config(config, tmp)
+    out = tmp / "out"
+    script = pathlib.Path(sys.executable).with_name("bayesprof")
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "bayesprof.cli"]
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    proc = subprocess.run(cmd + ["fit", str(path), "--out", str(out), "--no-progress"], capture_output=True,
+                          text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc
+
+
+def test_bundled_config_gives_the_dataset_images(config):
+    """The bundled config loads exactly what bayesprof.datasets.gama_kids_sdss() builds."""
+    mine = cli.load_images(config, BASE)
+    ref = datasets.gama_kids_sdss()
+    assert mine.names == ref.names and mine.bands == ref.bands
+    for a, b in zip(mine, ref):
+        assert a.zeropoint == b.zeropoint and a.pixel_scale == pytest.approx(b.pixel_scale, rel=1e-12)
+        np.testing.assert_array_equal(a.data, b.data)
+        np.testing.assert_array_equal(a.variance, b.variance)
+        np.testing.assert_array_equal(a.mask, b.mask)
+        np.testing.assert_array_equal(a.psf.image, b.psf.image)
+        assert a.mask.sum() > 50  # the neighbours of the segmentation map are masked
+        x, y = np.array([0.0, 50.0, 77.0]), np.array([0.0, 40.0, 90.0])
+        sa, sb = a.pixel_to_sky(x, y), b.pixel_to_sky(x, y)
+        assert np.all(sa.separation(sb).arcsec < 1e-9)
+
+
+def test_outputs(run):
+    out, proc = run
+    for name in ("summary.csv", "map.txt", "posterior.nc", "residuals.png", "corner.png", "scene.yaml"):
+        assert (out / name).stat().st_size > 0, name
+    assert "Traceback" not in proc.stderr
+    import pandas as pd
+
+    summary = pd.read_csv(out / "summary.csv", index_col=0)
+    assert {"gal.n", "gal.re", "gal.q", "gal.flux[KiDS-r]", "gal.flux[SDSS-r]", "gal.mag[KiDS-r]"} <= set(summary.index)
+    assert np.all(np.isfinite(summary["mean"].to_numpy(dtype=float)))
+    post = bp.load_posterior(out / "posterior.nc")
+    assert post.posterior.sizes["chain"] == 2 and post.posterior.sizes["draw"] == 20
+    assert set(post.posterior["gal.flux"].coords["band"].values) == {"KiDS-r", "SDSS-r"}
+    scene = yaml.safe_load((out / "scene.yaml").read_text())
+    assert [s["name"] for s in scene["sources"]] == ["gal", "sky"]
+    assert "chi2 =" in (out / "map.txt").read_text()
+
+
+def test_fluxes_agree_with_aperture_sums(run, config, tmp_path):
+    """The fitted fluxes in KiDS and SDSS match the data: within an elliptical aperture of
+    2 re, the MAP model galaxy's counts (read back from posterior.nc) equal the sky-subtracted
+    data's to 3% in each image, and the two r-band fluxes (total, from the Sersic) agree with
+    each other to 10%.  (The tiny NUTS run is not converged, so the MAP is what is checked.)"""
+    import json
+
+    out, _ = run
+    post = bp.load_posterior(out / "posterior.nc")
+    mean = {k: float(np.asarray(v)) for k, v in json.loads(post.tree.attrs["map_values"]).items()}
+    for band in ("KiDS-r", "SDSS-r"):
+        assert np.all(np.isfinite(post.flat(f"gal.flux[{band}]")))
+    scene = bp.load_scene(out / "scene.yaml", cli.load_images(yaml.safe_load(_fast_config(config, tmp_path)
+                                                                             .read_text()), BASE))
+    model = scene.build()
+    values = {s.name: mean[s.name] for s in model.sites}
+    models = scene.render(values)
+    for k, im in enumerate(model.images):
+        sky = values[f"sky.level[{im.name}]"]
+        pm = im.pixel_map(model.reference)
+        x0, y0 = (float(v) for v in pm(values["gal.xi"], values["gal.eta"]))
+        yy, xx = np.indices(im.shape)
+        pa = np.radians(values["gal.pa"])
+        dx, dy = (xx - x0) * im.pixel_scale, (yy - y0) * im.pixel_scale
+        east, north = -dx, dy  # north-up, east-left
+        major = east * np.sin(pa) + north * np.cos(pa)
+        minor = east * np.cos(pa) - north * np.sin(pa)
+        inside = np.hypot(major, minor / values["gal.q"]) < 2 * values["gal.re"]
+        good = inside & ~im.mask
+        assert good.sum() > 100
+        data_sum = np.sum(im.data[good] - sky)
+        model_sum = np.sum(models[k][good] - sky)
+        assert model_sum == pytest.approx(data_sum, rel=0.03), im.name
+    f_kids, f_sdss = mean["gal.flux[KiDS-r]"], mean["gal.flux[SDSS-r]"]
+    assert f_kids == pytest.approx(f_sdss, rel=0.10)
+    assert 200 < f_kids < 2000  # AB ~16.4-18.9: GAMA's r ~ 17.7
+
+
+# --------------------------------------------------------------------------- configuration errors
+def _error(config, mutate, capsys, tmp_path):
+    """Run the CLI in-process on a mutated copy of the bundled config; return its one-line error."""
+    cfg = copy.deepcopy(config)
+    mutate(cfg)
+    path = tmp_path / "bad.yaml"
+    for im in cfg.get("images", []) if isinstance(cfg.get("images"), list) else []:
+        if isinstance(im, dict):
+            for key in ("file", "sigma", "mask", "segmentation", "psf"):
+                if isinstance(im.get(key), str):
+                    im[key] = str(BASE / im[key])
+    path.write_text(yaml.safe_dump(cfg))
+    status = cli.main(["fit", str(path), "--out", str(tmp_path / "out"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.startswith("bayesprof: error: bad.yaml: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "out").exists()  # nothing fitted, nothing written
+    return err
+
+
+@pytest.mark.parametrize("mutate, expect", [
+    (lambda c: c.update(colour="red"), r"unknown key 'colour'"),
+    (lambda c: c["images"][1].update(colour="red"), r"images\[1\]: unknown key 'colour'"),
+    (lambda c: c["images"][0].update(psf={"gauss": {"fwhm": 1.0}}), r"images\[0\]\.psf: unknown key 'gauss'"),
+    (lambda c: c["scene"].update(colour="red"), r"scene: unknown key\(s\) \['colour'\]"),
+    (lambda c: c["scene"]["sources"][0].update(colour="red"), r"scene\.sources\[0\]: unknown key\(s\) \['colour'\]"),
+    (lambda c: c["map"].update(steps=3), r"map: unknown key 'steps'"),
+    (lambda c: c["nuts"].update(chains=3), r"nuts: unknown key 'chains'"),
+], ids=["top", "image", "psf", "scene", "source", "map", "nuts"])
+def test_unknown_keys(config, capsys, tmp_path, mutate, expect):
+    import re
+
+    assert re.search(expect, _error(config, mutate, capsys, tmp_path))
+
+
+def test_missing_file(config, capsys, tmp_path):
+    err = _error(config, lambda c: c["images"][1].update(sigma="SDSS/nope.fits"), capsys, tmp_path)
+    assert "images[1].sigma: file" in err and "nope.fits' does not exist" in err
+
+
+def test_missing_config_file(capsys, tmp_path):
+    assert cli.main(["fit", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "o")]) == 2
+    assert "none.yaml' does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mutate, expect", [
+    (lambda c: c["nuts"].update(num_samples=-3), "nuts.num_samples: must be an integer >= 1, not -3"),
+    (lambda c: c["map"].update(max_steps="many"), "map.max_steps: must be an integer >= 1, not 'many'"),
+    (lambda c: c["images"][0].update(psf={"gaussian": {"fwhm": -1}}), "images[0].psf.gaussian.fwhm: must be a "
+                                                                     "positive number, not -1"),
+    (lambda c: c["images"][0].update(sigma=[1, 2]), "images[0].sigma: expected a FITS file name or a positive "
+                                                    "number"),
+    (lambda c: c["images"][0].update(cutout=[0, 10, 5]), "images[0].cutout: expected [x0, x1, y0, y1]"),
+    (lambda c: c["images"][0].update(zeropoint="MAGZP"), "images[0].zeropoint: "),
+    (lambda c: c["images"][0].update(segmentation={"file": str(BASE / "KiDS/G279148segim.fits"), "keep": "x"}),
+     "images[0].segmentation.keep: expected centre"),
+    (lambda c: c["scene"]["sources"][0].update(kind="Sersik"), "scene.sources[0].kind: unknown component 'Sersik'"),
+    (lambda c: c["scene"]["sources"][0].update(vary={"flux": "epoch"}), "scene.sources[0]: gal.flux: vary must be"),
+    (lambda c: c["scene"].update(likelihood="cauchy"), "scene.likelihood: likelihood must be one of"),
+    (lambda c: c["scene"].update(priors={"gal.nn": {"dist": "Normal", "loc": 1, "scale": 1}}),
+     "scene.priors.gal.nn: set_prior: Sersic 'gal' has no parameter 'nn'"),
+    (lambda c: c["scene"].update(priors={"gal.n": {"dist": "Uniform", "lo": 1}}), "scene.priors.gal.n: bad parameters"),
+    (lambda c: c["scene"].update(init={"gal.q": "round"}), "scene.init.gal.q: expected a finite number"),
+    (lambda c: c.update(nuts=3), "nuts: expected a mapping, not integer 3"),
+], ids=["count", "type", "psf", "noise", "cutout", "keyword", "segmentation", "kind", "vary", "likelihood",
+        "prior-site", "prior-params", "init", "nuts"])
+def test_bad_values(config, capsys, tmp_path, mutate, expect):
+    assert expect in _error(config, mutate, capsys, tmp_path)
+
+
+@pytest.mark.parametrize("mutate, expect", [
+    (lambda c: c["images"][0].pop("file"), "images[0]: missing required key 'file'"),
+    (lambda c: c["images"][0].pop("pixel_scale"), "images[0].pixel_scale: "),
+    (lambda c: c["scene"]["sources"][1].pop("kind"), "scene.sources[1]: missing required key 'kind'"),
+    (lambda c: c.pop("scene"), "missing required key 'scene'"),
+    (lambda c: c.pop("images"), "missing required key 'images'"),
+], ids=["file", "pixel_scale", "kind", "scene", "images"])
+def test_missing_keys(config, capsys, tmp_path, mutate, expect):
+    assert expect in _error(config, mutate, capsys, tmp_path)
+
+
+def test_invalid_yaml(capsys, tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("images: [\n  - file: a.fits\n")
+    assert cli.main(["fit", str(path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bayesprof: error: broken.yaml: not valid YAML") and err.count("\n") == 1
