@@ -299,11 +299,14 @@ def sample(scene, init=None, *, num_warmup=500, num_samples=1000, num_chains=4, 
     u_map = jnp.asarray(init.u)
     cov = np.asarray(init.cov_u)
     d = u_map.size
-    jitter = 1e-10 * max(np.trace(cov) / d, 1e-300)
+    # Cholesky factor of the correlation matrix, rescaled per parameter: a jitter relative to
+    # each parameter's own variance, so a sky level of 1e-12 counts keeps its true scale
+    s = np.sqrt(np.maximum(np.diag(cov), 0.0))
+    s = np.where(s > 0, s, 1.0)
     try:
-        L = np.linalg.cholesky(cov + jitter * np.eye(d))
+        L = s[:, None] * np.linalg.cholesky(cov / np.outer(s, s) + 1e-10 * np.eye(d))
     except np.linalg.LinAlgError:
-        L = np.diag(np.sqrt(np.maximum(np.diag(cov), jitter)))
+        L = np.diag(s)
     if not whiten:
         L = np.eye(d)
     L = jnp.asarray(L)

@@ -87,3 +87,12 @@ def test_offset_api_errors(images):
     scene.set_prior("astrometry.dxi", dist.Normal(0.0, 0.05))
     site = scene.build().site["astrometry.dxi[b]"]
     assert float(site.prior.prior.scale) == 0.05
+
+
+def test_offsets_survive_a_scene_file(images, tmp_path):
+    scene = _scene(images, True)
+    bp.save_scene(scene, tmp_path / "s.yaml")
+    again = bp.load_scene(tmp_path / "s.yaml", images)
+    a, b = scene.build(), again.build()
+    assert [s.name for s in a.latent] == [s.name for s in b.latent]
+    assert float(b.site["astrometry.deta[c]"].prior.prior.scale) == 0.3
