@@ -87,6 +87,19 @@ class MapResult:
                 out[name] = flux_to_mag_sigma(float(v), float(self.sigmas[name]))
         return out
 
+    def image_chi2(self) -> dict:
+        """Per image, ``{name: (chi2, n_pixels)}``: the sum of squared whitened residuals
+        ((data - model) / sigma) over the image's fitted pixels at the MAP, and their number;
+        ``chi2 / n_pixels`` near 1 means residuals consistent with the noise."""
+        model = self.model
+        r = np.asarray(model.whitened_residuals(model.constrain(jnp.asarray(self.u))))
+        out, i = {}, 0
+        for im, plan in zip(model.images, model._plans):
+            size = plan["good"].size
+            out[im.name] = (float(np.sum(r[i:i + size] ** 2)), int(np.count_nonzero(plan["good"])))
+            i += size
+        return out
+
     def table(self) -> str:
         lines = [f"{'site':<24}{'value':>14}{'sigma':>12}"]
         for name, v in self.values.items():

@@ -44,6 +44,12 @@ def test_seed_map_recovers_truth_within_3_sigma(seed_fit):
         assert abs(pull) < 3, f"{name}: MAP {float(fit.values[name]):.5g} vs truth {true:.5g} ({pull:+.2f} sigma)"
     # reduced chi2 of a correct model: 1 +- sqrt(2 / N)
     assert abs(fit.reduced_chi2 - 1) < 4 * np.sqrt(2 / fit.n_data)
+    # and image by image: GalSim truth plus Gaussian noise of the stated sigma gives chi2/N = 1 +- 5 sqrt(2/N)
+    per_image = fit.image_chi2()
+    assert set(per_image) == {im.name for im in scene.images}
+    for name, (chi2, n) in per_image.items():
+        assert abs(chi2 / n - 1) < 5 * np.sqrt(2 / n), (name, chi2 / n)
+    assert sum(n for _, n in per_image.values()) == fit.n_data
 
 
 def test_seed_posterior_recovers_truth(seed_fit):
