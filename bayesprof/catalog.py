@@ -43,36 +43,44 @@ import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from astropy.stats import sigma_clipped_stats
 from scipy import ndimage
 
 from .estimate import estimate_source
 from .image import Image, tangent_plane_offsets
 from .profiles import flux_to_counts
 
-__all__ = ["CatalogSource", "SourceList", "estimate_noise", "segment", "sources_from_segmentation",
+__all__ = ["CatalogSource", "SourceList", "estimate_noise", "neighbour_mask", "segment", "sources_from_segmentation",
            "sources_from_table", "add_sources"]
 
-MAD_TO_SIGMA = 1.482602218505602
 
 
 # ---------------------------------------------------------------------------- noise
 def _clipped_sigma(values, nsigma=3.0, maxiters=10):
-    """(median, sigma) of values: 1.4826 MAD about the median, clipped at nsigma until stable."""
+    """(median, sigma) of values: 1.4826 MAD about the median, clipped at nsigma until stable
+    (astropy's ``sigma_clipped_stats`` with ``stdfunc="mad_std"``)."""
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
     if v.size < 5:
         raise ValueError(f"estimate_noise: only {v.size} background pixels to estimate the noise from")
-    keep = np.ones(v.size, bool)
-    for _ in range(maxiters):
-        med = np.median(v[keep])
-        sig = MAD_TO_SIGMA * np.median(np.abs(v[keep] - med))
-        if sig <= 0:
-            break
-        new = np.abs(v - med) <= nsigma * sig
-        if np.array_equal(new, keep):
-            break
-        keep = new
+    _, med, sig = sigma_clipped_stats(v, sigma=nsigma, maxiters=maxiters, stdfunc="mad_std")
     return float(med), float(sig)
+
+
+def neighbour_mask(segmap, keep) -> np.ndarray:
+    """True on pixels that a segmentation map gives to another object than the one kept.
+
+    ``keep``: the object's ID (int) or a pixel ``(x, y)`` (0-indexed) inside it; 0 is sky and is
+    never masked."""
+    seg = np.rint(np.asarray(segmap, dtype=float)).astype(np.int64)
+    if isinstance(keep, (int, np.integer)) and not isinstance(keep, bool):
+        own = int(keep)
+    else:
+        x, y = (int(v) for v in keep)
+        if not (0 <= x < seg.shape[1] and 0 <= y < seg.shape[0]):
+            raise ValueError(f"neighbour_mask: pixel ({x}, {y}) lies outside the map ({seg.shape[1]} x {seg.shape[0]})")
+        own = seg[y, x]
+    return (seg != 0) & (seg != own)
 
 
 def _plane_residual(data, use):

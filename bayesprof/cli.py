@@ -62,6 +62,8 @@ import time
 import numpy as np
 import yaml
 
+from .catalog import neighbour_mask
+
 __all__ = ["ConfigError", "run_config", "load_config", "load_images", "build_scene", "main"]
 
 TOP_KEYS = ("images", "scene", "map", "nuts")
@@ -227,20 +229,17 @@ def _segmentation_mask(v, base, shape, centre, where):
     seg = _read_fits_2d(path)[0]
     if seg.shape != shape:
         raise ConfigError(f"{where}: the segmentation map has shape {list(seg.shape)}, the image {list(shape)}")
-    seg = np.rint(seg).astype(np.int64)
     if keep in ("centre", "center"):
-        own = seg[centre[1], centre[0]]
+        keep = list(centre)
     elif isinstance(keep, int) and not isinstance(keep, bool):
-        own = keep
-    elif (isinstance(keep, list) and len(keep) == 2 and all(isinstance(a, int) and not isinstance(a, bool)
-                                                            for a in keep)):
-        x, y = keep
-        if not (0 <= x < shape[1] and 0 <= y < shape[0]):
-            raise ConfigError(f"{where}.keep: pixel {keep} lies outside the image ({shape[1]} x {shape[0]})")
-        own = seg[y, x]
-    else:
+        return neighbour_mask(seg, keep)
+    elif not (isinstance(keep, list) and len(keep) == 2 and all(isinstance(a, int) and not isinstance(a, bool)
+                                                                for a in keep)):
         raise ConfigError(f"{where}.keep: expected centre, an object ID (integer) or a pixel [x, y], not {keep!r}")
-    return (seg != 0) & (seg != own)
+    x, y = keep
+    if not (0 <= x < shape[1] and 0 <= y < shape[0]):
+        raise ConfigError(f"{where}.keep: pixel {keep} lies outside the image ({shape[1]} x {shape[0]})")
+    return neighbour_mask(seg, (x, y))
 
 
 def _one_image(d, base, where):

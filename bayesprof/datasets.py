@@ -36,6 +36,7 @@ import warnings
 import numpy as np
 from astropy.io import fits
 
+from .catalog import neighbour_mask
 from .image import Image, ImageList
 from .psf import GaussianPSF, PixelPSF
 
@@ -80,10 +81,8 @@ def gama_kids_sdss(galaxy: str = "G279148", mask_neighbours: bool = True) -> Ima
         sigma = _read(stem.with_name(galaxy + "sigma.fits"))
         mask = _read(stem.with_name(galaxy + "mskim.fits")) != 0
         if mask_neighbours:
-            seg = _read(stem.with_name(galaxy + "segim.fits")).astype(int)
-            ny, nx = seg.shape
-            own = seg[ny // 2, nx // 2]
-            mask |= (seg != 0) & (seg != own)
+            seg = _read(stem.with_name(galaxy + "segim.fits"))
+            mask |= neighbour_mask(seg, (seg.shape[1] // 2, seg.shape[0] // 2))
         psf = PixelPSF(_read(stem.with_name(galaxy + "psfim.fits")))
         images.append(Image(data, sigma=sigma, mask=mask, pixel_scale=scale, psf=psf, zeropoint=0.0,
                             band=f"{survey}-r", name=survey))

@@ -115,3 +115,16 @@ def test_errors():
     with pytest.raises(TypeError):
         C.sources_from_segmentation(np.zeros((10, 10)), np.zeros((10, 10), int))
     assert C.segment(np.random.default_rng(0).normal(0, 1, (50, 50))).max() == 0
+
+
+def test_neighbour_mask_keeps_one_object_and_the_sky():
+    seg = np.zeros((6, 8), int)
+    seg[1:3, 1:3] = 1
+    seg[3:5, 4:7] = 2
+    seg[0, 7] = 3
+    by_pixel = C.neighbour_mask(seg, (5, 4))  # a pixel of object 2
+    assert np.array_equal(by_pixel, (seg == 1) | (seg == 3))
+    assert np.array_equal(C.neighbour_mask(seg, 2), by_pixel)
+    assert np.array_equal(C.neighbour_mask(seg, (0, 5)), seg != 0)  # kept a sky pixel: every object masked
+    with pytest.raises(ValueError, match="outside the map"):
+        C.neighbour_mask(seg, (8, 0))
