@@ -206,3 +206,22 @@ def test_legacy_testcase3_psfex_option():
         assert rel(a.psf.image, b.psf.image) < CENTRE_TOL
     with pytest.raises(ValueError, match="psf must be 'stamp' or 'psfex'"):
         datasets.legacy_testcase3(psf="gaussian")
+
+
+def test_pixel_psf_trim_keeps_the_analytic_flux_circle():
+    """A 63x63 stamp of a circular Gaussian (sigma 2 px): trim=1e-4 keeps the circle holding
+    1 - 1e-4 of the flux, analytically r = sigma sqrt(-2 ln 1e-4) = 8.58 px, and little more."""
+    sigma, n = 2.0, 63
+    yy, xx = np.indices((n, n)) - (n - 1) / 2.0
+    stamp = np.exp(-(xx**2 + yy**2) / (2 * sigma**2))
+    psf = bp.PixelPSF(stamp, trim=1e-4)
+    r = sigma * np.sqrt(-2 * np.log(1e-4))
+    half = (psf.image.shape[0] - 1) / 2.0
+    assert psf.untrimmed_shape == (n, n) and psf.image.shape[0] % 2 == 1
+    assert r <= half + 0.5 <= r + 2.5, (half, r)  # pixel-centre radii: within 2 px of the analytic circle
+    # the flux outside the kept square is below the trim fraction (it is outside the circle)
+    inside = (np.abs(xx) <= half) & (np.abs(yy) <= half)
+    assert stamp[~inside].sum() / stamp.sum() < 1e-4
+    assert bp.PixelPSF(stamp).image.shape == (n, n)  # no trim by default
+    with pytest.raises(ValueError, match="trim"):
+        bp.PixelPSF(stamp, trim=0.7)
