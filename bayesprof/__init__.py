@@ -26,7 +26,8 @@ jax.config.update("jax_enable_x64", True)
 
 from . import catalog, plot  # noqa: E402
 from .components import (  # noqa: E402
-    AstrometricOffset, DeVaucouleurs, Exponential, FlatSky, Gaussian, Moffat, PlaneSky, PointSource, Sersic, Spline)
+    AstrometricOffset, DeVaucouleurs, Exponential, FlatSky, Gaussian, Moffat, PhotometricOffset, PlaneSky, PointSource,
+    Sersic, Spline)
 from .image import Image, ImageList, PixelMap, sky_from_offsets, tangent_plane_offsets  # noqa: E402
 from .inference import MapResult, fit_map, sample  # noqa: E402
 from .priors import PeriodicUniform  # noqa: E402
@@ -42,6 +43,7 @@ __all__ = [
     "GaussianPSF", "MoffatPSF", "PixelPSF", "PSFExModel", "gaussian_psf",
     "Sersic", "Exponential", "DeVaucouleurs", "Gaussian", "Moffat", "PointSource", "Spline", "FlatSky", "PlaneSky",
     "AstrometricOffset",
+    "PhotometricOffset",
     "Renderer", "render",
     "Scene", "Window", "SkyWindow", "PeriodicUniform", "fit_map", "sample", "MapResult", "Posterior",
     "load_posterior", "save_scene", "load_scene", "plot",

@@ -16,6 +16,7 @@ Parameters and units (the conventions of :mod:`bayesprof`):
 ``log_i``    spline log-intensities at the knots, relative to the centre (natural log)
 ``level``    sky level in counts per pixel of one image (``gx``, ``gy``: per pixel)
 ``dxi, deta`` astrometric offset of one image (arcsec east, north; :class:`AstrometricOffset`)
+``dzp``      zeropoint correction of one image (mag; :class:`PhotometricOffset`)
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import jax.numpy as jnp
 from . import profiles
 
 __all__ = ["Sersic", "Exponential", "DeVaucouleurs", "Gaussian", "Moffat", "PointSource", "Spline", "FlatSky",
-           "PlaneSky", "SkyComponent", "AstrometricOffset", "Component"]
+           "PlaneSky", "SkyComponent", "AstrometricOffset", "PhotometricOffset", "Component"]
 
 
 def _pytree(cls):
@@ -57,6 +58,13 @@ class Component:
     is_sky = False
     #: True for per-image astrometric offsets (see :class:`AstrometricOffset`), which emit no light
     is_offset = False
+    #: True for per-image zeropoint corrections (see :class:`PhotometricOffset`), which emit no light
+    is_calibration = False
+
+    @classmethod
+    def is_nuisance(cls):
+        """True for per-image nuisances (astrometric or photometric offsets) that emit no light."""
+        return cls.is_offset or cls.is_calibration
 
     def log_density(self, rho):
         """log of the circular unit-flux profile p(rho) [1/arcsec^2] at elliptical radius rho."""
@@ -312,3 +320,27 @@ class AstrometricOffset(Component):
     is_offset = True
     dxi: float = 0.0
     deta: float = 0.0
+
+
+# ----------------------------------------------------------------------------- photometry
+@_pytree
+class PhotometricOffset(Component):
+    """A correction ``dzp`` (mag) to one image's zeropoint.
+
+    Added to a scene (:meth:`bayesprof.Scene.add_photometric_offsets`), it scales the light of
+    every source in the images it is in (not the sky): an image whose nominal zeropoint is
+    ``zp`` is modelled with zeropoint ``zp + dzp``, so a source of flux ``f`` gives
+    ``10**(0.4 dzp)`` times the counts that ``zp`` alone predicts.  Clouds make ``dzp``
+    negative.  Use it for single exposures calibrated only nominally (e.g. a zeropoint from
+    the exposure time): one image per band (the photometric reference) has none, which fixes
+    the flux scale of that band; the others get a sampled ``dzp`` with a prior of the expected
+    calibration error.
+    """
+
+    is_calibration = True
+    dzp: float = 0.0
+
+    @property
+    def scale(self):
+        """Factor on the counts of every source in the image: ``10**(0.4 dzp)``."""
+        return 10.0 ** (0.4 * self.dzp)

@@ -68,6 +68,7 @@ def default_prior(param: str, estimate, scale_hint: float | None = None):
     ``level``       Normal(estimate, 10 sigma_pix) counts/pixel (median of the image border)
     ``gx, gy``      Normal(0, sigma_pix / 10) counts/pixel per pixel
     ``dxi, deta``   Normal(0, 0.1) arcsec (astrometric offset of an image)
+    ``dzp``         Normal(0, 0.1) mag (zeropoint correction of an image)
     ==============  ====================================================================
 
     ``scale_hint``: the length (xi, eta: arcsec) or noise (sky: counts/pixel) scale used above.
@@ -94,6 +95,8 @@ def default_prior(param: str, estimate, scale_hint: float | None = None):
     if param in ("gx", "gy"):
         return dist.Normal(0.0, scale_hint / 10.0)
     if param in ("dxi", "deta"):
+        return dist.Normal(0.0, 0.1)
+    if param == "dzp":
         return dist.Normal(0.0, 0.1)
     raise ValueError(f"no default prior for parameter {param!r}; set one with Scene.set_prior")
 

@@ -341,8 +341,14 @@ class Renderer:
         # separable sub-pixel shift: e^{-i kx dx} (row) times e^{-i ky dy} (column)
         phase_x = jnp.exp(-1j * self._core_kx * ddx)
         phase_y = jnp.exp(-1j * self._core_ky * ddy)
-        fine = jnp.fft.irfft2((counts * spectrum) * (self._core_psf * phase_x) * phase_y, s=(m * P, m * P)) * (m * m)
-        return fine[::m, ::m], i0, j0
+        spec = (counts * spectrum) * (self._core_psf * phase_x) * phase_y  # (m P, m P / 2 + 1)
+        # pixel centres are every m-th point of the fine grid: sampling there folds the ky axis
+        # onto P frequencies (sum of the m aliases), so the y transform has length P, not m P;
+        # the kx half-spectrum keeps its length-m P real inverse (then every m-th column)
+        folded = spec.reshape(m, P, spec.shape[1]).sum(axis=0)
+        rows = jnp.fft.ifft(folded, axis=0)
+        patch = jnp.fft.irfft(rows, n=m * P, axis=1)[:, ::m] * m
+        return patch, i0, j0
 
     def _render_impl(self, components):
         ny, nx = self.shape

@@ -17,7 +17,9 @@ to some images and to a window per image (:class:`Window` in pixels, :class:`Sky
 in arcsec); a group of objects is simply a scene with many sources.
 :meth:`Scene.add_astrometric_offsets` gives every image but a reference one a small,
 sampled WCS shift (:class:`~bayesprof.AstrometricOffset`) that moves all its sources, so
-imperfect alignment between images does not bias the shared structure.
+imperfect alignment between images does not bias the shared structure;
+:meth:`Scene.add_photometric_offsets` likewise gives images a sampled zeropoint correction
+(:class:`~bayesprof.PhotometricOffset`) for exposures calibrated only nominally.
 
 Site names say what they are: ``gal.n``, ``gal.flux[r]`` (band r), ``sky.level[img2]``
 (image img2).  They are the NumPyro site names and the arviz variable names (with a
@@ -113,7 +115,7 @@ class Source:
     def mode(self, param):
         if param in self.vary:
             return self.vary[param]
-        if self.kind.is_sky or self.kind.is_offset:
+        if self.kind.is_sky or self.kind.is_nuisance():
             return "image"
         return "band" if param == "flux" else "shared"
 
@@ -240,14 +242,14 @@ class Scene:
             knots = tuple(float(k) for k in knots)
             if knots[0] != 0.0 or len(knots) < 3 or np.any(np.diff(knots) <= 0):
                 raise ValueError(f"{name}: knots must start at 0, increase strictly and number >= 3: {knots}")
-        if kind.is_offset and wins:
-            raise ValueError(f"{name}: an AstrometricOffset applies to whole images; it takes no windows")
-        if kind.is_offset:
-            taken = {im for s in self.sources if s.kind.is_offset
+        if kind.is_nuisance() and wins:
+            raise ValueError(f"{name}: a {kind.__name__} applies to whole images; it takes no windows")
+        if kind.is_nuisance():
+            taken = {im for s in self.sources if s.kind is kind
                      for im in (s.images if s.images is not None else self.images.names)}
             clash = sorted(taken & set(images if images is not None else self.images.names))
             if clash:
-                raise ValueError(f"{name}: images {clash} have an astrometric offset already")
+                raise ValueError(f"{name}: images {clash} have a {kind.__name__} already")
         src = Source(name, kind, vary, images, wins, knots)
         self.sources.append(src)
         for p, v in (init or {}).items():
@@ -290,6 +292,53 @@ class Scene:
         src = self.add(name, comps.AstrometricOffset, images=images)
         self.set_prior(f"{name}.dxi", dist.Normal(0.0, sigma))
         self.set_prior(f"{name}.deta", dist.Normal(0.0, sigma))
+        return src
+
+    def add_photometric_offsets(self, sigma=0.1, *, reference_images=None, images=None,
+                                name="photometry") -> Source:
+        """Give images a sampled zeropoint correction ``dzp`` (mag) with prior Normal(0, sigma).
+
+        For single exposures whose zeropoints are nominal (exposure time and a standard
+        zeropoint, no photometric calibration): clouds and calibration errors of a few tenths
+        of a magnitude would otherwise bias a flux shared by the exposures of a band, and leave
+        residuals at the centre of every bright source.
+
+        sigma : float
+            Prior width in mag (the expected calibration error, e.g. 0.02 for calibrated survey
+            exposures, 0.1-0.3 for nominal zeropoints under possible cloud).
+        reference_images : list of str, optional
+            Images without a correction; their zeropoints define the flux scale.  Default: the
+            first image of each band, so every band's flux is in the calibration of its first
+            image.  ``[]`` gives every image a correction (the prior alone fixes the scale).
+        images : list of str, optional
+            Images with a correction (default: every image but the references).
+
+        Sites ``<name>.dzp[<image>]`` (see :class:`~bayesprof.PhotometricOffset`).
+        """
+        sigma = float(sigma)
+        if not (np.isfinite(sigma) and sigma > 0):
+            raise ValueError(f"add_photometric_offsets: sigma must be a positive number of mag, not {sigma}")
+        if reference_images is None:
+            first = {}
+            for im in self.images:
+                first.setdefault(im.band, im.name)
+            reference_images = list(first.values())
+        reference_images = [im.name if isinstance(im, Image) else im for im in reference_images]
+        for r in reference_images:
+            if r not in self.images:
+                raise ValueError(f"add_photometric_offsets: no image named {r!r}; images are {self.images.names}")
+        if images is None:
+            images = [n for n in self.images.names if n not in reference_images]
+        else:
+            images = [im.name if isinstance(im, Image) else im for im in images]
+            both = sorted(set(images) & set(reference_images))
+            if both:
+                raise ValueError(f"add_photometric_offsets: the reference images {both} cannot have a correction")
+        if not images:
+            raise ValueError("add_photometric_offsets: no image left to give a correction (each band has one "
+                             "image, its reference); pass reference_images=[] to correct them all")
+        src = self.add(name, comps.PhotometricOffset, images=images)
+        self.set_prior(f"{name}.dzp", dist.Normal(0.0, sigma))
         return src
 
     def source(self, name) -> Source:
@@ -481,6 +530,9 @@ class SceneModel:
             if s.kind.is_offset:
                 est[s.name] = {"dxi": 0.0, "deta": 0.0}
                 continue
+            if s.kind.is_calibration:
+                est[s.name] = {"dzp": 0.0}
+                continue
             if s.kind.is_sky:
                 for im in ims:
                     level, sig = background(residual[im.name], im.mask, im.variance)
@@ -634,8 +686,9 @@ class SceneModel:
         for im in self.images:
             groups = {}  # box -> [source]
             skies = []
-            sources = [s for s in self.scene.sources if im.name in members[s.name] and not s.kind.is_offset]
+            sources = [s for s in self.scene.sources if im.name in members[s.name] and not s.kind.is_nuisance()]
             offsets = [s for s in self.scene.sources if im.name in members[s.name] and s.kind.is_offset]
+            calibrations = [s for s in self.scene.sources if im.name in members[s.name] and s.kind.is_calibration]
             for s in sources:
                 if s.kind.is_sky:
                     skies.append(s)
@@ -657,6 +710,7 @@ class SceneModel:
                 render_groups.append((Renderer(target, self.reference), box, srcs))
             w = np.where(good, 1.0 / im.variance, 0.0)
             plans.append({"image": im, "groups": render_groups, "skies": skies, "offset": offsets[0] if offsets else None,
+                          "calibration": calibrations[0] if calibrations else None,
                           "good": good,
                           "data": jnp.asarray(np.where(good, im.data, 0.0)), "sqrt_w": jnp.asarray(np.sqrt(w)),
                           "sigma": jnp.asarray(np.sqrt(im.variance))})
@@ -703,6 +757,9 @@ class SceneModel:
             else:
                 x0, x1, y0, y1 = box
                 model = model.at[y0:y1, x0:x1].add(m)
+        if plan["calibration"] is not None:
+            model = model * self._component(plan["calibration"], self._params(plan["calibration"], im.name,
+                                                                                values)).scale
         for s in plan["skies"]:
             model = model + self._component(s, self._params(s, im.name, values)).evaluate(im.shape)
         return model

@@ -42,7 +42,7 @@ __all__ = ["save_scene", "load_scene", "scene_to_dict", "scene_from_dict"]
 
 KINDS = {k.__name__: k for k in (comps.Sersic, comps.Exponential, comps.DeVaucouleurs, comps.Gaussian, comps.Moffat,
                                  comps.PointSource, comps.Spline, comps.FlatSky, comps.PlaneSky,
-                                 comps.AstrometricOffset)}
+                                 comps.AstrometricOffset, comps.PhotometricOffset)}
 _TOP_KEYS = {"bayesprof_scene", "reference", "likelihood", "dof", "images", "sources", "priors", "init", "fixed", "ties"}
 _SOURCE_KEYS = {"name", "kind", "vary", "images", "windows", "knots"}
 
