@@ -13,8 +13,7 @@ nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
 NOTEBOOKS = pathlib.Path(__file__).resolve().parent.parent / "notebooks"
-# 02_posterior_analysis and 03_supernova_light_curve join this list once they run in CI time
-NAMES = ["01_joint_models.ipynb"]
+NAMES = ["01_joint_models.ipynb", "02_posterior_analysis.ipynb"]
 CELL_TIMEOUT_S = 600
 
 
