@@ -149,6 +149,7 @@ def baseline_fit(exposures, supernova, host_fit):
     return bp.fit_map(add_supernova(host_scene(exposures), truth, fixed=(xi, eta)), init=host_fit.values)
 
 
+@pytest.mark.slow  # ~15 min on 2 cores; notebooks/03_supernova_light_curve.ipynb asserts the same in CI
 def test_supernova_light_curve(supernova, supernova_fit, baseline_fit):
     images, pos, truth, centre = supernova
     fit, (xi, eta) = supernova_fit
