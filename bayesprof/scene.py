@@ -249,7 +249,8 @@ class Scene:
                      for im in (s.images if s.images is not None else self.images.names)}
             clash = sorted(taken & set(images if images is not None else self.images.names))
             if clash:
-                raise ValueError(f"{name}: images {clash} have a {kind.__name__} already")
+                what = "an astrometric offset" if kind.is_offset else "a zeropoint correction"
+                raise ValueError(f"{name}: images {clash} have {what} already ({kind.__name__})")
         src = Source(name, kind, vary, images, wins, knots)
         self.sources.append(src)
         for p, v in (init or {}).items():
@@ -736,7 +737,8 @@ class SceneModel:
 
     def components(self, values, image_index):
         """The component pytrees of image ``image_index`` for site ``values`` (centres include the
-        image's astrometric offset)."""
+        image's astrometric offset; fluxes are intrinsic: an image's zeropoint correction,
+        :class:`~bayesprof.PhotometricOffset`, scales their counts in :meth:`render_image`)."""
         plan = self._plans[image_index]
         im = plan["image"]
         shift = self._shift(plan, values)

@@ -19,7 +19,9 @@
    exposures (forced photometry before injection): the host is not a perfect Sersic, and
    its light there gives ~1 uJy in r (3 sigma of the r epochs).
 
-Each fit takes 1-3 minutes on 2 CPU cores (the 63x63 PSFEx stamps dominate).
+The host fit takes ~4-6 minutes on 2 CPU cores (about 50 LM steps over 37 parameters, the
+63x63 PSFEx stamps dominate the renders); the supernova test (two more fits, ~15 min) is
+marked slow: notebooks/03_supernova_light_curve.ipynb, executed in CI, asserts the same.
 """
 
 import numpy as np

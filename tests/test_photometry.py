@@ -91,7 +91,7 @@ def test_photometric_offset_api(images):
         one_per_band.add_photometric_offsets()
     src = scene.add_photometric_offsets(sigma=0.2, reference_images=[], name="zp")
     assert src.images == ["g1", "g2", "r1", "r2"]
-    with pytest.raises(ValueError, match="PhotometricOffset already"):
+    with pytest.raises(ValueError, match="zeropoint correction already"):
         scene.add("zp2", bp.PhotometricOffset, images=["g2"])
     with pytest.raises(ValueError, match="takes no windows"):
         scene.add("zp3", bp.PhotometricOffset, images=["g2"], windows={"g2": (0, 10, 0, 10)})
