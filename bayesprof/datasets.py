@@ -38,7 +38,7 @@ from astropy.io import fits
 
 from .catalog import neighbour_mask
 from .image import Image, ImageList
-from .psf import GaussianPSF, PixelPSF
+from .psf import GaussianPSF, MoffatPSF, PixelPSF
 
 __all__ = ["DATA_DIR", "path", "gama_kids_sdss", "legacy_testcase3", "legacy_testcase4",
            "DECAM_ZP0", "WISE_FWHM", "WISE_AB_OFFSET", "cosmos_hst_hsc", "COSMOS_BANDS"]
@@ -178,30 +178,6 @@ def _bad_lines(data, sigma, nsigma=5.0):
     return bad
 
 
-def _moffat_from_stamp(stamp, pixel_scale):
-    """A circular :class:`MoffatPSF` fitted (least squares, free centre and amplitude) to a PSF
-    stamp that includes the pixel response; the pixel (a FWHM-equivalent 0.68 px) is taken out
-    in quadrature, since MoffatPSF adds it back when rendering."""
-    from scipy.optimize import least_squares
-
-    from .psf import MoffatPSF
-
-    stamp = np.asarray(stamp, float) / stamp.sum()
-    yy, xx = np.indices(stamp.shape, dtype=float)
-    c = (stamp.shape[0] - 1) / 2.0
-
-    def model(p):
-        amp, x0, y0, log_a, log_b1 = p
-        a, beta = np.exp(log_a), 1.0 + np.exp(log_b1)
-        return amp * (1.0 + ((xx - x0) ** 2 + (yy - y0) ** 2) / a**2) ** (-beta)
-
-    p = least_squares(lambda p: (model(p) - stamp).ravel(), [stamp.max(), c, c, np.log(2.0), np.log(1.5)]).x
-    a, beta = np.exp(p[3]), 1.0 + np.exp(p[4])
-    fwhm_px = 2.0 * a * np.sqrt(2.0 ** (1.0 / beta) - 1.0)
-    fwhm_px = np.sqrt(max(fwhm_px**2 - 0.68**2, 0.25 * fwhm_px**2))
-    return MoffatPSF(fwhm_px * pixel_scale, beta=beta)
-
-
 def cosmos_hst_hsc(bands=COSMOS_BANDS, *, psf: str = "moffat", hst_psf_size: int | None = 101, mask_bad_lines: bool = True,
                    zeropoint: float = 23.9) -> ImageList:
     """The bundled COSMOS field: HST ACS F814W (250x250, 0.03"/px) and HSC g, r, i, z, y
@@ -209,7 +185,8 @@ def cosmos_hst_hsc(bands=COSMOS_BANDS, *, psf: str = "moffat", hst_psf_size: int
 
     WCS: the TAN WCS of each header (HST's says FK5 J2000, HSC's ICRS; astropy converts
     between them).  PSF: ``psf="moffat"`` (default) a circular :class:`MoffatPSF` fitted to
-    each bundled stamp; ``psf="stamp"`` (or ``"pixel"``) the stamps themselves as
+    each bundled stamp (:meth:`MoffatPSF.fit_stamp`, every positive pixel); ``psf="stamp"``
+    (or ``"pixel"``) the stamps themselves as
     :class:`PixelPSF` (effective PSFs at each image's scale, wings beyond 1 - 1e-4 of the flux
     trimmed: the HSC stamps stay 31x31; the renderer folds 6x and oversamples its halo 2x;
     a renderer for a 90-px HST window builds in ~4 s, then ~0.1 s per call).  ``hst_psf_size`` (odd, default 101) crops the 179x179 HST stamp
@@ -260,7 +237,10 @@ def cosmos_hst_hsc(bands=COSMOS_BANDS, *, psf: str = "moffat", hst_psf_size: int
         if mask is not None and mask.any():
             sigma = estimate_noise(np.where(mask, np.nan, data))
         scale = COSMOS_PIXEL_SCALE["HST" if band == "F814W" else "HSC"]
-        model = PixelPSF(stamp, trim=1e-4) if psf in ("pixel", "stamp") else _moffat_from_stamp(stamp, scale)
+        if psf in ("pixel", "stamp"):
+            model = PixelPSF(stamp, trim=1e-4)
+        else:
+            model = MoffatPSF.fit_stamp(stamp, scale, core_fraction=0.0)
         images.append(Image(data, sigma=sigma, mask=mask, wcs=wcs, psf=model, zeropoint=zeropoint,
                             band=band, name=band))
     return ImageList(images)

@@ -35,8 +35,10 @@ def test_cosmos_loader():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="first run: HSC r chi2/N = 1.58 (bad-line masking / Moffat PSF / sky gradient to "
-                          "investigate); 250 s on a busy 2-core machine", strict=False)
+@pytest.mark.xfail(reason="with a plane sky per image (flat: HSC r chi2/N 1.52) g, r, HST pass (1.12, 1.01, 1.28) "
+                          "but HSC i 1.73 (light of the blended trio at the window's east edge), z 2.55 and y 1.42 "
+                          "(also in the faint pixels: noise or PSF, undiagnosed); a scene of all four galaxies "
+                          "did not finish within 15 min on 2 cores", strict=False)
 def test_cosmos_segmentation_and_joint_fit():
     ims = cosmos_hst_hsc()
     hst = ims["F814W"]
@@ -48,7 +50,7 @@ def test_cosmos_segmentation_and_joint_fit():
     target = min(src, key=lambda s: s.xi)  # the isolated galaxy (west = right)
     scene = bp.Scene(ims)
     (gal,) = C.add_sources(scene, [target], bp.Sersic, name="gal", window_pad=0.4)
-    scene.add("sky", bp.FlatSky, images=list(ims.names))
+    scene.add("sky", bp.PlaneSky, images=list(ims.names))  # the neighbours' wings cross the HSC windows
     t0 = time.perf_counter()
     fit = bp.fit_map(scene)
     elapsed = time.perf_counter() - t0
