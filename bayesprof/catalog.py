@@ -50,7 +50,8 @@ from .estimate import estimate_source
 from .image import Image, tangent_plane_offsets
 from .profiles import flux_to_counts
 
-__all__ = ["CatalogSource", "SourceList", "estimate_noise", "noise_correlation_factor", "neighbour_mask", "segment", "sources_from_segmentation",
+__all__ = ["CatalogSource", "SourceList", "estimate_noise", "noise_autocorrelation", "noise_correlation_factor",
+           "neighbour_mask", "segment", "sources_from_segmentation",
            "sources_from_table", "add_sources"]
 
 
@@ -131,21 +132,11 @@ def estimate_noise(image, segmap=None, *, mask=None, nsigma=3.0, dilate=2, plane
     return _clipped_sigma(resid[sky], nsigma)[1]
 
 
-def noise_correlation_factor(image, segmap=None, *, mask=None, max_lag=3, dilate=2, nsigma=5.0) -> float:
-    """How much pixel-to-pixel noise correlation inflates the variance of fitted parameters.
+def noise_autocorrelation(image, segmap=None, *, mask=None, max_lag=3, dilate=2, nsigma=5.0) -> np.ndarray:
+    """Autocorrelation rho(dy, dx) of an image's background noise, for |dx|, |dy| <= max_lag.
 
-    Resampled coadds (KiDS, SDSS, most survey stacks) have noise that is correlated between
-    neighbouring pixels, while the likelihood treats pixels as independent.  For a quantity
-    that averages many pixels over scales larger than the correlation length (fluxes, sizes,
-    shapes of resolved sources), the true variance is the independent-pixel variance times
-
-        F = sum over lags (dx, dy) of rho(dx, dy),   |dx|, |dy| <= max_lag,
-
-    where rho is the noise autocorrelation (rho(0, 0) = 1).  White noise gives F = 1; noise
-    smoothed by a 2x2 box gives F = 4.  To use it: multiply the image's variance by F (or
-    the sigmas of a fit to that image alone by sqrt(F)).
-
-    rho is measured on the background: unmasked pixels outside the sources (``segmap > 0``
+    Returns an array of shape (2 max_lag + 1, 2 max_lag + 1), ``rho[max_lag + dy, max_lag + dx]``,
+    with rho(0, 0) = 1.  Measured on unmasked pixels outside the sources (``segmap > 0``
     dilated by ``dilate`` pixels; without a map, :func:`segment` finds them), after removing
     a least-squares plane, divided by the image's own sigma map when ``image`` is an
     :class:`~bayesprof.Image`, and with pixels beyond ``nsigma`` clipped.
@@ -156,13 +147,13 @@ def noise_correlation_factor(image, segmap=None, *, mask=None, max_lag=3, dilate
         segmap = segment(np.where(use, data, np.nan), deblend=False)
     seg = np.asarray(segmap) > 0
     if seg.shape != data.shape:
-        raise ValueError(f"noise_correlation_factor: segmap shape {seg.shape} differs from the image's {data.shape}")
+        raise ValueError(f"noise_autocorrelation: segmap shape {seg.shape} differs from the image's {data.shape}")
     if dilate:
         seg = ndimage.binary_dilation(seg, iterations=int(dilate))
     sky = use & ~seg
     lag = int(max_lag)
     if lag < 1 or sky.sum() < 100 * (2 * lag + 1) ** 2 // 4:
-        raise ValueError(f"noise_correlation_factor: {int(sky.sum())} background pixels are too few for "
+        raise ValueError(f"noise_autocorrelation: {int(sky.sum())} background pixels are too few for "
                          f"max_lag={max_lag} (or max_lag < 1)")
     z = _plane_residual(np.where(use, data, 0.0), sky)
     if isinstance(image, Image):
@@ -178,8 +169,30 @@ def noise_correlation_factor(image, segmap=None, *, mask=None, max_lag=3, dilate
         b = (slice(max(-dy, 0), ny + min(-dy, 0)), slice(max(-dx, 0), nx + min(-dx, 0)))
         return (z[a] * z[b]).sum() / max((w[a] * w[b]).sum(), 1.0)
 
-    c0 = covariance(0, 0)
-    return float(sum(covariance(dx, dy) for dx in range(-lag, lag + 1) for dy in range(-lag, lag + 1)) / c0)
+    lags = range(-lag, lag + 1)
+    cov = np.array([[covariance(dx, dy) for dx in lags] for dy in lags])
+    return cov / cov[lag, lag]
+
+
+def noise_correlation_factor(image, segmap=None, **kwargs) -> float:
+    """How much pixel-to-pixel noise correlation inflates the variance of fitted parameters.
+
+    Resampled coadds (KiDS, SDSS, HSC, most survey stacks) have noise that is correlated
+    between neighbouring pixels, while the likelihood treats pixels as independent.  For a
+    quantity that averages many pixels over scales larger than the correlation length
+    (fluxes, sizes, shapes of resolved sources), the true variance is the independent-pixel
+    variance times
+
+        F = sum over lags (dx, dy) of rho(dx, dy),   |dx|, |dy| <= max_lag,
+
+    where rho is :func:`noise_autocorrelation` (same arguments; ``max_lag`` 3 by default).
+    White noise gives F = 1; noise smoothed by a 2x2 box gives F = 4.  To use it: multiply
+    the image's variance by F (or the sigmas of a fit to that image alone by sqrt(F)).
+    Choose ``max_lag`` to cover the resampling kernel (2-3 pixels): larger lags also pick
+    up faint source light and sky structure.  (A chi^2 over N correlated pixels scatters by
+    sqrt(2 sum(rho^2) / N), with the squares of the same rho.)
+    """
+    return float(noise_autocorrelation(image, segmap, **kwargs).sum())
 
 
 # ---------------------------------------------------------------------------- detection

@@ -35,10 +35,10 @@ def test_cosmos_loader():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="with a plane sky per image (flat: HSC r chi2/N 1.52) g, r, HST pass (1.12, 1.01, 1.28) "
-                          "but HSC i 1.73 (light of the blended trio at the window's east edge), z 2.55 and y 1.42 "
-                          "(also in the faint pixels: noise or PSF, undiagnosed); a scene of all four galaxies "
-                          "did not finish within 15 min on 2 cores", strict=False)
+@pytest.mark.xfail(reason="HSC i chi2/N 1.73 (allowed 1 +- 0.52; light of the blended trio at the window's "
+                          "east edge), z 2.55 (+- 0.54, undiagnosed) and HST 1.28 (+- 0.10; one Sersic at 0.03\"/px) "
+                          "fail; g, r, y pass. A scene of all four galaxies did not finish within 15 min on 2 cores",
+                   strict=False)
 def test_cosmos_segmentation_and_joint_fit():
     ims = cosmos_hst_hsc()
     hst = ims["F814W"]
@@ -55,10 +55,19 @@ def test_cosmos_segmentation_and_joint_fit():
     fit = bp.fit_map(scene)
     elapsed = time.perf_counter() - t0
     assert fit.success, fit.message
-    for name, (chi2, n) in fit.image_chi2().items():
-        print(f"{name}: chi2/N = {chi2 / n:.3f} over {n} px")
-        # noise from the background (source Poisson noise neglected, PSFs approximated by Moffats)
-        assert 0.8 < chi2 / n < 1.3, f"{name}: chi2/N = {chi2 / n:.3f}"
+    # Noise from the background (source Poisson noise neglected, PSFs approximated by Moffats).
+    # The coadds' noise is correlated (lag-1 rho 0.4-0.6), so chi2/N over N pixels scatters by
+    # sqrt(2 sum(rho^2) / N), not sqrt(2 / N).
+    bad = []
+    for im in ims:
+        chi2, n = fit.image_chi2()[im.name]
+        rho = C.noise_autocorrelation(im, C.segment(im, deblend=False), max_lag=3)
+        band = 3 * np.sqrt(2 * (rho**2).sum() / n)
+        print(f"{im.name}: chi2/N = {chi2 / n:.3f} over {n} px, sum(rho^2) = {(rho**2).sum():.2f}, "
+              f"allowed 1 +- {band:.2f}")
+        if abs(chi2 / n - 1) > band:
+            bad.append(f"{im.name}: chi2/N = {chi2 / n:.3f} (1 +- {band:.2f})")
+    assert not bad, bad
     # the fitted centre agrees with the detection within 1.5 HST pixels (45 mas)
     d = np.hypot(float(fit.values["gal.xi"]) - target.xi, float(fit.values["gal.eta"]) - target.eta)
     assert d < 0.045, d

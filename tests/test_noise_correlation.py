@@ -39,3 +39,12 @@ def test_too_few_background_pixels():
         catalog.noise_correlation_factor(np.random.default_rng(0).normal(size=(12, 12)), np.zeros((12, 12)))
     with pytest.raises(ValueError, match="segmap shape"):
         catalog.noise_correlation_factor(np.zeros((50, 50)), np.zeros((5, 5)))
+
+
+def test_autocorrelation_of_box_smoothed_noise():
+    """2x2 box: rho = 1 at lag 0, 1/2 at one-pixel axis lags, 1/4 on the diagonal, 0 beyond."""
+    rho = catalog.noise_autocorrelation(_box_noise(2, seed=2), np.zeros((300, 260), int), max_lag=2)
+    expect = np.zeros((5, 5))
+    expect[1:4, 1:4] = [[0.25, 0.5, 0.25], [0.5, 1.0, 0.5], [0.25, 0.5, 0.25]]
+    assert rho.shape == (5, 5)
+    assert np.abs(rho - expect).max() < 0.03  # sampling error ~1/sqrt(78000) per lag, x a few
