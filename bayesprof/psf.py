@@ -129,7 +129,6 @@ class MoffatPSF(PSF):
         a = self.alpha_pixels(pixel_scale)
         return a * np.sqrt((1.0 - flux_fraction) ** (1.0 / (1.0 - self.beta)) - 1.0)
 
-
     @classmethod
     def fit_stamp(cls, stamp, pixel_scale, *, core_fraction=0.02, subsample=5):
         """The Moffat that best fits the core of a PSF stamp.
