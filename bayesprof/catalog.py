@@ -105,6 +105,21 @@ def _data_mask(image, mask=None):
     return np.where(bad, np.nan, data), bad
 
 
+def _background(image, segmap, mask, dilate, caller):
+    """(data with NaN where bad, usable pixels, background pixels: usable and outside the
+    sources ``segmap > 0`` dilated by ``dilate``; :func:`segment` finds them without a map)."""
+    data, bad = _data_mask(image, mask)
+    use = ~bad
+    if segmap is None:
+        segmap = segment(np.where(use, data, np.nan), deblend=False)
+    seg = np.asarray(segmap) > 0
+    if seg.shape != data.shape:
+        raise ValueError(f"{caller}: segmap shape {seg.shape} differs from the image's {data.shape}")
+    if dilate:
+        seg = ndimage.binary_dilation(seg, iterations=int(dilate))
+    return data, use, use & ~seg
+
+
 def estimate_noise(image, segmap=None, *, mask=None, nsigma=3.0, dilate=2, plane=True) -> float:
     """Constant background noise sigma of an image (or 2-D array) from pixels outside sources.
 
@@ -116,16 +131,7 @@ def estimate_noise(image, segmap=None, *, mask=None, nsigma=3.0, dilate=2, plane
     The result is the noise of the background only: the sources' own Poisson noise is
     neglected.  Pass it as ``Image(data, sigma=estimate_noise(data), ...)``.
     """
-    data, bad = _data_mask(image, mask)
-    use = ~bad
-    if segmap is None:
-        segmap = segment(np.where(use, data, np.nan), deblend=False)
-    seg = np.asarray(segmap) > 0
-    if seg.shape != data.shape:
-        raise ValueError(f"estimate_noise: segmap shape {seg.shape} differs from the image's {data.shape}")
-    if dilate:
-        seg = ndimage.binary_dilation(seg, iterations=int(dilate))
-    sky = use & ~seg
+    data, use, sky = _background(image, segmap, mask, dilate, "estimate_noise")
     if sky.sum() < 25:
         sky = use
     resid = _plane_residual(np.where(use, data, 0.0), sky) if plane else data
@@ -141,16 +147,7 @@ def noise_autocorrelation(image, segmap=None, *, mask=None, max_lag=3, dilate=2,
     a least-squares plane, divided by the image's own sigma map when ``image`` is an
     :class:`~bayesprof.Image`, and with pixels beyond ``nsigma`` clipped.
     """
-    data, bad = _data_mask(image, mask)
-    use = ~bad
-    if segmap is None:
-        segmap = segment(np.where(use, data, np.nan), deblend=False)
-    seg = np.asarray(segmap) > 0
-    if seg.shape != data.shape:
-        raise ValueError(f"noise_autocorrelation: segmap shape {seg.shape} differs from the image's {data.shape}")
-    if dilate:
-        seg = ndimage.binary_dilation(seg, iterations=int(dilate))
-    sky = use & ~seg
+    data, use, sky = _background(image, segmap, mask, dilate, "noise_autocorrelation")
     lag = int(max_lag)
     if lag < 1 or sky.sum() < 100 * (2 * lag + 1) ** 2 // 4:
         raise ValueError(f"noise_autocorrelation: {int(sky.sum())} background pixels are too few for "
