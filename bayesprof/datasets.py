@@ -73,6 +73,11 @@ def gama_kids_sdss(galaxy: str = "G279148", mask_neighbours: bool = True) -> Ima
 
     ``mask_neighbours``: mask pixels that the survey's segmentation map (``*segim``) gives
     to another object than the one at the cut-out centre.
+
+    The PSFs are the bundled stamps as they are.  The KiDS stamps have negative wings
+    (-11 % to -25 % of their sum); ``MoffatPSF.fit_stamp(image.psf.image, 0.2)`` gives a
+    Moffat fitted to their core instead (notebook 01 shows what that changes).  Both
+    cut-outs have correlated noise: see :func:`bayesprof.catalog.noise_correlation_factor`.
     """
     images = []
     for survey, scale in (("KiDS", 0.2), ("SDSS", 0.339)):

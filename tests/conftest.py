@@ -2,8 +2,9 @@
 
 Each test module compiles its own scenes; JAX keeps every compiled executable for the life
 of the process, so a full run grew to ~6 GB and once crashed inside XLA's compiler late in
-the suite (a segfault in ``backend_compile``).  Clearing JAX's caches after each module keeps
-the process small; modules never share compiled functions, so nothing is recompiled twice.
+the suite (a segfault in ``backend_compile``).  JAX's caches are cleared after each module;
+modules never share compiled functions, so nothing is recompiled twice.  Measured since: two
+full fresh-clone runs without a crash (peak RSS of the run, notebook kernels included, 7.1 GB).
 """
 
 import gc
