@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import lineax as lx
 import numpy as np
 import optax
 import optimistix as optx
@@ -165,7 +166,7 @@ def fit_map(scene, *, init=None, max_steps=200, rtol=1e-8, atol=1e-4, method="au
         u, steps, result, jac, res = _lm(model, u0, max_steps, rtol, atol, bool(verbose))
         u, jac, res = np.asarray(u), np.asarray(jac), np.asarray(res)
         hess = jac.T @ jac
-        pixels = res[: sum(im.data.size for im in model.images)]  # whitened pixels come first
+        pixels = res[: model.n_data]  # the whitened fitted pixels come first
         success = bool(result == optx.RESULTS.successful)
         message = "converged" if success else optx.RESULTS[result]
     else:
@@ -179,14 +180,38 @@ def fit_map(scene, *, init=None, max_steps=200, rtol=1e-8, atol=1e-4, method="au
     return _finish(model, u, hess, int(steps), success, message, elapsed, pixels)
 
 
-def _levenberg_marquardt(rtol, atol, verbose):
+def _levenberg_marquardt(rtol, atol, verbose, dtype):
     """optimistix's Levenberg–Marquardt with a bolder trust region: the damping drops 8x after a
     step whose actual reduction is >= 25 % of the predicted one (optimistix's default: 3.5x at
     >= 99 %), and rises 4x when a step is rejected (< 1 %).  On the seed scene this takes 8
-    steps instead of 13 to the same optimum."""
-    solver = optx.LevenbergMarquardt(rtol=rtol, atol=atol, verbose=verbose)
+    steps instead of 13 to the same optimum.
+
+    Each step solves the damped normal equations ``(J^T J + lambda I) dz = -J^T r`` by Cholesky
+    (lineax ``Normal``) in float64: the columns are standardised, so squaring the condition
+    number costs nothing there, and it is ~20x cheaper than a QR of the tall ``J`` (94 ms vs
+    4 ms for 19 000 x 56 on the 2-core CPU).  In float32 the QR's accuracy is kept."""
+    solver_ = lx.Normal(lx.Cholesky()) if np.dtype(dtype) == np.float64 else lx.QR()
+    solver = optx.LevenbergMarquardt(rtol=rtol, atol=atol, verbose=verbose, linear_solver=solver_)
     region = optx.ClassicalTrustRegion(high_cutoff=0.25, high_constant=8.0, low_cutoff=0.01, low_constant=0.25)
     return eqx.tree_at(lambda s: s.search, solver, region)
+
+
+def _block_jacobian_residuals(model):
+    """``model.residuals`` whose forward derivative comes from :meth:`SceneModel.residuals_and_jacobian`:
+    the Jacobian is built once per linearisation, window by window with respect to each window's own
+    sites, and the optimiser's Jacobian-vector products become ``J @ t``."""
+
+    @jax.custom_jvp
+    def residuals(u, data):
+        return model.residuals(u, data)
+
+    @residuals.defjvp
+    def _jvp(primals, tangents):
+        u, data = primals
+        r, J = model.residuals_and_jacobian(u, data)
+        return r, J @ tangents[0]
+
+    return residuals
 
 
 def _lm(model, u0, max_steps, rtol, atol, verbose):
@@ -194,20 +219,24 @@ def _lm(model, u0, max_steps, rtol, atol, verbose):
     big = _big(np.asarray(u0).dtype, n)
     key = ("lm", max_steps, rtol, atol, verbose)
     if key not in model._jit_cache:
+        residuals = _block_jacobian_residuals(model)
+
         def solve(u0, data):
-            J0 = jax.jacfwd(model.residuals)(u0, data)
+            _, J0 = model.residuals_and_jacobian(u0, data)
             col = jnp.sqrt(jnp.sum(J0 * J0, axis=0))
             scale = jnp.where(col > 0, 1.0 / jnp.where(col > 0, col, 1.0), 1.0)
 
             def fn(z, _):
-                r = model.residuals(u0 + scale * z, data)
+                r = residuals(u0 + scale * z, data)
                 return jnp.where(jnp.isfinite(r), r, big)
 
-            solver = _levenberg_marquardt(rtol, atol, verbose)
+            solver = _levenberg_marquardt(rtol, atol, verbose, u0.dtype)
             sol = optx.least_squares(fn, solver, jnp.zeros_like(u0), max_steps=max_steps, throw=False)
             u = u0 + scale * sol.value
-            jac = jax.jacfwd(model.residuals)(u, data)
-            return u, sol.stats["num_steps"], sol.result, jac, model.residuals(u, data)
+            # the solver's last linearisation is at its solution (the last accepted point): reuse it
+            info = sol.state.f_info
+            jac = info.jac.as_matrix() / scale
+            return u, sol.stats["num_steps"], sol.result, jac, info.residual
 
         model._jit_cache[key] = jax.jit(solve)
     u, steps, result, jac, res = model._jit_cache[key](u0, model.data)

@@ -22,14 +22,14 @@ def seed_fit():
     scene.set_prior("gal.n", dist.Uniform(0.5, 8.0))
     model = scene.build()
     finite = []
-    original = model.residuals
+    residuals, residuals_and_jacobian = model.residuals, model.residuals_and_jacobian
 
-    def recording(u, data=None):  # records whether every residual the LM evaluates is finite
-        r = original(u, data)
+    def record(r):  # records whether every residual the LM evaluates is finite
         jax.debug.callback(lambda ok: finite.append(bool(ok)), jnp.all(jnp.isfinite(r)))
         return r
 
-    model.residuals = recording
+    model.residuals = lambda u, data=None: record(residuals(u, data))
+    model.residuals_and_jacobian = lambda u, data=None: (lambda r, J: (record(r), J))(*residuals_and_jacobian(u, data))
     fit = bp.fit_map(scene)
     post = bp.sample(scene, fit, num_warmup=200, num_samples=200, num_chains=2, progress_bar=False, seed=3)
     return scene, truth, fit, post, finite

@@ -83,6 +83,31 @@ def test_least_squares_objective_is_numpyros_potential(three_images):
     assert np.ptp(diffs) < 1e-6 * abs(pe)
 
 
+def test_block_jacobian_equals_autodiff_of_the_residuals(three_images):
+    """The Levenberg–Marquardt Jacobian, assembled window by window from each window's own sites
+    (``residuals_and_jacobian``), equals ``jax.jacfwd`` of the plain residuals, on a scene with
+    two windowed sources in one image, ties, a fixed site, a spline, a plane sky, astrometric and
+    photometric offsets, away from the initial point."""
+    scene = bp.Scene(three_images)
+    scene.add("a", bp.Sersic, windows={"a1": (4, 24, 6, 26)}, init={"xi": 0.2, "eta": -0.1})
+    scene.add("b", bp.Exponential, windows={"a1": (10, 30, 2, 22)}, init={"xi": 1.0, "eta": 0.5})
+    scene.add("s", bp.Spline, images=["b1"], knots=[0.0, 0.4, 1.0, 2.5])
+    scene.tie("s", "a", params=["xi", "eta", "q", "pa"])
+    scene.add("sky", bp.PlaneSky)
+    scene.fix("sky.gy[a2]", 0.0)
+    scene.add_astrometric_offsets(0.1)
+    scene.add_photometric_offsets(0.1, reference_images=["a1", "b1"])
+    model = scene.build()
+    u = model.init_vector() + 0.03 * np.random.default_rng(1).normal(size=model.size)
+    r, J = jax.jit(model.residuals_and_jacobian)(u, model.data)
+    J_ref = jax.jacfwd(model.residuals)(u)
+    assert r.shape == (model.n_data + model.size,) and J.shape == (r.size, model.size)
+    assert float(jnp.max(jnp.abs(r - model.residuals(u)))) < 1e-12 * float(jnp.max(jnp.abs(r)))
+    assert float(jnp.max(jnp.abs(J - J_ref))) < 1e-10 * float(jnp.max(jnp.abs(J_ref)))
+    # every site moves some residual (the blocks cover all columns)
+    assert bool(jnp.all(jnp.max(jnp.abs(J), axis=0) > 0))
+
+
 def test_window_render_matches_galsim():
     gal = bp.Sersic(xi=1.0, eta=0.5, flux=30.0, re=0.8, n=1.0, q=0.6, pa=20.0)
     im = small_image("a", "g", size=48, gal=gal)
