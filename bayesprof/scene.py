@@ -955,8 +955,8 @@ class SceneModel:
         """``(residuals(u, data), J)`` with ``J = d residuals / du`` built block by block.
 
         Each render group (the sources sharing one window of one image) is differentiated in
-        forward mode with respect to the sites it uses only, and the sky and the photometric
-        offset separately, so a scene of G windows costs about sum_g (sites of g) Jacobian-vector
+        forward mode with respect to the sites it uses only (a lone source's flux column is its
+        unit-flux image, no derivative needed), and the sky and the photometric offset separately, so a scene of G windows costs about sum_g (sites of g) Jacobian-vector
         products instead of G x (all sites) for ``jax.jacfwd(self.residuals)``, with which it
         agrees to rounding.  Used by the Levenberg–Marquardt MAP; dense, shape
         ``(n_data + prior terms, size)``.
@@ -989,15 +989,30 @@ class SceneModel:
             light = jnp.zeros(im.shape)
             J = jnp.zeros(im.shape + (n,))
             for (renderer, box, srcs), names in zip(plan["groups"], blocks["groups"]):
-                def render(sub, renderer=renderer, srcs=srcs, names=names):
+                # a window of one source whose flux is a latent site: render at unit flux and
+                # differentiate by the other sites only (the image is linear in the flux)
+                flux = self._usage[(srcs[0].name, im.name)].get("flux") if len(srcs) == 1 else None
+                linear = flux if flux in names else None
+                others = [nm for nm in names if nm != linear]
+
+                def render(sub, renderer=renderer, srcs=srcs, names=others, unit=linear is not None):
                     v = with_sub(names, sub)
                     shift = self._shift(plan, v)
-                    return renderer([self._component(s, self._params(s, im.name, v, shift)) for s in srcs])
-                if names:
-                    m, Jg = value_and_jac(render, names)
-                    idx = np.concatenate([cols[nm] for nm in names])
+                    params = [self._params(s, im.name, v, shift) for s in srcs]
+                    if unit:
+                        params = [{**p, "flux": 1.0} for p in params]
+                    return renderer([self._component(s, p) for s, p in zip(srcs, params)])
+                if others:
+                    m, Jg = value_and_jac(render, others)
+                    idx = np.concatenate([cols[nm] for nm in others])
                 else:
                     m = render(jnp.zeros(0))
+                if linear is not None:
+                    site = self.site[linear]
+                    f, df = jax.jvp(site.prior.transform, (u[cols[linear]][0],), (jnp.ones((), u.dtype),))
+                    Jg = jnp.concatenate([f * Jg, (m * df)[:, :, None]], axis=2) if others else (m * df)[:, :, None]
+                    idx = np.concatenate([idx, cols[linear]]) if others else cols[linear]
+                    m = f * m
                 if box is None:
                     light = light + m
                     if names:

@@ -13,6 +13,7 @@ AstroPhot's HMC from the LM optimum (its docstring states every setting).  The t
 after the other, so they share the machine's load.
 
 Usage:  .venv/bin/python benchmarks/joint.py [--skip-astrophot] [--samples 400] [--float32]
+        [--chain-method parallel]
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ HERE = Path(__file__).resolve().parent
 
 
 def run_bayesprof(args):
+    if args.chain_method == "parallel":  # one XLA host device per chain (before jax starts)
+        flags = os.environ.get("XLA_FLAGS", "")
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={args.chains}".strip()
     import jax
     import numpyro
     import numpyro.distributions as dist
@@ -58,7 +62,7 @@ def run_bayesprof(args):
         fit = bp.fit_map(scene, init=init)
         times.append(time.perf_counter() - t0)
     post = bp.sample(scene, fit, num_warmup=args.warmup, num_samples=args.samples, num_chains=args.chains,
-                     progress_bar=False, seed=args.seed)
+                     chain_method=args.chain_method, progress_bar=False, seed=args.seed)
     ess = {k: v for k, v in post.ess().items() if ".mag" not in k}
     ess_min = min(ess.values())
     pulls = {k: (float(fit.values[k]) - v) / float(fit.sigmas[k]) for k, v in truth.items()}
@@ -66,7 +70,7 @@ def run_bayesprof(args):
     return {
         "versions": {"python": platform.python_version(), "jax": jax.__version__, "numpyro": numpyro.__version__,
                      "bayesprof": getattr(bp, "__version__", "dev")},
-        "precision": "float32" if args.float32 else "float64", "init": args.init,
+        "precision": "float32" if args.float32 else "float64", "init": args.init, "chain_method": args.chain_method,
         "lm_time_cold_s": cold, "lm_time_s": min(times), "lm_time_median_s": sorted(times)[len(times) // 2],
         "lm_iterations": fit.iterations, "reduced_chi2": fit.reduced_chi2,
         "map_pulls": pulls, "posterior_pulls": post_pulls,
@@ -98,6 +102,8 @@ def main():
     p.add_argument("--float32", action="store_true")
     p.add_argument("--init", choices=("perturbed", "estimate"), default="perturbed",
                    help="LM start: AstroPhot's perturbed truth (default) or bayesprof's image estimates")
+    p.add_argument("--chain-method", choices=("vectorized", "parallel", "sequential"), default="vectorized",
+                   help="numpyro's chain method; 'parallel' runs each chain on its own XLA CPU device")
     p.add_argument("--skip-astrophot", action="store_true")
     args = p.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; load {os.getloadavg()}")

@@ -86,12 +86,13 @@ def test_least_squares_objective_is_numpyros_potential(three_images):
 def test_block_jacobian_equals_autodiff_of_the_residuals(three_images):
     """The Levenberg–Marquardt Jacobian, assembled window by window from each window's own sites
     (``residuals_and_jacobian``), equals ``jax.jacfwd`` of the plain residuals, on a scene with
-    two windowed sources in one image, ties, a fixed site, a spline, a plane sky, astrometric and
-    photometric offsets, away from the initial point."""
+    two windowed sources in one image (their flux columns come from unit-flux renders), two
+    sources sharing one image (the generic path), ties, a fixed site, a spline, a plane sky,
+    astrometric and photometric offsets, away from the initial point."""
     scene = bp.Scene(three_images)
     scene.add("a", bp.Sersic, windows={"a1": (4, 24, 6, 26)}, init={"xi": 0.2, "eta": -0.1})
     scene.add("b", bp.Exponential, windows={"a1": (10, 30, 2, 22)}, init={"xi": 1.0, "eta": 0.5})
-    scene.add("s", bp.Spline, images=["b1"], knots=[0.0, 0.4, 1.0, 2.5])
+    scene.add("s", bp.Spline, images=["b1"], knots=[0.0, 0.4, 1.0, 2.5], windows={"b1": (2, 30, 2, 30)})
     scene.tie("s", "a", params=["xi", "eta", "q", "pa"])
     scene.add("sky", bp.PlaneSky)
     scene.fix("sky.gy[a2]", 0.0)
