@@ -7,6 +7,9 @@ support), where the posterior density includes the transforms' Jacobians:
   prior residuals (:mod:`bayesprof.priors`), for the normal likelihood, by optimistix's
   Levenberg–Marquardt.  The parameters are standardised first (``u = u0 + s z`` with
   ``s_i = 1 / sqrt((J^T J)_ii)`` at the start), so the damping treats every parameter alike.
+  The Jacobian ``J`` is assembled window by window (:meth:`SceneModel.residuals_and_jacobian`:
+  each window is differentiated by its own sites only), once per step, and each damped step
+  solves the normal equations by Cholesky (QR in float32).
   A residual that is not finite is replaced by a huge value, so such a step is always
   rejected and retried smaller: the fit never steps onto a NaN.  Other likelihoods
   (Student-t, Poisson) are minimised by optax's L-BFGS.  The covariance is the inverse

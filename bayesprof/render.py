@@ -192,6 +192,10 @@ class Renderer:
     core_major_px : float
         Maximum major semi-axis of the core (pixels); sets the patch size.  Default
         ``core_minor_px / 0.15`` (the full minor axis for any q >= 0.15), at most half the image.
+    psf_flux_fraction : float
+        The PSF is truncated at the radius enclosing this fraction of its flux (default
+        1 - 1e-7) or at the image's diagonal, whichever is smaller: farther light joins no
+        two pixels of the image.  The FFT canvas is the image plus that radius on every side.
     """
 
     def __init__(self, image, reference=None, *, oversample=None, fold=None, core_minor_px=None, core_major_px=None,
@@ -207,7 +211,9 @@ class Renderer:
         efour = lambda kx, ky: psf.effective_fourier(kx, ky, scale)  # noqa: E731
 
         # ---- how far E extends and how finely it must be sampled
-        self.psf_radius = R = int(np.ceil(min(psf.radius(scale, psf_flux_fraction), 2 * max(ny, nx)))) + 1
+        # the PSF reaches at most across the image's diagonal: farther light joins no two pixels
+        # of the image (it would only carry light of sources beyond that distance outside it)
+        self.psf_radius = R = int(np.ceil(min(psf.radius(scale, psf_flux_fraction), np.hypot(ny, nx)))) + 1
         if hasattr(psf, "axis_tail"):
             # an interpolated stamp: beyond the stamp's Nyquist wavenumber its transform is the
             # interpolant's k^-4 ghosts of the stamp's Nyquist power, so a pointwise threshold

@@ -13,7 +13,8 @@ nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
 NOTEBOOKS = pathlib.Path(__file__).resolve().parent.parent / "notebooks"
-NAMES = ["01_joint_models.ipynb", "02_posterior_analysis.ipynb", "03_supernova_light_curve.ipynb"]
+NAMES = ["01_joint_models.ipynb", "02_posterior_analysis.ipynb", "03_supernova_light_curve.ipynb",
+         "04_space_and_ground.ipynb"]
 CELL_TIMEOUT_S = 1500  # the 8-exposure MAP of notebook 03 takes 5-13 min on 2 cores
 
 
