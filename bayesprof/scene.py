@@ -487,6 +487,7 @@ class SceneModel:
         self._plans = self._plan(members)
         self.n_data = int(sum(np.count_nonzero(p["good"]) for p in self._plans))
         self._jit_cache = {}
+        self._block_cache = None  # see _blocks
 
     # -- checks and structure
     def _check_psfs(self):
@@ -938,7 +939,7 @@ class SceneModel:
     def _blocks(self):
         """Per image, which latent sites each part of its model depends on: every render group
         (its sources and the image's astrometric offset), the photometric offset, each sky."""
-        if getattr(self, "_block_cache", None) is None:
+        if self._block_cache is None:
             blocks = []
             for plan in self._plans:
                 name = plan["image"].name
@@ -956,7 +957,8 @@ class SceneModel:
 
         Each render group (the sources sharing one window of one image) is differentiated in
         forward mode with respect to the sites it uses only (a lone source's flux column is its
-        unit-flux image, no derivative needed), and the sky and the photometric offset separately, so a scene of G windows costs about sum_g (sites of g) Jacobian-vector
+        unit-flux image, no derivative needed), and the sky and the photometric offset
+        separately.  So a scene of G windows costs about sum_g (sites of g) Jacobian-vector
         products instead of G x (all sites) for ``jax.jacfwd(self.residuals)``, with which it
         agrees to rounding.  Used by the Levenberg–Marquardt MAP; dense, shape
         ``(n_data + prior terms, size)``.

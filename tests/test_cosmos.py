@@ -80,7 +80,8 @@ def test_cosmos_four_galaxies_jointly_in_six_images():
         print(g.name, {p: round(float(fit.values[f"{g.name}.{p}"]), 3) for p in ("re", "n", "q", "pa")},
               f"i/F814W = {ratios[-1]:.4f}, offset from detection {1000 * offsets[-1]:.0f} mas")
     for band in "grizy":
-        print(band, "WCS shift (mas):", [round(1000 * float(fit.values[f"astrometry.{k}[{band}]"])) for k in ("dxi", "deta")])
+        shift = [round(1000 * float(fit.values[f"astrometry.{k}[{band}]"])) for k in ("dxi", "deta")]
+        print(band, "WCS shift (mas):", shift)
     ratios = np.array(ratios)
     assert np.all(np.abs(ratios / np.median(ratios) - 1) < 0.15), ratios
     assert max(offsets) < 0.1, offsets
