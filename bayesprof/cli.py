@@ -72,7 +72,7 @@ IMAGE_KEYS = ("file", "hdu", "name", "band", "sigma", "weight", "variance", "mas
 MAP_KEYS = {"max_steps": "count", "rtol": "positive", "atol": "positive", "method": ("auto", "lm", "lbfgs")}
 NUTS_KEYS = {"num_warmup": "count0", "num_samples": "count", "num_chains": "count", "seed": "count0",
              "target_accept_prob": "fraction", "dense_mass": "bool", "max_tree_depth": "count",
-             "chain_method": ("vectorized", "sequential", "parallel")}
+             "chain_method": ("auto", "vectorized", "sequential", "parallel")}
 
 
 class ConfigError(ValueError):

@@ -313,7 +313,7 @@ def _finish(model, u, hess, steps, success, message, elapsed, pixels=None):
 
 
 def sample(scene, init=None, *, num_warmup=500, num_samples=1000, num_chains=4, seed=0, dense_mass=False,
-           target_accept_prob=0.8, max_tree_depth=10, chain_method="vectorized", progress_bar=True,
+           target_accept_prob=0.8, max_tree_depth=10, chain_method="auto", progress_bar=True,
            log_likelihood=True, whiten=True) -> Posterior:
     """Sample the joint posterior with NUTS, starting from the MAP.
 
@@ -327,9 +327,13 @@ def sample(scene, init=None, *, num_warmup=500, num_samples=1000, num_chains=4, 
         Per chain.  Chains start at the MAP plus N(0, 0.5^2) in whitened units.
     dense_mass : bool
         Adapt a dense mass matrix (default: diagonal; the MAP covariance already whitens).
-    chain_method : {"vectorized", "sequential", "parallel"}
-        numpyro's; "vectorized" batches the chains through one render (good on CPUs and GPUs);
-        "parallel" needs one device per chain.
+    chain_method : {"auto", "vectorized", "sequential", "parallel"}
+        numpyro's; "vectorized" batches the chains through one render (good on GPUs and on a
+        single CPU device); "parallel" runs each chain on its own device.  "auto" (default):
+        "parallel" when JAX has a device per chain, else "vectorized".  On a multi-core CPU,
+        ``numpyro.set_host_device_count(num_chains)`` at the start of the session (before JAX
+        starts) gives one CPU device per chain: on the 2-core benchmark machine that raised
+        ESS/s from 30 to 44 for 2 chains (``benchmarks/RESULTS.md``).
     log_likelihood : bool
         Store each image's total log-likelihood per draw (one extra render per draw).
     whiten : bool
@@ -355,6 +359,8 @@ def sample(scene, init=None, *, num_warmup=500, num_samples=1000, num_chains=4, 
     if not whiten:
         L = np.eye(d)
     L = jnp.asarray(L)
+    if chain_method == "auto":
+        chain_method = "parallel" if num_chains > 1 and jax.local_device_count() >= num_chains else "vectorized"
     potential = jax.jit(lambda z: model.potential(u_map + L @ z))
     kernel = NUTS(potential_fn=potential, dense_mass=dense_mass, target_accept_prob=target_accept_prob,
                   max_tree_depth=max_tree_depth)
@@ -411,6 +417,7 @@ def sample(scene, init=None, *, num_warmup=500, num_samples=1000, num_chains=4, 
     post = Posterior.from_samples(model, posterior, stats, loglik, map_result=init, sampling_time_s=elapsed,
                                   num_warmup=num_warmup)
     post.tree.attrs["warmup_time_s"] = float(warmup_time)
+    post.tree.attrs["chain_method"] = chain_method
     if post.num_divergences:
         warnings.warn(f"NUTS: {post.num_divergences} divergent transitions out of {C * S}; the posterior may be "
                       "biased (try target_accept_prob=0.95 or check the model)", UserWarning, stacklevel=2)
