@@ -64,7 +64,7 @@ import yaml
 
 from .catalog import neighbour_mask
 
-__all__ = ["ConfigError", "run_config", "load_config", "load_images", "build_scene", "main"]
+__all__ = ["ConfigError", "run_config", "load_config", "load_images", "build_scene", "main", "console"]
 
 TOP_KEYS = ("images", "scene", "map", "nuts")
 IMAGE_KEYS = ("file", "hdu", "name", "band", "sigma", "weight", "variance", "mask", "segmentation", "psf",
@@ -448,7 +448,8 @@ def run_config(config, out_dir, *, base_dir=None, label=None, progress_bar=True,
         summary.to_csv(files["summary.csv"])
         say("\n" + summary.to_string())
         rhat = float(np.nanmax(summary["r_hat"].to_numpy(dtype=float))) if "r_hat" in summary else float("nan")
-        say(f"NUTS: {post.posterior.sizes['chain']} chains x {post.posterior.sizes['draw']} draws; "
+        say(f"NUTS: {post.posterior.sizes['chain']} chains ({post.tree.attrs['chain_method']}) x "
+            f"{post.posterior.sizes['draw']} draws; "
             f"max R-hat {rhat:.3f}; min bulk ESS {post.ess_min():.0f}; {post.num_divergences} divergences; "
             f"warm-up {post.warmup_time_s:.1f} s (including compilation), sampling {post.sampling_time_s:.1f} s")
         files["posterior.nc"] = out / "posterior.nc"
@@ -486,8 +487,29 @@ def _parser():
     return p
 
 
-def main(argv=None) -> int:
-    """The ``bayesprof`` command; returns the exit status (2 for a malformed configuration)."""
+def _one_device_per_chain(cfg, label):
+    """Before JAX starts: one XLA CPU device per NUTS chain (``numpyro.set_host_device_count``),
+    so that ``chain_method: auto`` (the default) or ``parallel`` runs the chains side by side
+    on a multi-core CPU.  No effect on a GPU, or once JAX has started."""
+    _, nuts = check_settings(cfg, label=label)
+    if nuts is None or nuts.get("chain_method", "auto") not in ("auto", "parallel"):
+        return
+    import inspect
+
+    import numpyro
+
+    from .inference import sample
+
+    chains = nuts.get("num_chains", inspect.signature(sample).parameters["num_chains"].default)
+    if chains > 1:
+        numpyro.set_host_device_count(chains)
+
+
+def main(argv=None, *, device_per_chain=False) -> int:
+    """The ``bayesprof`` command; returns the exit status (2 for a malformed configuration).
+
+    ``device_per_chain``: give JAX one CPU device per NUTS chain before it starts (what the
+    console script does; it changes ``XLA_FLAGS`` for the rest of the process)."""
     args = _parser().parse_args(argv)
     import matplotlib
 
@@ -506,6 +528,8 @@ def main(argv=None) -> int:
             if nuts is not None and nuts is not True and not isinstance(nuts, dict):
                 raise ConfigError(f"{path.name}: nuts: expected a mapping or false, not {nuts!r}")
             cfg["nuts"] = {**(nuts if isinstance(nuts, dict) else {}), **overrides}
+        if device_per_chain:
+            _one_device_per_chain(cfg, path.name)
         run_config(cfg, args.out, base_dir=path.resolve().parent, label=path.name,
                    progress_bar=not args.no_progress, log=lambda *a, **k: print(*a, **k, flush=True))
     except ConfigError as err:
@@ -514,5 +538,10 @@ def main(argv=None) -> int:
     return 0
 
 
+def console() -> None:
+    """Entry point of the ``bayesprof`` console script."""
+    sys.exit(main(device_per_chain=True))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()
