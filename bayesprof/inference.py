@@ -332,8 +332,9 @@ def sample(scene, init=None, *, num_warmup=500, num_samples=1000, num_chains=4, 
         single CPU device); "parallel" runs each chain on its own device.  "auto" (default):
         "parallel" when JAX has a device per chain, else "vectorized".  On a multi-core CPU,
         ``numpyro.set_host_device_count(num_chains)`` at the start of the session (before JAX
-        starts) gives one CPU device per chain: on the 2-core benchmark machine that raised
-        ESS/s from 30 to 44 for 2 chains (``benchmarks/RESULTS.md``).
+        starts) gives one CPU device per chain (the ``bayesprof`` command does this): on the
+        2-core benchmark machine 2 parallel chains gave 63 ESS/s against 53 vectorised
+        (``benchmarks/RESULTS.md``).
     log_likelihood : bool
         Store each image's total log-likelihood per draw (one extra render per draw).
     whiten : bool
@@ -372,6 +373,7 @@ def sample(scene, init=None, *, num_warmup=500, num_samples=1000, num_chains=4, 
     fields = ("diverging", "num_steps", "accept_prob", "energy", "potential_energy", "adapt_state.step_size")
     t0 = time.perf_counter()
     mcmc.warmup(k_run, init_params=z0, extra_fields=fields, collect_warmup=False)
+    jax.block_until_ready(mcmc.post_warmup_state)  # dispatch is asynchronous (parallel chains)
     t1 = time.perf_counter()
     mcmc.run(mcmc.post_warmup_state.rng_key, extra_fields=fields)
     z = mcmc.get_samples(group_by_chain=True)
