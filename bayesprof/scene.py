@@ -485,6 +485,9 @@ class SceneModel:
         self.latent = [s for s in self.sites if s.fixed is None]
         self.init_values = {s.name: (s.fixed if s.fixed is not None else s.init) for s in self.sites}
         self._plans = self._plan(members)
+        # the fitted pixels in the concatenation of the raveled images (whitened_residuals)
+        starts = np.cumsum([0] + [p["good"].size for p in self._plans])
+        self._fitted = np.concatenate([start + p["index"] for start, p in zip(starts, self._plans)])
         self.n_data = int(sum(np.count_nonzero(p["good"]) for p in self._plans))
         self._jit_cache = {}
         self._block_cache = None  # see _blocks
@@ -913,10 +916,8 @@ class SceneModel:
         ``0.5 * sum(residuals(u)**2)`` is the potential energy (negative log posterior in the
         unconstrained space, with Jacobians) up to a constant, for the normal likelihood.
         """
-        values = self.complete(self.constrain(u))
-        out = [((d - self.render_image(values, k)) * plan["sqrt_w"]).ravel()[plan["index"]]
-               for k, (plan, d) in enumerate(zip(self._plans, self._data(data)))]
-        return jnp.concatenate(out + [self.prior_residuals(u)])
+        pixels = self.whitened_residuals(self.constrain(u), data)[self._fitted]
+        return jnp.concatenate([pixels, self.prior_residuals(u)])
 
     # -- the residuals' Jacobian, block by block
     def _columns(self):
