@@ -341,26 +341,43 @@ class Renderer:
             k2 = Tinv_T[1, 0] * self._core_kx + Tinv_T[1, 1] * self._core_ky
             kappa = r_c * _safe_norm(k1, k2)
             spectrum = _interp_table(table, kappa)
-        i0 = jnp.floor(x0).astype(jnp.int32) - P // 2
-        j0 = jnp.floor(y0).astype(jnp.int32) - P // 2
-        ddx, ddy = x0 - i0, y0 - j0
-        # separable sub-pixel shift: e^{-i kx dx} (row) times e^{-i ky dy} (column)
+        # the shift to the centre (x0, y0) is a phase, separable: e^{-i kx x0} (row) times e^{-i ky y0}
+        # (column); the wavenumbers are multiples of 2 pi / P, so only x0 mod P matters (reduced
+        # first, for the phase's accuracy) and patch[(y, x) mod P] is the model at image pixel (y, x)
+        ddx = x0 - P * jnp.floor(x0 / P)
+        ddy = y0 - P * jnp.floor(y0 / P)
         phase_x = jnp.exp(-1j * self._core_kx * ddx)
         phase_y = jnp.exp(-1j * self._core_ky * ddy)
         spec = (counts * spectrum) * (self._core_psf * phase_x) * phase_y  # (m P, m P / 2 + 1)
         # pixel centres are every m-th point of the fine grid: sampling there folds the ky axis
         # onto P frequencies (sum of the m aliases), so the y transform has length P, not m P;
         # the kx half-spectrum keeps its length-m P real inverse (then every m-th column)
+        spec = jax.lax.optimization_barrier(spec)
         folded = spec.reshape(m, P, spec.shape[1]).sum(axis=0)
         rows = jnp.fft.ifft(folded, axis=0)
-        patch = jnp.fft.irfft(rows, n=m * P, axis=1)[:, ::m] * m
-        return patch, i0, j0
+        return jnp.fft.irfft(rows, n=m * P, axis=1)[:, ::m] * m
+
+    def _place(self, patch, x0, y0):
+        """The periodic core ``patch`` (image pixel (y, x) at patch[y mod P, x mod P]) on the image:
+        tiled over it and cut to the P x P window centred on the source (the core and its PSF
+        wings lie inside, the periodic copies outside).  No canvas beyond the image is needed, and
+        a source far off the image contributes zero."""
+        ny, nx = self.shape
+        P = self.patch
+        tiled = jnp.tile(patch, (-(-ny // P), -(-nx // P)))[:ny, :nx]
+        j0 = jnp.floor(y0) - P // 2
+        i0 = jnp.floor(x0) - P // 2
+        y = np.arange(ny)
+        x = np.arange(nx)
+        rows = (y >= j0) & (y < j0 + P)
+        cols = (x >= i0) & (x < i0 + P)
+        return jnp.where(rows[:, None] & cols[None, :], tiled, 0.0)
 
     def _render_impl(self, components):
         ny, nx = self.shape
-        R, P = self.psf_radius, self.patch
+        R = self.psf_radius
         halo = jnp.zeros((len(self._sub_offsets),) + self.canvas)
-        padded = jnp.zeros((ny + 2 * P, nx + 2 * P))
+        model = jnp.zeros((ny, nx))
         have_halo = False
         for comp in components:
             counts = comp.flux * self.counts_per_ujy
@@ -368,15 +385,11 @@ class Renderer:
             if not comp.is_point:
                 halo = halo + self._halo(comp, x0, y0, T, det, r_c, counts)
                 have_halo = True
-            patch, i0, j0 = self._core_patch(comp, x0, y0, T, r_c, counts, comp.is_point)
-            # place the patch; a centre more than P/2 outside the image contributes nothing
-            sy, sx = j0 + P, i0 + P
-            ok = (sy >= 0) & (sy <= ny + P) & (sx >= 0) & (sx <= nx + P)
-            padded = padded + jax.lax.dynamic_update_slice(
-                jnp.zeros_like(padded), patch * ok, (jnp.clip(sy, 0, ny + P), jnp.clip(sx, 0, nx + P)))
-        model = padded[P:P + ny, P:P + nx]
+            patch = self._core_patch(comp, x0, y0, T, r_c, counts, comp.is_point)
+            model = model + self._place(patch, x0, y0)
         if have_halo:
             Ly, Lx = self.fft_shape
+            halo = jax.lax.optimization_barrier(halo)
             spec = jnp.fft.rfft2(halo, s=(Ly, Lx))
             conv = jnp.fft.irfft2(jnp.sum(spec * self._halo_kernels_ft, axis=0), s=(Ly, Lx))
             model = model + conv[R:R + ny, R:R + nx]

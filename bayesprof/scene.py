@@ -989,8 +989,18 @@ class SceneModel:
         res, jac = [], []
         for k, (plan, d, blocks) in enumerate(zip(self._plans, self._data(data), self._blocks())):
             im = plan["image"]
+            ny, nx = im.shape
             light = jnp.zeros(im.shape)
-            J = jnp.zeros(im.shape + (n,))
+            J = {}  # column -> its derivative image (columns that do not touch this image are absent)
+
+            def add(J, block, idx, box=None):
+                """Add the derivative images ``block[..., j]`` (of window ``box``) to columns ``idx``."""
+                for j, c in enumerate(np.asarray(idx).tolist()):
+                    a = block[..., j]
+                    if box is not None:
+                        x0, x1, y0, y1 = box
+                        a = jnp.pad(a, ((y0, ny - y1), (x0, nx - x1)))
+                    J[c] = a if c not in J else J[c] + a
             for (renderer, box, srcs), names in zip(plan["groups"], blocks["groups"]):
                 # a window of one source whose flux is a latent site: render at unit flux and
                 # differentiate by the other sites only (the image is linear in the flux)
@@ -1018,13 +1028,11 @@ class SceneModel:
                     m = f * m
                 if box is None:
                     light = light + m
-                    if names:
-                        J = J.at[:, :, idx].add(Jg)
                 else:
                     x0, x1, y0, y1 = box
                     light = light.at[y0:y1, x0:x1].add(m)
-                    if names:
-                        J = J.at[y0:y1, x0:x1, idx].add(Jg)
+                if names:
+                    add(J, Jg, idx, box)
             model = light
             if plan["calibration"] is not None:
                 cal = plan["calibration"]
@@ -1034,24 +1042,27 @@ class SceneModel:
                     return self._component(cal, self._params(cal, im.name, with_sub(names, sub))).scale
                 if names:
                     c, dc = value_and_jac(scale, names)
-                    idx = np.concatenate([cols[nm] for nm in names])
-                    J = (J * c).at[:, :, idx].add(light[:, :, None] * dc)
+                    J = {col: a * c for col, a in J.items()}
+                    add(J, light[:, :, None] * dc, np.concatenate([cols[nm] for nm in names]))
                 else:
                     c = scale(jnp.zeros(0))
-                    J = J * c
+                    J = {col: a * c for col, a in J.items()}
                 model = light * c
             for sky, names in zip(plan["skies"], blocks["skies"]):
                 def evaluate(sub, sky=sky, names=names):
                     return self._component(sky, self._params(sky, im.name, with_sub(names, sub))).evaluate(im.shape)
                 if names:
                     b, Jb = value_and_jac(evaluate, names)
-                    J = J.at[:, :, np.concatenate([cols[nm] for nm in names])].add(Jb)
+                    add(J, Jb, np.concatenate([cols[nm] for nm in names]))
                 else:
                     b = evaluate(jnp.zeros(0))
                 model = model + b
-            w = plan["sqrt_w"]
-            res.append(((d - model) * w).ravel()[plan["index"]])
-            jac.append((-J * w[:, :, None]).reshape(-1, n)[plan["index"]])
+            w, index = plan["sqrt_w"], plan["index"]
+            every = index.size == ny * nx  # all pixels fitted: no gather
+            fitted = (lambda a: a.ravel()) if every else (lambda a: a.ravel()[index])
+            res.append(fitted((d - model) * w))
+            zero = jnp.zeros(index.size, dtype=u.dtype)
+            jac.append(jnp.stack([fitted(-J[c] * w) if c in J else zero for c in range(n)], axis=1))
         res.append(self.prior_residuals(u))
         jac.append(jax.jacfwd(self.prior_residuals)(u))
         return jnp.concatenate(res), jnp.concatenate(jac, axis=0)
