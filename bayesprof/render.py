@@ -352,6 +352,10 @@ class Renderer:
         # pixel centres are every m-th point of the fine grid: sampling there folds the ky axis
         # onto P frequencies (sum of the m aliases), so the y transform has length P, not m P;
         # the kx half-spectrum keeps its length-m P real inverse (then every m-th column)
+        # the barriers here and before the halo's FFT make XLA materialise the FFT inputs instead of
+        # fusing their elementwise work (per tangent, in a Jacobian) into the FFT's padding and
+        # copies: the forward-mode Jacobian of the r image of the seed scene took 6.4 ms without
+        # them, 4.2 ms with them (2-core CPU)
         spec = jax.lax.optimization_barrier(spec)
         folded = spec.reshape(m, P, spec.shape[1]).sum(axis=0)
         rows = jnp.fft.ifft(folded, axis=0)
