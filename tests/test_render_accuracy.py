@@ -107,3 +107,19 @@ def test_benchmark_images_chi2_sys():
         chi2 = np.sum(((model - truth) / sigma) ** 2)
         print(f"{image.name}: chi2_sys = {chi2:.2e}")
         assert chi2 < 0.01, (image.name, chi2)
+
+
+@pytest.mark.parametrize("dx, dy", [(-78.5, 3.0), (70.0, -2.0), (10.0, 27.0)])
+def test_sources_at_and_beyond_the_edges_of_a_wide_image_match_galsim(dx, dy):
+    """The Fourier core is periodic and is cut to its source's window on the image: a galaxy
+    centred 4 px beyond the left edge, 5 px inside the right edge of an image wider than the
+    core's patch (so the patch is tiled), and 7.5 px beyond the top edge, against GalSim."""
+    shape = (40, 150)
+    psf = GaussianPSF(2.5)
+    renderer = Renderer(Image(np.zeros(shape), variance=1.0, pixel_scale=1.0, psf=psf))
+    assert renderer.patch < shape[1]
+    n, re, q, pa = 2.0, 5.0, 0.5, 30.0
+    model = _render_case(renderer, (n, re, q, pa, dx, dy, 0))
+    truth, _ = ref.draw_sersic(n, re, q, pa, 1.0, psf, shape, 1.0, (dx, dy))
+    assert np.abs(model - truth).max() <= 1e-3 * truth.max()
+    assert abs(model.sum() / truth.sum() - 1) <= 1e-4
