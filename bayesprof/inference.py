@@ -238,7 +238,8 @@ class _TrustRegion(optx.ClassicalTrustRegion):
 
     def init(self, y, f_info_struct):
         state = super().init(y, f_info_struct)
-        return eqx.tree_at(lambda s: s.step_size, state, jnp.asarray(self.initial_step_size, dtype=float))
+        step = jnp.asarray(self.initial_step_size, dtype=jnp.result_type(state.step_size))
+        return eqx.tree_at(lambda s: s.step_size, state, step)
 
 
 def _block_jacobian_residuals(model):
