@@ -163,7 +163,7 @@ def fit_map(scene, *, init=None, max_steps=200, rtol=1e-8, atol=1e-2, method="au
     if init is not None:
         start.update({k: v for k, v in dict(init).items() if k in model.site})
     u0, inside = _start(model, {s.name: jnp.asarray(start[s.name], dtype=float) for s in model.latent})
-    for s, ok in zip(model.latent, np.asarray(inside)):
+    for s, ok in zip(model.latent, inside):
         if not ok:
             raise ValueError(f"the initial value {np.asarray(start[s.name])} of {s.name} lies outside the support of "
                              f"its prior {s.prior.prior}")
@@ -191,23 +191,23 @@ def _start(model, values):
     the prior's support (as :meth:`~bayesprof.priors.SitePrior.contains`), in one compiled call."""
     if "start" not in model._jit_cache:
         def start(values):
-            inside = []
-            for s in model.latent:
-                x = values[s.name]
-                ok = jnp.all(s.prior.prior.support(x)) & jnp.all(jnp.isfinite(s.prior.prior.log_prob(x)))
-                inside.append(ok & jnp.all(jnp.isfinite(s.prior.unconstrain(x))))
-            return model.unconstrain(values), jnp.stack(inside)
+            x = model.pack(values)
+            return model.priors.unconstrain(x), model.priors.inside(x)
         model._jit_cache["start"] = jax.jit(start)
-    return model._jit_cache["start"](values)
+    u, inside = model._jit_cache["start"](values)
+    entries = np.asarray(inside)
+    starts = np.cumsum([0] + [s.prior.size for s in model.latent])
+    return u, [bool(entries[a:b].all()) for a, b in zip(starts[:-1], starts[1:])]
 
 
 def _physical(model, u):
     """Every site's physical value at unconstrained ``u`` (fixed ones included), and the
-    derivative of the packed latent values by ``u``, in one compiled call."""
+    derivative of the packed latent values by ``u`` (diagonal: the transforms are elementwise),
+    in one compiled call."""
     if "physical" not in model._jit_cache:
         def physical(u):
-            values = model.complete(model.constrain(u))
-            return values, jax.jacfwd(lambda uu: model.pack(model.constrain(uu)))(u)
+            x, dx = jax.jvp(model.priors.constrain, (u,), (jnp.ones_like(u),))
+            return model.complete(model.unpack(x)), jnp.diag(dx)
         model._jit_cache["physical"] = jax.jit(physical)
     return model._jit_cache["physical"](u)
 

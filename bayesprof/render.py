@@ -46,7 +46,7 @@ from scipy import special
 from . import profiles
 from .components import Component
 
-__all__ = ["Renderer", "render", "next_fast_len"]
+__all__ = ["Renderer", "render", "stack", "stack_groups", "next_fast_len"]
 
 # -------------------------------------------------------------------- static tables
 _U_LOG_MIN, _U_LOG_STEP, _U_LIN_STEP, _U_MAX = 1e-6, 0.1, 0.01, 2.0
@@ -377,33 +377,71 @@ class Renderer:
         cols = (x >= i0) & (x < i0 + P)
         return jnp.where(rows[:, None] & cols[None, :], tiled, 0.0)
 
-    def _render_impl(self, components):
+    def _parts(self, comp):
+        """One source's light: its core placed on the image, and its halo samples (None for a
+        point source) on the canvas's sub-lattices, before the PSF convolution."""
+        counts = comp.flux * self.counts_per_ujy
+        x0, y0, T, det, r_c = self._geometry(comp)
+        core = self._place(self._core_patch(comp, x0, y0, T, r_c, counts, comp.is_point), x0, y0)
+        halo = None if comp.is_point else self._halo(comp, x0, y0, T, det, r_c, counts)
+        return core, halo
+
+    def _convolve_halo(self, halo):
+        """The halo samples (sub-lattices, canvas) convolved with the effective PSF, on the image."""
         ny, nx = self.shape
         R = self.psf_radius
-        halo = jnp.zeros((len(self._sub_offsets),) + self.canvas)
-        model = jnp.zeros((ny, nx))
-        have_halo = False
-        for comp in components:
-            counts = comp.flux * self.counts_per_ujy
-            x0, y0, T, det, r_c = self._geometry(comp)
-            if not comp.is_point:
-                halo = halo + self._halo(comp, x0, y0, T, det, r_c, counts)
-                have_halo = True
-            patch = self._core_patch(comp, x0, y0, T, r_c, counts, comp.is_point)
-            model = model + self._place(patch, x0, y0)
-        if have_halo:
-            Ly, Lx = self.fft_shape
-            halo = jax.lax.optimization_barrier(halo)
-            spec = jnp.fft.rfft2(halo, s=(Ly, Lx))
-            conv = jnp.fft.irfft2(jnp.sum(spec * self._halo_kernels_ft, axis=0), s=(Ly, Lx))
-            model = model + conv[R:R + ny, R:R + nx]
+        Ly, Lx = self.fft_shape
+        halo = jax.lax.optimization_barrier(halo)
+        spec = jnp.fft.rfft2(halo, s=(Ly, Lx))
+        conv = jnp.fft.irfft2(jnp.sum(spec * self._halo_kernels_ft, axis=-3), s=(Ly, Lx))
+        return conv[..., R:R + ny, R:R + nx]
+
+    def render_stacks(self, stacks):
+        """Model image of ``stacks``: a list of components whose parameters carry a leading axis
+        (one entry per source, :func:`stack`).  Each stack is rendered by one ``vmap`` over its
+        sources, so the traced program does not grow with their number; the halos of all
+        sources are summed before one PSF convolution."""
+        model = jnp.zeros(self.shape)
+        halo = None
+        for comps in stacks:
+            core, h = jax.vmap(self._parts)(comps)
+            model = model + jnp.sum(core, axis=0)
+            if h is not None:
+                h = jnp.sum(h, axis=0)
+                halo = h if halo is None else halo + h
+        if halo is not None:
+            model = model + self._convolve_halo(halo)
         return model
+
+    def render_one(self, comp):
+        """Model image of one (unstacked) component: its core plus its convolved halo."""
+        core, halo = self._parts(comp)
+        return core if halo is None else core + self._convolve_halo(halo)
+
+    def _render_impl(self, components):
+        return self.render_stacks(stack_groups(components))
 
     def __call__(self, components):
         """Model image (counts per pixel, shape ``image.shape``) of a component or a list of them."""
         if isinstance(components, Component):
             components = [components]
         return self._render(list(components))
+
+
+def stack(components):
+    """One component of the common type whose parameters are the ``components``' parameters
+    stacked along a new leading axis (they must share the type and its static fields)."""
+    return jax.tree_util.tree_map(lambda *leaves: jnp.stack([jnp.asarray(a, dtype=float) for a in leaves]),
+                                  *components)
+
+
+def stack_groups(components):
+    """``components`` grouped by pytree structure (type and static fields, e.g. spline knots),
+    each group :func:`stack`-ed, in order of first appearance."""
+    groups = {}
+    for c in components:
+        groups.setdefault(jax.tree_util.tree_structure(c), []).append(c)
+    return [stack(g) for g in groups.values()]
 
 
 _CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
