@@ -347,15 +347,16 @@ class PixelMap:
     # -- pytree protocol ----------------------------------------------------
 
     def tree_flatten(self) -> tuple[tuple, tuple]:
-        children = (self._cx, self._cy, self._xi0, self._eta0, self._scale)
-        aux = (self.degree, self.max_residual_pix, self.shape)
+        # only the degree and shape are static: maps of other WCSs share compiled code
+        children = (self._cx, self._cy, self._xi0, self._eta0, self._scale, self.max_residual_pix)
+        aux = (self.degree, self.shape)
         return children, aux
 
     @classmethod
     def tree_unflatten(cls, aux: tuple, children: tuple) -> PixelMap:
         obj = object.__new__(cls)
-        obj._cx, obj._cy, obj._xi0, obj._eta0, obj._scale = children
-        obj.degree, obj.max_residual_pix, obj.shape = aux
+        obj._cx, obj._cy, obj._xi0, obj._eta0, obj._scale, obj.max_residual_pix = children
+        obj.degree, obj.shape = aux
         return obj
 
     def __repr__(self) -> str:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, field
+from functools import partial
 
 import equinox as eqx
 import jax
@@ -186,30 +187,28 @@ def fit_map(scene, *, init=None, max_steps=200, rtol=1e-8, atol=1e-2, method="au
     return _finish(model, u, hess, int(steps), success, message, elapsed, pixels)
 
 
+@jax.jit
+def _start_values(model, values):
+    x = model.pack(values)
+    return model.priors.unconstrain(x), model.priors.inside(x)
+
+
 def _start(model, values):
     """The unconstrained start vector, and per latent site whether its value lies strictly inside
     the prior's support (as :meth:`~bayesprof.priors.SitePrior.contains`), in one compiled call."""
-    if "start" not in model._jit_cache:
-        def start(values):
-            x = model.pack(values)
-            return model.priors.unconstrain(x), model.priors.inside(x)
-        model._jit_cache["start"] = jax.jit(start)
-    u, inside = model._jit_cache["start"](values)
+    u, inside = _start_values(model, values)
     entries = np.asarray(inside)
     starts = np.cumsum([0] + [s.prior.size for s in model.latent])
     return u, [bool(entries[a:b].all()) for a, b in zip(starts[:-1], starts[1:])]
 
 
+@jax.jit
 def _physical(model, u):
     """Every site's physical value at unconstrained ``u`` (fixed ones included), and the
     derivative of the packed latent values by ``u`` (diagonal: the transforms are elementwise),
     in one compiled call."""
-    if "physical" not in model._jit_cache:
-        def physical(u):
-            x, dx = jax.jvp(model.priors.constrain, (u,), (jnp.ones_like(u),))
-            return model.complete(model.unpack(x)), jnp.diag(dx)
-        model._jit_cache["physical"] = jax.jit(physical)
-    return model._jit_cache["physical"](u)
+    x, dx = jax.jvp(model.priors.constrain, (u,), (jnp.ones_like(u),))
+    return model.complete(model.unpack(x)), jnp.diag(dx)
 
 
 def _levenberg_marquardt(rtol, atol, verbose, dtype):
@@ -262,64 +261,61 @@ def _block_jacobian_residuals(model):
     return residuals
 
 
+@partial(jax.jit, static_argnames=("max_steps", "rtol", "atol", "verbose"))
+def _lm_solve(model, u0, data, max_steps, rtol, atol, verbose):
+    """The Levenberg–Marquardt solve from ``u0``; one compiled program per model structure."""
+    big = _big(np.dtype(u0.dtype), int(model.n_data + model.size))
+    residuals = _block_jacobian_residuals(model)
+    r0, J0 = model.residuals_and_jacobian(u0, data)
+    col = jnp.sqrt(jnp.sum(J0 * J0, axis=0))
+    scale = jnp.where(col > 0, 1.0 / jnp.where(col > 0, col, 1.0), 1.0)
+    known = (u0, r0, J0)  # the solver's first linearisation (z = 0) is this one
+
+    def fn(z, _):
+        r = residuals(u0 + scale * z, data, known)
+        return jnp.where(jnp.isfinite(r), r, big)
+
+    solver = _levenberg_marquardt(rtol, atol, verbose, u0.dtype)
+    sol = optx.least_squares(fn, solver, jnp.zeros_like(u0), max_steps=max_steps, throw=False)
+    u = u0 + scale * sol.value
+    # the solver's last linearisation is at its solution (the last accepted point): reuse it
+    info = sol.state.f_info
+    jac = info.jac.as_matrix() / scale
+    return u, sol.stats["num_steps"], sol.result, jac, info.residual
+
+
 def _lm(model, u0, max_steps, rtol, atol, verbose):
-    n = int(model.n_data + model.size)
-    big = _big(np.asarray(u0).dtype, n)
-    key = ("lm", max_steps, rtol, atol, verbose)
-    if key not in model._jit_cache:
-        residuals = _block_jacobian_residuals(model)
+    return _lm_solve(model, u0, model.data, max_steps=max_steps, rtol=rtol, atol=atol, verbose=verbose)
 
-        def solve(u0, data):
-            r0, J0 = model.residuals_and_jacobian(u0, data)
-            col = jnp.sqrt(jnp.sum(J0 * J0, axis=0))
-            scale = jnp.where(col > 0, 1.0 / jnp.where(col > 0, col, 1.0), 1.0)
-            known = (u0, r0, J0)  # the solver's first linearisation (z = 0) is this one
 
-            def fn(z, _):
-                r = residuals(u0 + scale * z, data, known)
-                return jnp.where(jnp.isfinite(r), r, big)
+@partial(jax.jit, static_argnames=("max_steps", "tol"))
+def _lbfgs_solve(model, u0, data, max_steps, tol):
+    """optax L-BFGS on the potential from ``u0``; one compiled program per model structure."""
+    J0 = jax.jacfwd(model.fisher_residuals)(u0, data)
+    h = jnp.sqrt(jnp.sum(J0 * J0, axis=0))
+    scale = jnp.where(h > 0, 1.0 / jnp.where(h > 0, h, 1.0), 1.0)
+    f = lambda z: model.potential(u0 + scale * z, data)  # noqa: E731
+    opt = optax.lbfgs()
+    value_and_grad = optax.value_and_grad_from_state(f)
 
-            solver = _levenberg_marquardt(rtol, atol, verbose, u0.dtype)
-            sol = optx.least_squares(fn, solver, jnp.zeros_like(u0), max_steps=max_steps, throw=False)
-            u = u0 + scale * sol.value
-            # the solver's last linearisation is at its solution (the last accepted point): reuse it
-            info = sol.state.f_info
-            jac = info.jac.as_matrix() / scale
-            return u, sol.stats["num_steps"], sol.result, jac, info.residual
+    def step(carry):
+        z, state, k, _ = carry
+        value, grad = value_and_grad(z, state=state)
+        updates, state = opt.update(grad, state, z, value=value, grad=grad, value_fn=f)
+        return z + updates, state, k + 1, jnp.max(jnp.abs(grad))
 
-        model._jit_cache[key] = jax.jit(solve)
-    u, steps, result, jac, res = model._jit_cache[key](u0, model.data)
-    return u, steps, result, jac, res
+    def cond(carry):
+        _, _, k, g = carry
+        return (k < max_steps) & (g > tol)
+
+    z0 = jnp.zeros_like(u0)
+    z, _, k, g = jax.lax.while_loop(cond, step, (z0, opt.init(z0), 0, jnp.inf))
+    u = u0 + scale * z
+    return u, k, g <= tol, jax.jacfwd(model.fisher_residuals)(u, data)
 
 
 def _lbfgs(model, u0, max_steps, tol):
-    key = ("lbfgs", max_steps, tol)
-    if key not in model._jit_cache:
-        def solve(u0, data):
-            J0 = jax.jacfwd(model.fisher_residuals)(u0, data)
-            h = jnp.sqrt(jnp.sum(J0 * J0, axis=0))
-            scale = jnp.where(h > 0, 1.0 / jnp.where(h > 0, h, 1.0), 1.0)
-            f = lambda z: model.potential(u0 + scale * z, data)  # noqa: E731
-            opt = optax.lbfgs()
-            value_and_grad = optax.value_and_grad_from_state(f)
-
-            def step(carry):
-                z, state, k, _ = carry
-                value, grad = value_and_grad(z, state=state)
-                updates, state = opt.update(grad, state, z, value=value, grad=grad, value_fn=f)
-                return z + updates, state, k + 1, jnp.max(jnp.abs(grad))
-
-            def cond(carry):
-                _, _, k, g = carry
-                return (k < max_steps) & (g > tol)
-
-            z0 = jnp.zeros_like(u0)
-            z, _, k, g = jax.lax.while_loop(cond, step, (z0, opt.init(z0), 0, jnp.inf))
-            u = u0 + scale * z
-            return u, k, g <= tol, jax.jacfwd(model.fisher_residuals)(u, data)
-
-        model._jit_cache[key] = jax.jit(solve)
-    return model._jit_cache[key](u0, model.data)
+    return _lbfgs_solve(model, u0, model.data, max_steps=max_steps, tol=tol)
 
 
 def _finish(model, u, hess, steps, success, message, elapsed, pixels=None):
@@ -355,6 +351,13 @@ def _finish(model, u, hess, steps, success, message, elapsed, pixels=None):
     return MapResult(values=values, sigmas=sig, covariance=cov, names=names, chi2=chi2, reduced_chi2=chi2 / dof,
                      n_data=model.n_data, n_params=p, iterations=steps, success=success, message=message,
                      time_s=elapsed, u=np.asarray(u), cov_u=cov_u, model=model)
+
+
+@jax.jit
+def _draw_log_likelihoods(model, u):
+    """Each image's log-likelihood at every row of ``u`` (draws x parameters), 8 draws at a time:
+    memory bounded by 8 renders whatever the number of draws."""
+    return jax.lax.map(lambda uu: jnp.stack(model._log_likelihoods(model.site_vector(uu))), u, batch_size=8)
 
 
 def sample(scene, init=None, *, num_warmup=500, num_samples=1000, num_chains=4, seed=0, dense_mass=False,
@@ -441,12 +444,11 @@ def sample(scene, init=None, *, num_warmup=500, num_samples=1000, num_chains=4, 
         if s.is_angle:
             posterior[s.name] = wrap_angles(posterior[s.name], 180.0)
     loglik = None
+    t3 = time.perf_counter()
     if log_likelihood:
-        f = jax.jit(jax.vmap(lambda uu: jnp.stack(model.image_log_likelihoods(model.constrain(uu)))))
-        rows = [np.asarray(f(jnp.asarray(chunk))) for chunk in np.array_split(u.reshape(C * S, d),
-                                                                             max(1, (C * S) // 256))]
-        ll = np.concatenate(rows).reshape(C, S, -1)
+        ll = np.asarray(_draw_log_likelihoods(model, jnp.asarray(u.reshape(C * S, d)))).reshape(C, S, -1)
         loglik = {f"obs[{im.name}]": ll[..., k] for k, im in enumerate(model.images)}
+    loglik_time = time.perf_counter() - t3
 
     def chains(a):
         a = np.asarray(a)
@@ -465,6 +467,7 @@ def sample(scene, init=None, *, num_warmup=500, num_samples=1000, num_chains=4, 
                                   num_warmup=num_warmup)
     post.tree.attrs["warmup_time_s"] = float(warmup_time)
     post.tree.attrs["chain_method"] = chain_method
+    post.tree.attrs["log_likelihood_time_s"] = float(loglik_time)
     if post.num_divergences:
         warnings.warn(f"NUTS: {post.num_divergences} divergent transitions out of {C * S}; the posterior may be "
                       "biased (try target_accept_prob=0.95 or check the model)", UserWarning, stacklevel=2)

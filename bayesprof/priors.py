@@ -194,43 +194,61 @@ class SitePrior:
         return jnp.reshape(r, (-1,))
 
 
+@jax.tree_util.register_pytree_node_class
 class PriorBlocks:
     """The priors of all latent sites as functions of the flat unconstrained vector ``u``,
     vectorised: scalar sites whose distributions have one pytree structure (type and static
     fields, e.g. every ``Normal``, every ``Uniform``) form one block whose parameters are stacked
     arrays and whose density, transform and residual are one ``vmap`` over its entries; a vector
-    site (spline knots) is a block of its own.  So the traced program grows with the number of
-    prior *kinds*, not of sites.
+    site (spline knots) is a block of its own, evaluated as a whole.  So the traced program grows
+    with the number of prior *kinds*, not of sites.  A pytree: the distributions' parameters
+    are leaves, so scenes whose priors differ only in value share compiled code.
 
     ``priors``: the :class:`SitePrior` of every latent site, in the order of ``u``.
     """
 
     def __init__(self, priors):
-        self.size = int(sum(p.size for p in priors))
         starts = np.cumsum([0] + [p.size for p in priors])
         groups = {}
-        self.vector = []  # (u indices, SitePrior) of non-scalar sites
+        self.static, self.arrays = [], []
         for p, i in zip(priors, starts[:-1]):
-            idx = np.arange(i, i + p.size)
-            if p.shape != ():
-                self.vector.append((idx, p))
-                continue
             leaves, treedef = jax.tree_util.tree_flatten(p.prior)
-            groups.setdefault(treedef, []).append((int(i), p, leaves))
-        self.blocks = []
+            if p.shape != ():  # a vector site: its (expanded) distribution as a whole
+                self._add(treedef, False, [jnp.asarray(x) for x in leaves], np.arange(i, i + p.size), [p])
+            else:
+                groups.setdefault(treedef, []).append((int(i), p, leaves))
         for treedef, members in groups.items():
             leaves = [jnp.stack([jnp.asarray(m[2][j], dtype=float) for m in members]) for j in range(len(members[0][2]))]
-            self.blocks.append({"treedef": treedef, "leaves": leaves, "index": np.array([m[0] for m in members]),
-                                "mode": jnp.stack([jnp.asarray(m[1]._mode, dtype=float) for m in members]),
-                                "v_mode": jnp.stack([jnp.asarray(m[1]._v_mode, dtype=float) for m in members]),
-                                "curv": jnp.stack([jnp.asarray(m[1]._curv, dtype=float) for m in members])})
+            self._add(treedef, True, leaves, np.array([m[0] for m in members]), [m[1] for m in members])
+
+    def _add(self, treedef, vmapped, leaves, index, priors):
+        self.static.append((treedef, vmapped))
+        flat = lambda name: jnp.concatenate([jnp.reshape(jnp.asarray(getattr(p, name), dtype=float), (-1,))  # noqa: E731
+                                             for p in priors])
+        self.arrays.append({"leaves": leaves, "index": jnp.asarray(index), "mode": flat("_mode"),
+                            "v_mode": flat("_v_mode"), "curv": flat("_curv")})
+
+    def tree_flatten(self):
+        return (self.arrays,), tuple(self.static)
+
+    @classmethod
+    def tree_unflatten(cls, static, children):
+        obj = object.__new__(cls)
+        obj.static, (obj.arrays,) = list(static), children
+        return obj
+
+    def _blocks(self):
+        return zip(self.static, self.arrays)
 
     @staticmethod
-    def _each(block, f, *args):
-        """``f(distribution, *entries)`` for every entry of a block (one vmap)."""
+    def _each(static, block, f, *args):
+        """``f(distribution, *entries)`` for the entries of a block: one vmap over a block of
+        scalar sites, one call for a vector site."""
+        treedef, vmapped = static
+
         def one(leaves, *xs):
-            return f(jax.tree_util.tree_unflatten(block["treedef"], leaves), *xs)
-        return jax.vmap(one)(block["leaves"], *args)
+            return f(jax.tree_util.tree_unflatten(treedef, leaves), *xs)
+        return jax.vmap(one)(block["leaves"], *args) if vmapped else one(block["leaves"], *args)
 
     @staticmethod
     def _transform(d, u):
@@ -240,24 +258,20 @@ class PriorBlocks:
     def _potential(d, u):
         t = biject_to(d.support)
         x = t(u)
-        return -(d.log_prob(x) + t.log_abs_det_jacobian(u, x))
+        return -jnp.broadcast_to(d.log_prob(x) + t.log_abs_det_jacobian(u, x), jnp.shape(u))
 
     def constrain(self, u):
         """Physical values (flat, the order of ``u``) of the flat unconstrained vector ``u``."""
         x = jnp.zeros_like(u)
-        for b in self.blocks:
-            x = x.at[b["index"]].set(self._each(b, self._transform, u[b["index"]]))
-        for idx, p in self.vector:
-            x = x.at[idx].set(p.transform(u[idx]))
+        for st, b in self._blocks():
+            x = x.at[b["index"]].set(self._each(st, b, self._transform, u[b["index"]]))
         return x
 
     def unconstrain(self, x):
         """Inverse of :meth:`constrain`."""
         u = jnp.zeros_like(x)
-        for b in self.blocks:
-            u = u.at[b["index"]].set(self._each(b, lambda d, xx: biject_to(d.support).inv(xx), x[b["index"]]))
-        for idx, p in self.vector:
-            u = u.at[idx].set(p.unconstrain(x[idx]))
+        for st, b in self._blocks():
+            u = u.at[b["index"]].set(self._each(st, b, lambda d, xx: biject_to(d.support).inv(xx), x[b["index"]]))
         return u
 
     def inside(self, x):
@@ -267,36 +281,28 @@ class PriorBlocks:
 
         def check(d, xx):
             return d.support(xx) & jnp.isfinite(d.log_prob(xx)) & jnp.isfinite(biject_to(d.support).inv(xx))
-        for b in self.blocks:
-            ok = ok.at[b["index"]].set(self._each(b, check, x[b["index"]]))
-        for idx, p in self.vector:
-            xx = x[idx]
-            ok = ok.at[idx].set(p.prior.support(xx) & jnp.isfinite(p.prior.log_prob(xx))
-                                & jnp.isfinite(p.unconstrain(xx)))
+        for st, b in self._blocks():
+            ok = ok.at[b["index"]].set(self._each(st, b, check, x[b["index"]]))
         return ok
 
     def potential(self, u):
         """Sum over latent entries of V(u) = -log p(x(u)) - log|dx/du| (NumPyro's prior potential)."""
         total = 0.0
-        for b in self.blocks:
-            total = total + jnp.sum(self._each(b, self._potential, u[b["index"]]))
-        for idx, p in self.vector:
-            total = total + jnp.sum(p.potential(u[idx]))
+        for st, b in self._blocks():
+            total = total + jnp.sum(self._each(st, b, self._potential, u[b["index"]]))
         return total
 
     def residuals(self, u):
         """The least-squares prior residuals (:meth:`SitePrior.residual`), entry ``i`` a function
         of ``u[i]`` only."""
         r = jnp.zeros_like(u)
-        for b in self.blocks:
+        for st, b in self._blocks():
             uu = u[b["index"]]
             d = uu - b["mode"]
-            excess = self._each(b, self._potential, uu) - b["v_mode"]
+            excess = self._each(st, b, self._potential, uu) - b["v_mode"]
             pos = excess > 1e-12
             root = jnp.sqrt(2.0 * jnp.where(pos, excess, 1.0))
             r = r.at[b["index"]].set(jnp.where(pos, jnp.sign(d) * root, d * jnp.sqrt(b["curv"])))
-        for idx, p in self.vector:
-            r = r.at[idx].set(p.residual(u[idx]))
         return r
 
 

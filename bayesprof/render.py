@@ -169,6 +169,7 @@ def next_fast_len(n: int) -> int:
 
 
 # -------------------------------------------------------------------- the plan
+@jax.tree_util.register_pytree_node_class
 class Renderer:
     """Everything needed to render components into one image, prepared once.
 
@@ -258,7 +259,31 @@ class Renderer:
         self._table = _hankel_table(self.core_major_px * kmax * 1.001)
 
         self.counts_per_ujy = float(profiles.flux_to_counts(1.0, image.zeropoint))
-        self._render = jax.jit(self._render_impl)
+
+    # ------------------------------------------------------------ pytree
+    # A Renderer is a pytree: its tables are array leaves and only the sizes that shape the
+    # computation are static, so renderers of images with the same sizes, PSF sampling and WCS
+    # polynomial degree share one compiled program (other data, positions, zeropoints or PSFs
+    # of the same kind do not recompile).
+    _LEAVES = ("pixel_map", "_halo_x", "_halo_y", "_halo_kernels_ft", "_core_kx", "_core_ky", "_core_psf",
+               "_table_matrix", "counts_per_ujy", "core_minor_px", "core_major_px")
+    _STATIC = ("shape", "psf_radius", "canvas", "fft_shape", "patch", "fold", "oversample")
+
+    @property
+    def _table_matrix(self):
+        return self._table.matrix if isinstance(self._table, _HankelTable) else self._table
+
+    def tree_flatten(self):
+        return tuple(getattr(self, k) for k in self._LEAVES), tuple(getattr(self, k) for k in self._STATIC)
+
+    @classmethod
+    def tree_unflatten(cls, static, leaves):
+        obj = object.__new__(cls)
+        for k, v in zip(cls._STATIC, static):
+            setattr(obj, k, v)
+        for k, v in zip(cls._LEAVES, leaves):
+            setattr(obj, "_table" if k == "_table_matrix" else k, v)
+        return obj
 
     # ------------------------------------------------------------ set-up helpers
     @staticmethod
@@ -335,7 +360,7 @@ class Renderer:
             enclosed = comp.enclosed(r_c * u)
             inside, _ = _taper(jnp.asarray(_U_MID))
             weights = (enclosed[1:] - enclosed[:-1]) * inside
-            table = jnp.asarray(self._table.matrix) @ weights
+            table = jnp.asarray(self._table_matrix) @ weights
             Tinv_T = jnp.linalg.inv(T).T
             k1 = Tinv_T[0, 0] * self._core_kx + Tinv_T[0, 1] * self._core_ky
             k2 = Tinv_T[1, 0] * self._core_kx + Tinv_T[1, 1] * self._core_ky
@@ -418,14 +443,17 @@ class Renderer:
         core, halo = self._parts(comp)
         return core if halo is None else core + self._convolve_halo(halo)
 
-    def _render_impl(self, components):
-        return self.render_stacks(stack_groups(components))
-
     def __call__(self, components):
         """Model image (counts per pixel, shape ``image.shape``) of a component or a list of them."""
         if isinstance(components, Component):
             components = [components]
-        return self._render(list(components))
+        return _render_components(self, list(components))
+
+
+@jax.jit
+def _render_components(renderer, components):
+    """One compiled program per renderer structure and list of component types."""
+    return renderer.render_stacks(stack_groups(components))
 
 
 def stack(components):

@@ -460,11 +460,35 @@ def _gaussian_blob(im, reference, e, flux):
     return counts * np.exp(-0.5 * chi2) / (2 * np.pi * np.sqrt(np.linalg.det(cov)))
 
 
+class _Structure:
+    """The static part of a :class:`SceneModel` pytree: a hashable key of everything that shapes
+    the computation (site names and shapes, image names and shapes, windows, the component kinds
+    of each render stack, which images have offsets, the likelihood), and the model it came from,
+    whose arrays are replaced by the pytree's leaves.  Two models with equal keys share compiled
+    programs."""
+
+    def __init__(self, key, model):
+        self.key, self.model, self._hash = key, model, hash(key)
+
+    def __eq__(self, other):
+        return isinstance(other, _Structure) and self._hash == other._hash and self.key == other.key
+
+    def __hash__(self):
+        return self._hash
+
+
+@jax.tree_util.register_pytree_node_class
 class SceneModel:
     """The pure model of a scene: sites, renderers and likelihood, as jit-able functions.
 
     Attributes: ``sites`` (all, in order), ``latent`` (the sampled ones), ``init_values``
     (physical values of every site), ``images``.
+
+    A SceneModel is a JAX pytree whose leaves are its arrays (pixel data and weights, the
+    renderers' tables, prior parameters, fixed values, index maps) and whose static part is its
+    structure (:class:`_Structure`), so jitted functions taking it as an argument compile once
+    per structure: a new scene of the same structure (other data, positions, PSFs of the same
+    kind and sampling, priors of the same families) reuses them.
     """
 
     def __init__(self, scene: Scene):
@@ -494,7 +518,7 @@ class SceneModel:
         starts = np.cumsum([0] + [p["good"].size for p in self._plans])
         self._fitted = np.concatenate([start + p["index"] for start, p in zip(starts, self._plans)])
         self.n_data = int(sum(np.count_nonzero(p["good"]) for p in self._plans))
-        self._jit_cache = {}
+        self._structure = _Structure(self._structure_key(), self)
 
     # -- checks and structure
     def _check_psfs(self):
@@ -758,14 +782,49 @@ class SceneModel:
             offset = calibration = None  # their entries in the flat site vector
             if offsets:
                 use = self._usage[(offsets[0].name, im.name)]
-                offset = (int(self._phys[use["dxi"]][0]), int(self._phys[use["deta"]][0]))
+                offset = np.array([self._phys[use["dxi"]][0], self._phys[use["deta"]][0]])
             if calibrations:
-                calibration = int(self._phys[self._usage[(calibrations[0].name, im.name)]["dzp"]][0])
+                calibration = np.asarray(self._phys[self._usage[(calibrations[0].name, im.name)]["dzp"]][0])
             plans.append({"image": im, "groups": render_groups, "skies": skies, "offset": offset,
                           "calibration": calibration, "good": good, "index": index,
                           "data": jnp.asarray(np.where(good, im.data, 0.0)), "sqrt_w": jnp.asarray(np.sqrt(w)),
                           "sigma": jnp.asarray(np.sqrt(im.variance))})
         return plans
+
+    # ------------------------------------------------------------------ pytree
+    _PLAN_LEAVES = ("good", "index", "data", "sqrt_w", "sigma", "offset", "calibration")
+
+    def _structure_key(self):
+        def stack_key(st):
+            return st["kind"], st["layout"], st["knots"], st["flux"], st["xi"], st["eta"], st["index"].shape
+        images = tuple((p["image"].name, p["image"].shape, p["offset"] is None, p["calibration"] is None,
+                        tuple((g["box"], g["rows"].shape, tuple(stack_key(st) for st in g["stacks"]))
+                              for g in p["groups"]),
+                        tuple(stack_key(st) for st in p["skies"])) for p in self._plans)
+        sites = tuple((s.name, s.shape, s.fixed is None) for s in self.sites)
+        return sites, images, self.likelihood, self.dof, self.n_data
+
+    def tree_flatten(self):
+        plans = [{"leaves": {k: p[k] for k in self._PLAN_LEAVES},
+                  "groups": [{"renderer": g["renderer"], "rows": g["rows"], "pixels": g["pixels"],
+                              "index": [st["index"] for st in g["stacks"]]} for g in p["groups"]],
+                  "skies": [st["index"] for st in p["skies"]]} for p in self._plans]
+        children = (plans, self.priors, self._fixed_values, self._latent_entries, self._column, self._fitted)
+        return children, self._structure
+
+    @classmethod
+    def tree_unflatten(cls, structure, children):
+        obj = object.__new__(cls)
+        obj.__dict__.update(structure.model.__dict__)
+        plans, obj.priors, obj._fixed_values, obj._latent_entries, obj._column, obj._fitted = children
+        obj._plans = []
+        for sp, cp in zip(structure.model._plans, plans):
+            groups = [{**g, "renderer": c["renderer"], "rows": c["rows"], "pixels": c["pixels"],
+                       "stacks": [{**st, "index": i} for st, i in zip(g["stacks"], c["index"])]}
+                      for g, c in zip(sp["groups"], cp["groups"])]
+            skies = [{**st, "index": i} for st, i in zip(sp["skies"], cp["skies"])]
+            obj._plans.append({**sp, **cp["leaves"], "groups": groups, "skies": skies})
+        return obj
 
     # ------------------------------------------------------------------ pure functions
     def flat(self, values):
@@ -833,7 +892,8 @@ class SceneModel:
 
     def complete(self, values):
         """Add the fixed sites to a dict of latent values."""
-        out = {s.name: s.fixed for s in self.sites if s.fixed is not None}
+        out = {s.name: jnp.reshape(self._fixed_values[self._phys[s.name]], s.shape) for s in self.sites
+               if s.fixed is not None}
         out.update({k: jnp.asarray(v) for k, v in values.items()})
         missing = [s.name for s in self.sites if s.name not in out]
         if missing:
@@ -847,8 +907,8 @@ class SceneModel:
 
     def with_data(self, data):
         """A copy of this model with other pixel values (same images, sites, priors and
-        initial values): for simulation studies, without recompiling the renderers.  Pass
-        ``model.data`` explicitly to the pure functions below to reuse jitted code."""
+        initial values): for simulation studies.  The data are leaves of the model's pytree, so the
+        fitters' compiled programs are reused."""
         data = tuple(data)
         if len(data) != len(self._plans):
             raise ValueError(f"with_data: {len(data)} arrays for {len(self._plans)} images")
@@ -864,7 +924,6 @@ class SceneModel:
                 raise ValueError(f"with_data: non-finite values in the fitted pixels of {plan['image'].name!r}")
             plans.append({**plan, "data": jnp.asarray(np.where(plan["good"], d, 0.0))})
         new._plans = plans
-        new._jit_cache = self._jit_cache
         return new
 
     def _data(self, data):

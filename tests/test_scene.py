@@ -234,3 +234,29 @@ def test_initial_value_on_a_prior_bound_is_rejected_or_moved_inside(three_images
     with pytest.raises(ValueError, match="outside the support"):
         bp.fit_map(scene, init={"gal.q": 1.0})
     assert np.all(np.isfinite(np.asarray(model.init_vector())))
+
+
+def test_scene_of_the_same_structure_reuses_the_compiled_fit(three_images):
+    """A second scene with other data, positions and priors but the same structure (site names,
+    image shapes, component kinds) runs the first scene's compiled Levenberg–Marquardt program,
+    and that program fits the *second* scene: its MAP equals the MAP of a fresh compilation."""
+    from bayesprof import inference
+
+    def scene_of(images, xi):
+        scene = bp.Scene(images)
+        scene.add("gal", bp.Sersic, init={"xi": xi, "eta": -0.1})
+        scene.add("sky", bp.FlatSky)
+        return scene
+
+    bp.fit_map(scene_of(three_images, 0.2))
+    compiled = inference._lm_solve._cache_size()
+    other = bp.Sersic(xi=-0.6, eta=0.4, flux=35.0, re=1.1, n=2.5, q=0.5, pa=120.0)
+    images_b = [small_image(im.name, im.band, seed=10 + k, gal=other) for k, im in enumerate(three_images)]
+    fit_b = bp.fit_map(scene_of(images_b, -0.6))
+    assert inference._lm_solve._cache_size() == compiled
+    jax.clear_caches()
+    fresh = bp.fit_map(scene_of(images_b, -0.6))
+    assert inference._lm_solve._cache_size() == 1
+    for name, value in fresh.values.items():
+        assert abs(float(fit_b.values[name]) - float(value)) <= 1e-8 * max(1.0, abs(float(value))), name
+    assert abs(float(fit_b.values["gal.xi"]) + 0.6) < 5 * float(fit_b.sigmas["gal.xi"])
