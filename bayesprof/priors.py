@@ -52,12 +52,17 @@ class PeriodicUniform(dist.Normal):
         return f"PeriodicUniform(period={self.period:g})"
 
 
-def default_prior(param: str, estimate, scale_hint: float | None = None):
+def default_prior(param: str, estimate, scale_hint: float | None = None, *, transient: bool = False):
     """Weakly informative default prior of a parameter, centred on an image estimate.
 
     ==============  ====================================================================
     ``xi, eta``     Normal(estimate, max(2 * re estimate, 3 pixels of the finest image)) arcsec
     ``flux``        LogNormal(log(aperture flux), 1.5)  (a factor 4.5 at 1 sigma), uJy
+    transient flux  (``transient=True``: a point source's flux per image, e.g. a supernova per
+                    epoch) Normal(0, max(100 * aperture error, 10 * |aperture flux|)) uJy, on
+                    the real line: a flux may be negative (a baseline epoch scatters about 0),
+                    and the MAP is not pulled: it moves by -f (sigma_f / width)^2, at most
+                    1e-4 of the flux and 0.01 sigma_f per 100 of S/N
     ``re``          LogNormal(log(estimate), 1.0) arcsec
     ``n``           Uniform(0.5, 8)
     ``q``           Uniform(0.15, 1)
@@ -74,6 +79,8 @@ def default_prior(param: str, estimate, scale_hint: float | None = None):
     ``scale_hint``: the length (xi, eta: arcsec) or noise (sky: counts/pixel) scale used above.
     """
     est = jnp.asarray(estimate, dtype=float)
+    if param == "flux" and transient:
+        return dist.Normal(0.0, jnp.maximum(100.0 * scale_hint, 10.0 * jnp.abs(est)))
     if param in ("xi", "eta"):
         return dist.Normal(est, scale_hint)
     if param == "flux":

@@ -598,17 +598,20 @@ class SceneModel:
             xi, eta = float(user.get("xi", xi)), float(user.get("eta", eta))
             e = {"xi": xi, "eta": eta, "re": re, "q": g.q, "pa": pa, "n": 2.0, "fwhm": 2.0 * re, "beta": 3.0,
                  "_pos_scale": max(2.0 * re, 3.0 * finest)}
-            fluxes = {}
+            fluxes, apertures = {}, {}
             for im in ims:
                 pmk = im.pixel_map(self.reference)
                 xk, yk = (float(v) for v in pmk(jnp.asarray(xi), jnp.asarray(eta)))
                 psf_r = float(im.psf.radius(im.pixel_scale, 0.9))
                 rad = max(radius_arcsec / im.pixel_scale, 2.0 * psf_r, 2.0)
-                c, _ = aperture_flux(residual[im.name], im.mask, im.variance, xk, yk, rad)
+                c, c_err = aperture_flux(residual[im.name], im.mask, im.variance, xk, yk, rad)
                 _, sig = background(residual[im.name], im.mask, im.variance)
                 floor = 3 * sig * np.sqrt(np.pi) * max(psf_r, 1.0)
-                fluxes[im.name] = max(c, floor) / float(flux_to_counts(1.0, im.zeropoint))
+                per_ujy = float(flux_to_counts(1.0, im.zeropoint))
+                fluxes[im.name] = max(c, floor) / per_ujy
+                apertures[im.name] = (c / per_ujy, c_err / per_ujy)  # uJy, either sign, and its error
             e["flux"] = fluxes
+            e["_aperture"] = apertures
             if s.kind is comps.Spline:
                 knots = s.knots or tuple([0.0] + list(np.geomspace(finest, 4 * max(re, 2 * finest), 8)))
                 self.knots[s.name] = tuple(float(k) for k in knots)  # the declaration stays as written
@@ -677,10 +680,15 @@ class SceneModel:
             else:
                 estimate = v
             hint = e.get("_pos_scale")
+        transient = site.param == "flux" and site.dim == "image" and scene.source(site.source).kind.is_point
+        if transient:  # a point source's flux per image (epoch): the aperture value, of either sign
+            estimate = float(np.mean([e["_aperture"][n][0] for n in site._images]))
+            hint = float(np.mean([e["_aperture"][n][1] for n in site._images]))
         if fixed is not None:
             site.fixed = jnp.broadcast_to(jnp.asarray(fixed, dtype=float), site.shape)
             return
-        prior = user_prior if user_prior is not None else default_prior(site.param, estimate, hint)
+        prior = (user_prior if user_prior is not None
+                 else default_prior(site.param, estimate, hint, transient=transient))
         site.prior = SitePrior(site.name, prior, site.shape)
         value = jnp.broadcast_to(jnp.asarray(user_init if user_init is not None else estimate, dtype=float),
                                  site.shape)
