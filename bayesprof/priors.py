@@ -109,7 +109,8 @@ def default_prior(param: str, estimate, scale_hint: float | None = None, *, tran
 
 
 class SitePrior:
-    """A site's prior with its unconstrained transform and its least-squares residual.
+    """A site's prior with its unconstrained transform and the mode of its potential (used by
+    :class:`PriorBlocks` for the least-squares residual).
 
     ``shape``: the site's value shape (``()`` for scalars, ``(K,)`` for spline knots).
     """
@@ -191,15 +192,6 @@ class SitePrior:
                 break
         return u, V, jnp.maximum(curv(u), 0.0)
 
-    def residual(self, u):
-        """Least-squares residual(s) of the prior at unconstrained ``u`` (flattened)."""
-        d = u - self._mode
-        excess = self.potential(u) - self._v_mode
-        pos = excess > 1e-12
-        root = jnp.sqrt(2.0 * jnp.where(pos, excess, 1.0))
-        r = jnp.where(pos, jnp.sign(d) * root, d * jnp.sqrt(self._curv))
-        return jnp.reshape(r, (-1,))
-
 
 @jax.tree_util.register_pytree_node_class
 class PriorBlocks:
@@ -225,13 +217,14 @@ class PriorBlocks:
             else:
                 groups.setdefault(treedef, []).append((int(i), p, leaves))
         for treedef, members in groups.items():
-            leaves = [jnp.stack([jnp.asarray(m[2][j], dtype=float) for m in members]) for j in range(len(members[0][2]))]
+            leaves = [jnp.stack([jnp.asarray(m[2][j], dtype=float) for m in members])
+                      for j in range(len(members[0][2]))]
             self._add(treedef, True, leaves, np.array([m[0] for m in members]), [m[1] for m in members])
 
     def _add(self, treedef, vmapped, leaves, index, priors):
         self.static.append((treedef, vmapped))
-        flat = lambda name: jnp.concatenate([jnp.reshape(jnp.asarray(getattr(p, name), dtype=float), (-1,))  # noqa: E731
-                                             for p in priors])
+        def flat(name):
+            return jnp.concatenate([jnp.reshape(jnp.asarray(getattr(p, name), dtype=float), (-1,)) for p in priors])
         self.arrays.append({"leaves": leaves, "index": jnp.asarray(index), "mode": flat("_mode"),
                             "v_mode": flat("_v_mode"), "curv": flat("_curv")})
 
@@ -300,8 +293,9 @@ class PriorBlocks:
         return total
 
     def residuals(self, u):
-        """The least-squares prior residuals (:meth:`SitePrior.residual`), entry ``i`` a function
-        of ``u[i]`` only."""
+        """The least-squares prior residuals ``sign(u - m) sqrt(2 (V(u) - V(m)))`` (the module
+        docstring), entry ``i`` a function of ``u[i]`` only; where ``V - V(m)`` underflows,
+        the quadratic limit ``(u - m) sqrt(V''(m))``."""
         r = jnp.zeros_like(u)
         for st, b in self._blocks():
             uu = u[b["index"]]

@@ -429,10 +429,13 @@ class Renderer:
         model = jnp.zeros(self.shape)
         halo = None
         for comps in stacks:
-            core, h = jax.vmap(self._parts)(comps)
-            model = model + jnp.sum(core, axis=0)
+            if jax.tree_util.tree_leaves(comps)[0].shape[0] == 1:  # a lone source: no batch axis
+                core, h = self._parts(jax.tree_util.tree_map(lambda a: a[0], comps))
+            else:
+                core, h = jax.vmap(self._parts)(comps)
+                core, h = jnp.sum(core, axis=0), None if h is None else jnp.sum(h, axis=0)
+            model = model + core
             if h is not None:
-                h = jnp.sum(h, axis=0)
                 halo = h if halo is None else halo + h
         if halo is not None:
             model = model + self._convolve_halo(halo)

@@ -1036,7 +1036,8 @@ class SceneModel:
         return self._fixed_values.at[self._latent_entries].set(self.priors.constrain(u))
 
     def prior_residuals(self, u):
-        """The prior's least-squares residuals (:meth:`~bayesprof.priors.SitePrior.residual`), one per entry of ``u``."""
+        """The prior's least-squares residuals (:meth:`~bayesprof.priors.PriorBlocks.residuals`),
+        one per entry of ``u``."""
         return self.priors.residuals(u)
 
     def residuals(self, u, data=None):

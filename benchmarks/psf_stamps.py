@@ -40,7 +40,7 @@ def build(psf_kind):
     images = []
     with fits.open(DATA / "cutout_59.1067_-30.4848.fits") as cut, fits.open(DATA / "copsf_59.1067_-30.4848.fits") as ps:
         for k, band in enumerate("grz"):
-            sci, ivar = cut[1 + k], cut[4 + k]
+            sci, ivar = cut[1 + 2 * k], cut[2 + 2 * k]  # image and inverse variance, band after band
             wcs = WCS(sci.header).celestial[68:188, 68:188]
             data = np.asarray(sci.data, dtype=float)[68:188, 68:188]
             invvar = np.asarray(ivar.data, dtype=float)[68:188, 68:188]
@@ -101,7 +101,8 @@ def main():
             continue
         r = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"{kind:>9} {r['map_s']:>6.1f} {r['warmup_s']:>9.1f} {r['sampling_s']:>10.1f} {r['loglik_s']:>8.1f} "
-              f"{r['min_ess']:>7.0f} {r['ess_per_s']:>6.1f} {r['divergences']:>4} {r['peak_rss_gib']:>7.2f}", flush=True)
+              f"{r['min_ess']:>7.0f} {r['ess_per_s']:>6.1f} {r['divergences']:>4} {r['peak_rss_gib']:>7.2f}",
+              flush=True)
 
 
 if __name__ == "__main__":

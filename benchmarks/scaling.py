@@ -105,7 +105,8 @@ def one(n_sources, max_steps):
     bp.fit_map(model2, max_steps=max_steps)
     t_second_warm = time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # GiB (Linux: kiB)
-    return {"sources": n_sources, "first_s": t_first, "warm_s": t_warm, "second_scene_first_s": t_second, "second_scene_warm_s": t_second_warm,
+    return {"sources": n_sources, "first_s": t_first, "warm_s": t_warm, "second_scene_first_s": t_second,
+            "second_scene_warm_s": t_second_warm,
             "steps": warm.iterations, "converged": bool(warm.success and first.success),
             "second_steps": second.iterations, "second_converged": bool(second.success),
             "reduced_chi2": warm.reduced_chi2, "worst_centre_pull": centre_pulls(warm, gals),
@@ -137,7 +138,8 @@ def main():
         r = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"{r['sources']:>7} {r['first_s']:>8.1f} {r['warm_s']:>8.2f} {r['steps']:>5} "
               f"{r['second_scene_first_s']:>11.2f} {r['second_scene_warm_s']:>10.2f} {r['second_steps']:>5} "
-              f"{str(r['converged'] and r['second_converged']):>5} {r['reduced_chi2']:>7.3f} {r['worst_centre_pull']:>8.2f} "
+              f"{str(r['converged'] and r['second_converged']):>5} {r['reduced_chi2']:>7.3f} "
+              f"{r['worst_centre_pull']:>8.2f} "
               f"{r['peak_rss_gib']:>7.2f}", flush=True)
 
 
