@@ -76,8 +76,6 @@ def make_scene(n_sources, seed):
 
 
 def centre_pulls(fit, gals):
-    import numpy as np
-
     worst = 0.0
     for k, g in enumerate(gals):
         for p in ("xi", "eta"):
