@@ -265,8 +265,10 @@ def _block_jacobian_residuals(model):
 
 
 @partial(jax.jit, static_argnames=("max_steps", "rtol", "atol", "verbose"))
-def _lm_solve(model, u0, data, max_steps, rtol, atol, verbose):
-    """The Levenberg–Marquardt solve from ``u0``; one compiled program per model structure."""
+def _lm(model, u0, max_steps, rtol, atol, verbose):
+    """The Levenberg–Marquardt solve from ``u0``; one compiled program per model structure (the
+    pixel data are leaves of ``model``)."""
+    data = model.data
     big = _big(np.dtype(u0.dtype), int(model.n_data + model.size))
     residuals = _block_jacobian_residuals(model)
     r0, J0 = model.residuals_and_jacobian(u0, data)
@@ -287,13 +289,10 @@ def _lm_solve(model, u0, data, max_steps, rtol, atol, verbose):
     return u, sol.stats["num_steps"], sol.result, jac, info.residual
 
 
-def _lm(model, u0, max_steps, rtol, atol, verbose):
-    return _lm_solve(model, u0, model.data, max_steps=max_steps, rtol=rtol, atol=atol, verbose=verbose)
-
-
 @partial(jax.jit, static_argnames=("max_steps", "tol"))
-def _lbfgs_solve(model, u0, data, max_steps, tol):
+def _lbfgs(model, u0, max_steps, tol):
     """optax L-BFGS on the potential from ``u0``; one compiled program per model structure."""
+    data = model.data
     J0 = jax.jacfwd(model.fisher_residuals)(u0, data)
     h = jnp.sqrt(jnp.sum(J0 * J0, axis=0))
     scale = jnp.where(h > 0, 1.0 / jnp.where(h > 0, h, 1.0), 1.0)
@@ -315,10 +314,6 @@ def _lbfgs_solve(model, u0, data, max_steps, tol):
     z, _, k, g = jax.lax.while_loop(cond, step, (z0, opt.init(z0), 0, jnp.inf))
     u = u0 + scale * z
     return u, k, g <= tol, jax.jacfwd(model.fisher_residuals)(u, data)
-
-
-def _lbfgs(model, u0, max_steps, tol):
-    return _lbfgs_solve(model, u0, model.data, max_steps=max_steps, tol=tol)
 
 
 def _finish(model, u, hess, steps, success, message, elapsed, pixels=None):

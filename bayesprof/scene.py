@@ -747,7 +747,7 @@ class SceneModel:
         names = [p for p, _ in layout]
         starts = np.cumsum([0] + [k for _, k in layout])
         where = {p: int(starts[j]) for j, p in enumerate(names)}
-        return {"kind": kind, "sources": list(sources), "index": np.stack(rows), "layout": tuple(layout),
+        return {"kind": kind, "index": np.stack(rows), "layout": tuple(layout),
                 "knots": self.knots.get(sources[0].name), "flux": where.get("flux"), "xi": where.get("xi"),
                 "eta": where.get("eta")}
 
@@ -804,7 +804,7 @@ class SceneModel:
 
     def _structure_key(self):
         def stack_key(st):
-            return st["kind"], st["layout"], st["knots"], st["flux"], st["xi"], st["eta"], st["index"].shape
+            return st["kind"], st["layout"], st["knots"], st["index"].shape
         images = tuple((p["image"].name, p["image"].shape, p["offset"] is None, p["calibration"] is None,
                         tuple((g["box"], g["rows"].shape, tuple(stack_key(st) for st in g["stacks"]))
                               for g in p["groups"]),
@@ -873,22 +873,60 @@ class SceneModel:
 
     def _render_flat(self, v, k):
         """Model of image ``k`` (counts/pixel) for the flat site vector ``v``."""
+        return self._predict(v, k)[0]
+
+    def _predict(self, v, k, dv=None):
+        """Model of image ``k`` (counts/pixel) for the flat site vector ``v``; with ``dv`` (the
+        derivative of ``v`` by the unconstrained vector, diagonal: every transform is elementwise)
+        also the model's Jacobian at the image's fitted pixels, transposed: ``(size + 1, pixels)``,
+        the last row collecting the fixed sites.  The one place where an image is predicted: the
+        render groups (sources, centres moved by the image's astrometric offset), the zeropoint
+        correction, the skies.
+
+        With ``dv``, each source's image is differentiated by its own parameters
+        (:meth:`_stack_jacobian`, on its window's fitted pixels only) and scattered into the
+        columns of the sites those parameters use; an astrometric offset collects the centre
+        columns of every source, a zeropoint correction scales the light."""
         plan = self._plans[k]
-        im = plan["image"]
+        im, index, column = plan["image"], plan["index"], self._column
+        Jt = None if dv is None else jnp.zeros((self.size + 1, index.size), v.dtype)
         model = jnp.zeros(im.shape)
         for g in plan["groups"]:
-            stacks = [self._make(st, self._shifted(plan, st, v[st["index"]], v)) for st in g["stacks"]]
-            m = g["renderer"].render_stacks(stacks)
+            params = [self._shifted(plan, st, v[st["index"]], v) for st in g["stacks"]]
+            if dv is None:
+                part = g["renderer"].render_stacks([self._make(st, P) for st, P in zip(g["stacks"], params)])
+            else:
+                part = 0.0
+                for st, P in zip(g["stacks"], params):
+                    m, D = self._stack_jacobian(g["renderer"], st, P)
+                    part = part + jnp.sum(m, axis=0)
+                    N, L = P.shape
+                    D = D.reshape(N, -1, L)[:, g["pixels"], :]  # (N, fitted pixels of the window, L)
+                    idx = st["index"].ravel()
+                    Dt = jnp.moveaxis(D, 1, 2).reshape(N * L, -1) * dv[idx][:, None]
+                    Jt = Jt.at[column[idx][:, None], g["rows"][None, :]].add(Dt)
+                    if plan["offset"] is not None and st["xi"] is not None:
+                        for j, off in ((st["xi"], plan["offset"][0]), (st["eta"], plan["offset"][1])):
+                            Jt = Jt.at[column[off], g["rows"]].add(jnp.sum(D[:, :, j], axis=0) * dv[off])
             if g["box"] is None:
-                model = model + m
+                model = model + part
             else:
                 x0, x1, y0, y1 = g["box"]
-                model = model.at[y0:y1, x0:x1].add(m)
+                model = model.at[y0:y1, x0:x1].add(part)
         if plan["calibration"] is not None:
-            model = model * 10.0 ** (0.4 * v[plan["calibration"]])
+            c = plan["calibration"]
+            scale = 10.0 ** (0.4 * v[c])
+            if dv is not None:
+                Jt = (Jt * scale).at[column[c]].add(model.ravel()[index] * scale * 0.4 * jnp.log(10.0) * dv[c])
+            model = model * scale
         for st in plan["skies"]:
-            model = model + self._make(st, v[st["index"][0]]).evaluate(im.shape)
-        return model
+            idx = st["index"][0]
+            sky = lambda row, st=st: self._make(st, row).evaluate(im.shape)  # noqa: E731
+            model = model + sky(v[idx])
+            if dv is not None:
+                Db = jax.jacfwd(sky)(v[idx]).reshape(-1, idx.size)[index]
+                Jt = Jt.at[column[idx]].add(Db.T * dv[idx][:, None])
+        return model, Jt
 
     def render_image(self, values, k):
         """Model of image ``k`` (counts/pixel) for site ``values`` (physical units, every site)."""
@@ -1078,62 +1116,23 @@ class SceneModel:
         return jax.vmap(value_and_jacobian)(P)
 
     def residuals_and_jacobian(self, u, data=None):
-        """``(residuals(u, data), J)`` with ``J = d residuals / du``, built source by source.
-
-        Every transform from ``u`` to a site's physical value is elementwise, so ``J`` is the
-        derivative of each source's image by its own parameters (:meth:`_stack_jacobian`, one
-        vmapped forward-mode pass per stack of sources of one kind, its window's pixels only)
-        scattered into the columns of the sites those parameters use, times the transforms'
-        derivatives; astrometric offsets add the centre columns of every source of their image,
-        a zeropoint correction scales the light, skies are differentiated on their own.  The cost
+        """``(residuals(u, data), J)`` with ``J = d residuals / du``, built source by source
+        (:meth:`_predict`): one vmapped forward-mode pass per stack of sources of one kind, its
+        window's pixels only, scattered into the site columns.  The cost
         is linear in the number of sources (about one render per source parameter), and the result
         equals ``jax.jacfwd(self.residuals)`` to rounding.  Used by the Levenberg–Marquardt MAP;
         dense, shape ``(n_data + prior terms, size)``.
         """
         u = jnp.asarray(u)
-        n = u.shape[0]
         ones = jnp.ones_like(u)
         v, dv = jax.jvp(self.site_vector, (u,), (ones,))
-        column = self._column
         res, jac = [], []
-        for plan, d in zip(self._plans, self._data(data)):
-            im = plan["image"]
+        for k, (plan, d) in enumerate(zip(self._plans, self._data(data))):
+            model, Jt = self._predict(v, k, dv)
             index = plan["index"]
-            Jt = jnp.zeros((n + 1, index.size), u.dtype)  # transposed; row n collects the fixed sites
-            light = jnp.zeros(im.shape)
-            for g in plan["groups"]:
-                x0, x1, y0, y1 = (0, im.nx, 0, im.ny) if g["box"] is None else g["box"]
-                part = jnp.zeros((y1 - y0, x1 - x0))
-                for st in g["stacks"]:
-                    P = self._shifted(plan, st, v[st["index"]], v)
-                    m, D = self._stack_jacobian(g["renderer"], st, P)
-                    part = part + jnp.sum(m, axis=0)
-                    N, L = P.shape
-                    D = D.reshape(N, -1, L)[:, g["pixels"], :]  # (N, fitted pixels of the window, L)
-                    idx = st["index"].ravel()
-                    Dt = jnp.moveaxis(D, 1, 2).reshape(N * L, -1) * dv[idx][:, None]
-                    Jt = Jt.at[column[idx][:, None], g["rows"][None, :]].add(Dt)
-                    if plan["offset"] is not None and st["xi"] is not None:
-                        for j, off in ((st["xi"], plan["offset"][0]), (st["eta"], plan["offset"][1])):
-                            Jt = Jt.at[column[off], g["rows"]].add(jnp.sum(D[:, :, j], axis=0) * dv[off])
-                light = light + part if g["box"] is None else light.at[y0:y1, x0:x1].add(part)
-            model = light
-            if plan["calibration"] is not None:
-                c_idx = plan["calibration"]
-                scale = 10.0 ** (0.4 * v[c_idx])
-                Jt = Jt * scale
-                Jt = Jt.at[column[c_idx]].add(light.ravel()[index] * scale * 0.4 * jnp.log(10.0) * dv[c_idx])
-                model = light * scale
-            for st in plan["skies"]:
-                idx = st["index"][0]
-                sky = lambda row, st=st: self._make(st, row).evaluate(im.shape)  # noqa: E731
-                b = sky(v[idx])
-                Db = jax.jacfwd(sky)(v[idx]).reshape(-1, idx.size)[index]
-                Jt = Jt.at[column[idx]].add(Db.T * dv[idx][:, None])
-                model = model + b
             w = plan["sqrt_w"].ravel()[index]
             res.append((d - model).ravel()[index] * w)
-            jac.append((-Jt[:n] * w).T)
+            jac.append((-Jt[:-1] * w).T)
         pr, dpr = jax.jvp(self.prior_residuals, (u,), (ones,))  # each prior term depends on its own entry of u
         res.append(pr)
         jac.append(jnp.diag(dpr))

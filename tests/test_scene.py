@@ -249,14 +249,14 @@ def test_scene_of_the_same_structure_reuses_the_compiled_fit(three_images):
         return scene
 
     bp.fit_map(scene_of(three_images, 0.2))
-    compiled = inference._lm_solve._cache_size()
+    compiled = inference._lm._cache_size()
     other = bp.Sersic(xi=-0.6, eta=0.4, flux=35.0, re=1.1, n=2.5, q=0.5, pa=120.0)
     images_b = [small_image(im.name, im.band, seed=10 + k, gal=other) for k, im in enumerate(three_images)]
     fit_b = bp.fit_map(scene_of(images_b, -0.6))
-    assert inference._lm_solve._cache_size() == compiled
+    assert inference._lm._cache_size() == compiled
     jax.clear_caches()
     fresh = bp.fit_map(scene_of(images_b, -0.6))
-    assert inference._lm_solve._cache_size() == 1
+    assert inference._lm._cache_size() == 1
     for name, value in fresh.values.items():
         assert abs(float(fit_b.values[name]) - float(value)) <= 1e-8 * max(1.0, abs(float(value))), name
     assert abs(float(fit_b.values["gal.xi"]) + 0.6) < 5 * float(fit_b.sigmas["gal.xi"])
