@@ -18,7 +18,8 @@ For each N, in a fresh subprocess (so that peak memory is the scene's own):
 * LM steps, whether it converged, the largest error of a fitted centre in units of its
   sigma, and the process's peak RSS.
 
-Usage:  .venv/bin/python benchmarks/scaling.py [--sources 1 4 16 64] [--max-steps 200]
+Usage:  .venv/bin/python benchmarks/scaling.py [--sources 1 4 16 64] [--max-steps 200] [--pixels 1]
+(``--pixels 2``: images twice as wide, 4x the pixels, same galaxies)
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import sys
 import time
 
 
-def make_scene(n_sources, seed):
+def make_scene(n_sources, seed, pixels=1):
     import numpy as np
 
     import bayesprof as bp
@@ -41,8 +42,8 @@ def make_scene(n_sources, seed):
     from bayesprof.simulate import draw_galaxies
 
     rng = np.random.default_rng(seed)
-    specs = (("r", 0.262, 96, 1.1, 22.5), ("z", 0.445, 58, 1.3, 22.5))
-    field = 96 * 0.262  # arcsec
+    specs = (("r", 0.262, 96 * pixels, 1.1, 22.5), ("z", 0.445, 58 * pixels, 1.3, 22.5))
+    field = 96 * 0.262  # arcsec (the galaxies' field; --pixels enlarges the images around it)
     side = int(np.ceil(np.sqrt(n_sources)))
     step = 0.8 * field / side
     cells = [(i, j) for i in range(side) for j in range(side)]
@@ -83,10 +84,10 @@ def centre_pulls(fit, gals):
     return worst
 
 
-def one(n_sources, max_steps):
+def one(n_sources, max_steps, pixels):
     import bayesprof as bp
 
-    scene, gals = make_scene(n_sources, seed=n_sources)
+    scene, gals = make_scene(n_sources, seed=n_sources, pixels=pixels)
     model = scene.build()
     t0 = time.perf_counter()
     first = bp.fit_map(model, max_steps=max_steps)
@@ -94,7 +95,7 @@ def one(n_sources, max_steps):
     t0 = time.perf_counter()
     warm = bp.fit_map(model, max_steps=max_steps)
     t_warm = time.perf_counter() - t0
-    scene2, gals2 = make_scene(n_sources, seed=1000 + n_sources)
+    scene2, gals2 = make_scene(n_sources, seed=1000 + n_sources, pixels=pixels)
     model2 = scene2.build()
     t0 = time.perf_counter()
     second = bp.fit_map(model2, max_steps=max_steps)
@@ -115,10 +116,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sources", type=int, nargs="+", default=[1, 4, 16, 64])
     ap.add_argument("--max-steps", type=int, default=200)
+    ap.add_argument("--pixels", type=int, default=1, help="image side multiplier (pixels grow as its square)")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child is not None:
-        print(json.dumps(one(args.child, args.max_steps)))
+        print(json.dumps(one(args.child, args.max_steps, args.pixels)))
         return
     import jax
 
@@ -128,7 +130,8 @@ def main():
           f"{'steps':>5} {'conv':>5} "
           f"{'chi2/N':>7} {'max pull':>8} {'RSS GiB':>7}")
     for n in args.sources:
-        out = subprocess.run([sys.executable, __file__, "--child", str(n), "--max-steps", str(args.max_steps)],
+        out = subprocess.run([sys.executable, __file__, "--child", str(n), "--max-steps", str(args.max_steps),
+                              "--pixels", str(args.pixels)],
                              capture_output=True, text=True)
         if out.returncode != 0:
             print(f"{n:>7} failed: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode}")
