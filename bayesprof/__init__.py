@@ -30,6 +30,7 @@ from .components import (  # noqa: E402
     Sersic, Spline)
 from .image import Image, ImageList, PixelMap, sky_from_offsets, tangent_plane_offsets  # noqa: E402
 from .inference import MapResult, fit_map, sample  # noqa: E402
+from .lightcurve import forced_photometry, light_curve  # noqa: E402
 from .priors import PeriodicUniform  # noqa: E402
 from .profiles import flux_to_counts, flux_to_mag, mag_to_flux, sersic_ie_from_flux, sersic_flux_from_ie  # noqa: E402
 from .psf import GaussianPSF, MoffatPSF, PixelPSF, PSFExModel, gaussian_psf  # noqa: E402
@@ -46,7 +47,7 @@ __all__ = [
     "PhotometricOffset",
     "Renderer", "render",
     "Scene", "Window", "SkyWindow", "PeriodicUniform", "fit_map", "sample", "MapResult", "Posterior",
-    "load_posterior", "save_scene", "load_scene", "plot",
+    "load_posterior", "save_scene", "load_scene", "plot", "light_curve", "forced_photometry",
     "mag_to_flux", "flux_to_mag", "flux_to_counts", "sersic_ie_from_flux", "sersic_flux_from_ie",
     "set_precision",
 ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["residuals", "windows"]
+__all__ = ["residuals", "windows", "light_curve"]
 
 
 def _values(result):
@@ -92,4 +92,50 @@ def windows(scene, *, figsize_per_panel=3.5):
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout()
+    return fig
+
+
+_BAND_COLOURS = {"u": "tab:blue", "g": "tab:green", "r": "tab:red", "i": "tab:orange", "z": "tab:purple",
+                 "y": "tab:brown"}
+
+
+def light_curve(table, *, mag=False, ax=None, title=None):
+    """Plot a light curve (:func:`bayesprof.light_curve`, :func:`bayesprof.forced_photometry`):
+    flux (uJy) +- 1 sigma against MJD per band, or with ``mag=True`` AB magnitudes of the
+    detections and, as downward triangles, the upper limits (``mag_limit``) of the others.
+    Rows without a time are plotted against their index.  Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(8, 3.5))
+    else:
+        fig = ax.figure
+    t = np.asarray(table["mjd"], dtype=float)
+    xlabel = "MJD"
+    if not np.isfinite(t).all():
+        t, xlabel = np.arange(len(table), dtype=float), "epoch"
+    bands = np.asarray(table["band"]).astype(str)
+    cycle = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"])
+    for band in dict.fromkeys(bands):
+        sel = bands == band
+        colour = _BAND_COLOURS.get(band[-1:] if band else "", None) or next(cycle)
+        if not mag:
+            ax.errorbar(t[sel], np.asarray(table["flux"])[sel], np.asarray(table["flux_err"])[sel], fmt="o", ms=4,
+                        color=colour, label=band)
+            continue
+        det = sel & ~np.asarray(table["upper_limit"], dtype=bool)
+        lim = sel & np.asarray(table["upper_limit"], dtype=bool)
+        ax.errorbar(t[det], np.asarray(table["mag"])[det], np.asarray(table["mag_err"])[det], fmt="o", ms=4,
+                    color=colour, label=band)
+        ax.plot(t[lim], np.asarray(table["mag_limit"])[lim], "v", color=colour, alpha=0.5, ms=5)
+    if mag:
+        ax.invert_yaxis()
+        ax.set_ylabel("AB magnitude")
+    else:
+        ax.axhline(0.0, color="0.6", lw=0.8)
+        ax.set_ylabel("flux (uJy)")
+    ax.set_xlabel(xlabel)
+    ax.legend(fontsize=8, ncol=min(len(set(bands)), 6))
+    if title or table.meta.get("source"):
+        ax.set_title(title or f"{table.meta['source']}: {table.meta.get('method', '')}", fontsize=9)
     return fig

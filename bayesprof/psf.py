@@ -58,6 +58,11 @@ class PSF:
 
     #: whether the PSF already contains the detector pixel response
     includes_pixel: bool = False
+    #: True when the PSF is symmetric under x -> -x and under y -> -y separately (its effective
+    #: transform even in kx and in ky): the renderer then evaluates it once per |kx|, |ky|
+    mirror_symmetric: bool = False
+    #: True when the PSF is circular (its transform a function of |k| alone)
+    circular: bool = False
 
     def fourier(self, kx, ky, pixel_scale):  # pragma: no cover - interface
         raise NotImplementedError
@@ -83,6 +88,9 @@ def _check_positive(name, value):
 class GaussianPSF(PSF):
     """Circular Gaussian PSF with full width at half maximum ``fwhm`` (arcsec)."""
 
+    mirror_symmetric = True
+    circular = True
+
     def __init__(self, fwhm):
         self.fwhm = _check_positive("GaussianPSF fwhm", fwhm)
 
@@ -104,6 +112,9 @@ class GaussianPSF(PSF):
 
 class MoffatPSF(PSF):
     """Circular Moffat PSF (1 + r^2/alpha^2)^-beta, ``fwhm`` in arcsec, ``beta`` > 1."""
+
+    mirror_symmetric = True
+    circular = True
 
     def __init__(self, fwhm, beta=2.5):
         self.fwhm = _check_positive("MoffatPSF fwhm", fwhm)

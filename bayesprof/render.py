@@ -44,6 +44,7 @@ import numpy as np
 from scipy import special
 
 from . import profiles
+from . import psf as psf_module
 from .components import Component
 
 __all__ = ["Renderer", "render", "stack", "stack_groups", "next_fast_len"]
@@ -168,6 +169,26 @@ def next_fast_len(n: int) -> int:
     return best
 
 
+def _on_grid(psf, kx, ky, pixel_scale):
+    """The PSF's effective transform on the grid ``ky`` (rows) x ``kx`` (columns), 1-D in rad/px.
+    A mirror-symmetric PSF (:attr:`~bayesprof.psf.PSF.mirror_symmetric`) is evaluated once per
+    distinct (|kx|, |ky|), a circular one (:attr:`~bayesprof.psf.PSF.circular`) once per distinct
+    |k|, times the pixel response."""
+    kx, ky = np.ravel(kx), np.ravel(ky)
+    if not getattr(psf, "mirror_symmetric", False):
+        return psf.effective_fourier(kx[None, :], ky[:, None], pixel_scale)
+    ux, ix = np.unique(np.abs(kx), return_inverse=True)
+    uy, iy = np.unique(np.abs(ky), return_inverse=True)
+    if getattr(psf, "circular", False) and not psf.includes_pixel:
+        k2 = np.square(ux)[None, :] + np.square(uy)[:, None]
+        uk2, inverse = np.unique(k2, return_inverse=True)
+        radial = psf.fourier(np.sqrt(uk2), np.zeros_like(uk2), pixel_scale)
+        quarter = radial[inverse.reshape(k2.shape)] * psf_module.pixel_response(ux[None, :], uy[:, None])
+    else:
+        quarter = psf.effective_fourier(ux[None, :], uy[:, None], pixel_scale)
+    return quarter[np.ix_(iy, ix)]
+
+
 # -------------------------------------------------------------------- the plan
 @jax.tree_util.register_pytree_node_class
 class Renderer:
@@ -240,7 +261,7 @@ class Renderer:
         cx = np.arange(self.canvas[1]) - R
         self._halo_y = cy[None, :, None] + self._sub_offsets[:, 0, None, None]  # (S^2, Cy, 1)
         self._halo_x = cx[None, None, :] + self._sub_offsets[:, 1, None, None]  # (S^2, 1, Cx)
-        self._halo_kernels_ft = self._halo_kernels(efour, R, fold)
+        self._halo_kernels_ft = self._halo_kernels(psf, scale, R, fold)
 
         # ---- core patch: fine k-grid (fold x Nyquist), E's transform on it
         self.core_minor_px = float(core_minor_px) if core_minor_px else max(2.0, 4.0 / S)
@@ -254,7 +275,7 @@ class Renderer:
         ky = 2 * np.pi * np.fft.fftfreq(m * P, d=1.0 / (m * P)) / P
         self._core_kx = kx[None, :]
         self._core_ky = ky[:, None]
-        self._core_psf = efour(self._core_kx, self._core_ky)
+        self._core_psf = _on_grid(psf, kx, ky, scale)
         kmax = np.hypot(kx.max(), np.abs(ky).max())
         self._table = _hankel_table(self.core_major_px * kmax * 1.001)
 
@@ -304,26 +325,28 @@ class Renderer:
         """
         return int(min(16, max(1, np.ceil(cls._k_extent(efour, tol, diagonal=False) / np.pi))))
 
-    def _halo_kernels(self, efour, R, fold):
-        """rfft2 of E sampled at (integer - sub-lattice offset), one kernel per sub-lattice."""
-        Lp = next_fast_len(max(4 * R + 1, 32))
+    def _halo_kernels(self, psf, scale, R, fold):
+        """rfft2 of E sampled at (integer - sub-lattice offset), one kernel per sub-lattice.
+
+        E is sampled through its transform on a period of Lp >= 2R + 2 pixels (so the kernel's
+        2R + 1 taps are distinct and each one's nearest periodic copy lies beyond R: the
+        aliasing is below the truncation at R), with all frequencies up to (fold + 1) x Nyquist
+        folded onto the period's lattice."""
+        Lp = next_fast_len(max(2 * R + 2, 32))
         N = Lp * (fold + 1)
         freq = np.arange(N) - N // 2
         k = 2 * np.pi * freq / Lp
-        E_k = efour(k[None, :], k[:, None])
-        base_idx = np.mod(freq, Lp)
+        E_k = _on_grid(psf, k, k, scale)
+        roll = int(freq[0] % Lp)  # row a * Lp + i of the reshaped grid is frequency i + freq[0] (mod Lp)
         Ly, Lx = self.fft_shape
+        mm = np.arange(-R, R + 1)
         out = []
         for dy, dx in self._sub_offsets:
-            # samples E(m - o): phase e^{-i k o}, fold all frequencies onto the integer lattice
-            g = E_k * np.exp(-1j * (k[None, :] * dx + k[:, None] * dy))
-            folded = np.zeros((Lp, N), complex)
-            np.add.at(folded, base_idx, g)
-            folded2 = np.zeros((Lp, Lp), complex)
-            np.add.at(folded2.T, base_idx, folded.T)
-            e_real = np.fft.ifft2(folded2).real  # E(m - o) for m mod Lp
+            # samples E(m - o): phase e^{-i k o} (separable), all frequencies folded onto the lattice
+            g = E_k * np.exp(-1j * k * dx)[None, :] * np.exp(-1j * k * dy)[:, None]
+            folded = np.roll(g.reshape(fold + 1, Lp, fold + 1, Lp).sum(axis=(0, 2)), (roll, roll), axis=(0, 1))
+            e_real = np.fft.ifft2(folded).real  # E(m - o) for m mod Lp
             kern = np.zeros((Ly, Lx))
-            mm = np.arange(-R, R + 1)
             kern[np.ix_(np.mod(mm, Ly), np.mod(mm, Lx))] = e_real[np.ix_(np.mod(mm, Lp), np.mod(mm, Lp))]
             out.append(np.fft.rfft2(kern))
         return np.stack(out) / len(self._sub_offsets)  # h^2 = 1/S^2 sample weight folded in

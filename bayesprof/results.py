@@ -106,7 +106,8 @@ class Posterior:
         data["observed_data"] = observed
         attrs = {"creator": "bayesprof", "likelihood": model.likelihood,
                  "images": json.dumps([im.name for im in model.images]),
-                 "bands": json.dumps([im.band for im in model.images])}
+                 "bands": json.dumps([im.band for im in model.images]),
+                 "times": json.dumps([im.time for im in model.images])}
         if sampling_time_s is not None:
             attrs["sampling_time_s"] = float(sampling_time_s)
         if num_warmup is not None:

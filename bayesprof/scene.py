@@ -633,16 +633,7 @@ class SceneModel:
                 im = self.images[im_name]
                 use = {}
                 for p in s.params:
-                    tsrc, tp = _resolve(scene, s.name, p)
-                    target = scene.source(tsrc)
-                    mode = target.mode(tp)
-                    base = f"{tsrc}.{tp}"
-                    if mode == "shared":
-                        name, dim, label = base, None, None
-                    elif mode == "band":
-                        name, dim, label = f"{base}[{im.band}]", "band", im.band
-                    else:
-                        name, dim, label = f"{base}[{im.name}]", "image", im.name
+                    name, base, tsrc, tp, dim, label = self._site_of(s.name, p, im)
                     use[p] = name
                     if name not in sites:
                         shape = (len(self.knots[tsrc]) - 1,) if tp == "log_i" else ()
@@ -654,6 +645,32 @@ class SceneModel:
         for site in sites.values():
             self._finish_site(site, est)
             out.append(site)
+        return out
+
+    def _site_of(self, source, param, image):
+        """(name, base, source, parameter, dim, label) of the site that holds ``source``'s
+        ``param`` in ``image``, ties followed."""
+        tsrc, tp = _resolve(self.scene, source, param)
+        mode = self.scene.source(tsrc).mode(tp)
+        base = f"{tsrc}.{tp}"
+        if mode == "shared":
+            return base, base, tsrc, tp, None, None
+        if mode == "band":
+            return f"{base}[{image.band}]", base, tsrc, tp, "band", image.band
+        return f"{base}[{image.name}]", base, tsrc, tp, "image", image.name
+
+    def parameter_sites(self, source, image):
+        """``{parameter: site name}`` of ``source``'s parameters in ``image``, which may be an
+        image the scene was not fitted to (e.g. a new epoch): a parameter shared by all images,
+        or one per band, resolves through the image's band; a ``ValueError`` names any site the
+        scene lacks (a band it has no image of, a parameter per image)."""
+        out = {}
+        for p in self.scene.source(source).params:
+            name = self._site_of(source, p, image)[0]
+            if name not in self.site:
+                raise ValueError(f"{source}.{p} has no value for image {image.name!r} (band {image.band!r}): the "
+                                 f"scene has no site {name!r}")
+            out[p] = name
         return out
 
     def _lookup(self, table, site):

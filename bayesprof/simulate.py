@@ -24,7 +24,7 @@ from .psf import GaussianPSF, MoffatPSF
 from .scenes import SEED_IMAGES, seed_benchmark_galaxy
 
 __all__ = ["galsim_sersic", "draw_galaxies", "simulate_seed_scene", "simulate_group_scene", "point_source_snr",
-           "inject_point_source"]
+           "inject_point_source", "simulate_transient", "add_noise"]
 
 
 def _galsim():
@@ -201,5 +201,61 @@ def inject_point_source(images, position, fluxes, *, gain=4.0, seed=0):
             good = ~im.mask
             new.data = np.where(good, im.data + model + rng.normal(0.0, 1.0, model.shape) * np.sqrt(extra), 0.0)
             new.variance = np.where(good, im.variance + extra, im.variance)
+        out.append(new)
+    return ImageList(out, reference=images.reference if isinstance(images, ImageList) else None)
+
+
+def simulate_transient(host: Sersic, host_flux: dict, position, epochs, *, reference, size=64, pixel_scale=0.262,
+                       zeropoint=22.5, sigma=0.03, psf_beta=3.0) -> ImageList:
+    """Noiseless GalSim epochs of a Sersic host and a point source (a supernova) whose flux changes.
+
+    host : Sersic
+        Structure and centre (``xi, eta``, arcsec about ``reference``); ``host_flux``: its flux
+        per band (uJy).
+    position : (xi, eta)
+        The point source, arcsec east and north of ``reference``.
+    epochs : list of dict
+        Per epoch ``band``, ``fwhm`` (arcsec, a Moffat PSF of index ``psf_beta``), ``flux`` (uJy,
+        0 for none), ``dither`` ((dx, dy) pixels: the WCS reference pixel moves by it) and
+        optionally ``mjd`` and ``name`` (default ``e<k>``).
+    reference : SkyCoord
+        The tangent point (each epoch's TAN WCS has it at pixel centre + dither).
+
+    Returns an :class:`ImageList` (counts/pixel at ``zeropoint``, noise ``sigma`` counts/pixel
+    declared but not added: see :func:`add_noise`), PSF :class:`~bayesprof.MoffatPSF`.
+    """
+    from astropy.wcs import WCS
+
+    galsim = _galsim()
+    out = []
+    for k, e in enumerate(epochs):
+        ddx, ddy = (float(v) for v in e.get("dither", (0.0, 0.0)))
+        wcs = WCS(naxis=2)
+        wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+        wcs.wcs.crval = [reference.ra.deg, reference.dec.deg]
+        wcs.wcs.crpix = [(size + 1) / 2 + ddx, (size + 1) / 2 + ddy]
+        wcs.wcs.cdelt = [-pixel_scale / 3600, pixel_scale / 3600]
+        psf = galsim.Moffat(beta=psf_beta, fwhm=float(e["fwhm"]))
+        per_ujy = float(flux_to_counts(1.0, zeropoint))
+        parts = [(galsim_sersic(host, float(host_flux[e["band"]]) * per_ujy), float(host.xi), float(host.eta))]
+        if e.get("flux", 0.0):
+            parts.append((galsim.DeltaFunction(flux=float(e["flux"]) * per_ujy), *(float(v) for v in position)))
+        image = np.zeros((size, size))
+        for prof, xi, eta in parts:
+            # the array centre ((n-1)/2, 0-indexed) is GalSim's origin; +x is west, +y north
+            offset = (ddx - xi / pixel_scale, ddy + eta / pixel_scale)
+            image += galsim.Convolve(prof, psf).drawImage(nx=size, ny=size, scale=pixel_scale, offset=offset).array
+        out.append(Image(image, sigma=sigma, wcs=wcs, psf=MoffatPSF(float(e["fwhm"]), psf_beta), zeropoint=zeropoint,
+                         band=e["band"], time=e.get("mjd"), name=e.get("name", f"e{k}")))
+    return ImageList(out, reference=reference)
+
+
+def add_noise(images, rng) -> ImageList:
+    """Copies of ``images`` with Gaussian noise of each image's declared variance added
+    (``rng``: a numpy Generator)."""
+    out = []
+    for im in images:
+        new = copy.copy(im)
+        new.data = im.data + rng.normal(0.0, 1.0, im.shape) * np.sqrt(im.variance)
         out.append(new)
     return ImageList(out, reference=images.reference if isinstance(images, ImageList) else None)
