@@ -12,6 +12,11 @@ and :func:`bayesprof.sample`, and writes to ``DIR``:
 ``residuals.png``   data | model | (data - model)/sigma per image, at the MAP
 ``corner.png``      corner plot of the posterior with the MAP marked, NUTS only
 ``scene.yaml``      the scene's declaration (:func:`bayesprof.save_scene`)
+``lightcurve_<source>.ecsv``, ``lightcurve_<source>.png``
+                    for every source whose flux varies per image (``vary: {flux: image}``, e.g.
+                    a supernova): its light curve (:func:`bayesprof.light_curve`: MJD from each
+                    image's ``time``, band, flux and error in uJy, S/N, AB magnitude or 5-sigma
+                    upper limit), from the posterior when NUTS ran, else from the MAP
 
 Configuration (relative paths are relative to the configuration file)::
 
@@ -468,6 +473,19 @@ def run_config(config, out_dir, *, base_dir=None, label=None, progress_bar=True,
         files["corner.png"] = out / "corner.png"
         fig.savefig(files["corner.png"], dpi=70)
         plt.close(fig)
+    transients = list(dict.fromkeys(s.source for s in fit.model.sites
+                                    if s.param == "flux" and s.dim == "image" and s.fixed is None))
+    for name in transients:  # sources with a flux per image: their light curves
+        from .lightcurve import light_curve
+
+        lc = light_curve(post if post is not None else fit, name)
+        files[f"lightcurve_{name}.ecsv"] = out / f"lightcurve_{name}.ecsv"
+        lc.write(files[f"lightcurve_{name}.ecsv"], format="ascii.ecsv", overwrite=True)
+        fig = plot.light_curve(lc)
+        files[f"lightcurve_{name}.png"] = out / f"lightcurve_{name}.png"
+        fig.savefig(files[f"lightcurve_{name}.png"], dpi=80, bbox_inches="tight")
+        plt.close(fig)
+        say(f"\nlight curve of {name} ({lc.meta['method']}):\n" + "\n".join(lc.pformat(max_width=-1, max_lines=-1)))
     say(f"\nwrote {', '.join(sorted(files))} to {out}/ in {time.perf_counter() - t_start:.0f} s")
     return {"scene": scene, "map": fit, "posterior": post, "files": files}
 

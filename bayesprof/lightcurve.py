@@ -27,6 +27,8 @@ the source, its position (RA, Dec, degrees), the method and the thresholds; writ
 
 from __future__ import annotations
 
+import concurrent.futures
+import os
 from functools import partial
 
 import jax
@@ -269,18 +271,27 @@ def forced_photometry(fit, images, source=None, *, position=None, sky=True, cali
     if source is not None:
         model.scene.source(source)  # a clear KeyError for a name the fit lacks
 
-    # per epoch: renderer, fixed components and data; grouped by structure, solved in batches
-    epochs = []
+    # the epochs of one image shape get common PSF sampling (the largest truncation radius,
+    # folding and oversampling any of them needs): one renderer structure, one compiled program
+    common = {}
     for im in images:
+        auto = Renderer.sampling(im)
+        c = common.setdefault(im.shape, auto)
+        common[im.shape] = {k: max(c[k], auto[k]) for k in c}
+    dtype = np.dtype(jnp.result_type(float))
+
+    def prepare(im):
         comps, offset = _fixed_components(model, values, im, source)
         point = PointSource(xi=xi + offset[0], eta=eta + offset[1], flux=1.0)
-        renderer = Renderer(im, model.reference)
-        dtype = jnp.result_type(float)
-        weight = np.asarray(im.weight)
-        epochs.append(dict(renderer=renderer, stacks=stack_groups(comps) if comps else [],
-                           point=jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), point),
-                           data=jnp.asarray(np.where(weight > 0, im.data, 0.0), dtype), weight=jnp.asarray(weight, dtype),
-                           scale=jnp.asarray(_calibration_scale(model, values, im), dtype)))
+        weight = np.asarray(im.weight, dtype)
+        return dict(renderer=Renderer(im, model.reference, **common[im.shape]),
+                    stacks=stack_groups(comps) if comps else [], point=point,
+                    data=np.where(weight > 0, im.data, 0.0).astype(dtype), weight=weight,
+                    scale=np.asarray(_calibration_scale(model, values, im), dtype))
+
+    # the renderers' set-up is numpy work that releases the GIL: threads share it out
+    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        epochs = list(pool.map(prepare, images))
     groups = {}
     for i, e in enumerate(epochs):
         key = jax.tree_util.tree_structure((e["renderer"], e["stacks"], e["point"])), e["data"].shape
@@ -291,8 +302,8 @@ def forced_photometry(fit, images, source=None, *, position=None, sky=True, cali
         for start in range(0, len(members), batch_size):
             idx = members[start:start + batch_size]
             padded = idx + [idx[-1]] * (min(batch_size, len(members)) - len(idx))  # one compiled batch size
-            batch = [jax.tree_util.tree_map(lambda *a: jnp.stack(a), *[epochs[i][f] for i in padded])
-                     for f in fields]
+            batch = [jax.tree_util.tree_map(lambda *a: np.stack([np.asarray(x, dtype=np.asarray(x).dtype) for x in a]),
+                                            *[epochs[i][f] for i in padded]) for f in fields]
             res = _solve_batch(*batch, sky=sky, calibrate=calibrate)
             out[idx] = np.asarray(res)[: len(idx)]
     n_pix = [int(np.count_nonzero(im.weight)) for im in images]

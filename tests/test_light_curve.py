@@ -124,3 +124,34 @@ def test_forced_photometry_needs_the_band_of_the_fit(joint_fit, epochs):
     g.band = "g"
     with pytest.raises(ValueError, match="band 'g'"):
         bp.forced_photometry(joint_fit, [g], "sn")
+
+
+def test_the_command_line_writes_the_light_curve(epochs, joint_fit, tmp_path):
+    """``bayesprof fit`` on the six epochs as FITS files (time from MJD-OBS): a light-curve table
+    (ECSV) and plot for the source with a flux per image, equal to the Python API's."""
+    from astropy.io import fits
+    from astropy.table import Table
+
+    from bayesprof import cli
+
+    images = []
+    for im in epochs:
+        header = im.wcs.to_header()
+        header["MJD-OBS"] = im.time
+        fits.writeto(tmp_path / f"{im.name}.fits", im.data, header)
+        images.append({"file": f"{im.name}.fits", "band": "r", "sigma": SIGMA, "zeropoint": ZP,
+                       "psf": {"moffat": {"fwhm": im.psf.fwhm, "beta": 3.0}}})
+    cfg = {"images": images, "nuts": False,
+           "scene": {"reference": {"ra": REFERENCE.ra.deg, "dec": REFERENCE.dec.deg},
+                     "sources": [{"name": "host", "kind": "Sersic"},
+                                 {"name": "sn", "kind": "PointSource", "vary": {"flux": "image"}}],
+                     "init": {"host.xi": 0.0, "host.eta": 0.0, "sn.xi": SN[0], "sn.eta": SN[1]}}}
+    cli.run_config(cfg, tmp_path / "out", base_dir=tmp_path)
+    lc = Table.read(tmp_path / "out" / "lightcurve_sn.ecsv")
+    assert (tmp_path / "out" / "lightcurve_sn.png").stat().st_size > 0
+    ref = bp.light_curve(joint_fit, "sn")
+    assert list(lc["image"]) == list(ref["image"])
+    np.testing.assert_allclose(lc["mjd"], ref["mjd"])
+    np.testing.assert_allclose(lc["flux"], ref["flux"], atol=1e-3 * float(np.min(ref["flux_err"])))
+    np.testing.assert_allclose(lc["flux_err"], ref["flux_err"], rtol=1e-4)
+    assert lc["flux"].unit == "uJy"
