@@ -11,7 +11,7 @@ source 1.1" from its centre whose flux changes from epoch to epoch; every epoch 
             supernova from day 40 on; the host fitted once on the 30 epochs before it
 
 For ``six`` and ``thirty``: the noiseless fit (bias per epoch in sigma and mmag), then
-``--realisations`` noise realisations each fitted as a user would (a new Scene, default priors,
+``--realisations`` (``six``) or ``--thirty-realisations`` noise realisations each fitted as a user would (a new Scene, default priors,
 ``fit_map``; the compiled solver is reused): pulls (MAP - truth) / sigma of every SN flux.  For
 ``six`` also NUTS on ``--nuts-realisations`` of them (the first realisation's model with each
 realisation's pixels, :meth:`SceneModel.with_data`; the sampler of ``benchmarks/calibration.py``,
@@ -22,10 +22,11 @@ and the pulls of its fluxes.
 
 Usage::
 
-    .venv/bin/python benchmarks/light_curve.py [--realisations 100] [--nuts-realisations 24] [--only six,thirty,ztf]
+    .venv/bin/python benchmarks/light_curve.py [--realisations 100] [--thirty-realisations 24]
+        [--nuts-realisations 24] [--warmup 300] [--samples 500] [--epochs 300] [--only six,thirty,ztf]
 
-Prints a summary, writes ``benchmarks/.cache/light_curve.json`` and the figures
-``benchmarks/figures/light_curve_{thirty,ztf,pulls}.png``.
+Prints a summary, writes ``benchmarks/.cache/light_curve_<parts>.json`` and the figures
+``benchmarks/figures/light_curve_{thirty,ztf}.png`` and ``light_curve_pulls_<parts>.png``.
 """
 
 from __future__ import annotations
@@ -217,7 +218,7 @@ def forced(n_epochs):
     return out, lc, truth
 
 
-def figures(results, thirty, ztf, pulls):
+def figures(parts, thirty, ztf, pulls):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -254,13 +255,14 @@ def figures(results, thirty, ztf, pulls):
             ax.plot(x, np.exp(-x**2 / 2) / np.sqrt(2 * np.pi), "k-", lw=1)
             ax.set_title(f"{name}: pulls of the SN fluxes (N={np.size(p)})", fontsize=9)
             ax.set_xlabel("(MAP - truth) / sigma")
-        fig.savefig(fig_dir / "light_curve_pulls.png", dpi=80, bbox_inches="tight")
+        fig.savefig(fig_dir / f"light_curve_pulls_{parts}.png", dpi=80, bbox_inches="tight")
         plt.close(fig)
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--realisations", type=int, default=100)
+    ap.add_argument("--thirty-realisations", type=int, default=24)
     ap.add_argument("--nuts-realisations", type=int, default=24)
     ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--samples", type=int, default=500)
@@ -282,8 +284,8 @@ def main(argv=None):
                                                    args.samples)
     if "thirty" in only:
         images, truth = thirty_epochs()
-        results["thirty"], pulls["thirty epochs"], _ = bias_and_pulls("thirty", images, truth, args.realisations,
-                                                                      args.seed + 2)
+        results["thirty"], pulls["thirty epochs"], _ = bias_and_pulls("thirty", images, truth,
+                                                                      args.thirty_realisations, args.seed + 2)
         thirty = (fit_joint(add_noise(images, np.random.default_rng(7))), images, truth)
     if "ztf" in only:
         results["ztf"], lc, truth = forced(args.epochs)
@@ -291,8 +293,8 @@ def main(argv=None):
         pulls[f"forced photometry ({args.epochs} epochs)"] = (np.asarray(lc["flux"]) - truth) / np.asarray(lc["flux_err"])
     cache = HERE / ".cache"
     cache.mkdir(exist_ok=True)
-    (cache / "light_curve.json").write_text(json.dumps(results, indent=1))
-    figures(results, thirty, ztf, pulls)
+    (cache / f"light_curve_{'_'.join(sorted(only))}.json").write_text(json.dumps(results, indent=1))
+    figures("_".join(sorted(only)), thirty, ztf, pulls)
 
 
 if __name__ == "__main__":
