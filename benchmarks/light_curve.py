@@ -116,8 +116,11 @@ def bias_and_pulls(name, images, truth, n_real, seed):
         fails += not f.success
         vv, ss = sn_values(f, images)
         pulls.append((vv - truth) / ss)
-    pulls = np.array(pulls)  # (realisation, epoch)
+    pulls = np.array(pulls).reshape(n_real, len(truth))  # (realisation, epoch)
     zero = truth == 0
+    if not n_real:
+        print(f"[{name}] noiseless: max |bias| {out['noiseless']['max_abs_bias_sigma']:.4f} sigma", flush=True)
+        return out, pulls, fit
     out["pulls"] = {"realisations": n_real, "failed_fits": fails, "mean": float(pulls.mean()),
                     "sd": float(pulls.std(ddof=1)), "n": int(pulls.size),
                     "mean_zero_flux_epochs": float(pulls[:, zero].mean()) if zero.any() else None,
@@ -158,6 +161,8 @@ def nuts_coverage(images, truth, n_real, seed, num_warmup, num_samples):
             lo, hi = np.quantile(np.stack([np.asarray(draws[n]) for n in names], axis=1), [0.5 - lev / 2, 0.5 + lev / 2],
                                  axis=0)
             covered[lev].append((lo <= truth) & (truth <= hi))
+        print(f"  NUTS {i + 1}/{n_real}: {time.perf_counter() - t0:.0f} s, 68 % covered "
+              f"{int(np.sum(covered[0.68][-1]))}/{len(truth)}", flush=True)
     out = {"realisations": n_real, "warmup": num_warmup, "samples": num_samples, "divergences": div,
            "time_s": time.perf_counter() - t0}
     for lev, c in covered.items():
@@ -247,6 +252,7 @@ def figures(parts, thirty, ztf, pulls):
         ax.plot(59000.0 + t[1::2], truth[1::2], color="tab:red", lw=0.8)
         fig.savefig(fig_dir / "light_curve_ztf.png", dpi=80, bbox_inches="tight")
         plt.close(fig)
+    pulls = {k: v for k, v in pulls.items() if np.size(v)}
     if pulls:
         fig, axes = plt.subplots(1, len(pulls), figsize=(4 * len(pulls), 3), squeeze=False)
         x = np.linspace(-4, 4, 200)
