@@ -8,7 +8,7 @@ source 1.1" from its centre whose flux changes from epoch to epoch; every epoch 
 ``thirty``  30 epochs cycling g, r, i every 3 days (64 x 64 px, 0.262"/px): a rise and an
             exponential decline, zero before day 10 (the first four epochs)
 ``ztf``     300 epochs in g and r (31 x 31 px, 1.01"/px, FWHM 1.6-3.0"), one per day, the
-            supernova from day 40 on; the host fitted once on the 30 epochs before it
+            supernova from day 40 on; the host fitted once on 10 epochs before it
 
 For ``six`` and ``thirty``: the noiseless fit (bias per epoch in sigma and mmag), then
 ``--realisations`` (``six``) or ``--thirty-realisations`` noise realisations each fitted as a user would (a new Scene, default priors,
@@ -194,7 +194,7 @@ def forced(n_epochs):
     t0 = time.perf_counter()
     images, truth = ztf_epochs(n_epochs)
     sim_s = time.perf_counter() - t0
-    reference_epochs = bp.ImageList([im for im, f in zip(images, truth) if f == 0][:30], reference=REFERENCE)
+    reference_epochs = bp.ImageList([im for im, f in zip(images, truth) if f == 0][:10], reference=REFERENCE)
     scene = bp.Scene(reference_epochs)
     scene.add("host", bp.Sersic, init={"xi": 0.0, "eta": 0.0})
     scene.add("sky", bp.FlatSky)
@@ -244,7 +244,7 @@ def figures(parts, thirty, ztf, pulls):
         plt.close(fig)
     if ztf is not None:
         lc, truth = ztf
-        fig = bp.plot.light_curve(lc, title=f"{len(truth)} epochs g/r, forced photometry on a host fitted to 30 "
+        fig = bp.plot.light_curve(lc, title=f"{len(truth)} epochs g/r, forced photometry on a host fitted to 10 "
                                             "pre-explosion epochs; lines: truth")
         ax = fig.axes[0]
         t = np.arange(float(len(truth)))
