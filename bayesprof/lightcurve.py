@@ -289,23 +289,37 @@ def forced_photometry(fit, images, source=None, *, position=None, sky=True, cali
                     data=np.where(weight > 0, im.data, 0.0).astype(dtype), weight=weight,
                     scale=np.asarray(_calibration_scale(model, values, im), dtype))
 
-    # the renderers' set-up is numpy work that releases the GIL: threads share it out
-    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        epochs = list(pool.map(prepare, images))
-    groups = {}
-    for i, e in enumerate(epochs):
-        key = jax.tree_util.tree_structure((e["renderer"], e["stacks"], e["point"])), e["data"].shape
-        groups.setdefault(key, []).append(i)
-    out = np.zeros((len(epochs), 6))
+    # the renderers' set-up is numpy work that releases the GIL: threads share it out, and each
+    # batch is dispatched (asynchronously) as soon as its epochs are ready, so the solves of one
+    # batch overlap the set-up of the next; a batch's epochs are released once it is stacked
+    per_shape = {}
+    for im in images:
+        per_shape[im.shape] = per_shape.get(im.shape, 0) + 1
     fields = ("renderer", "stacks", "point", "data", "weight", "scale")
-    for members in groups.values():
-        for start in range(0, len(members), batch_size):
-            idx = members[start:start + batch_size]
-            padded = idx + [idx[-1]] * (min(batch_size, len(members)) - len(idx))  # one compiled batch size
-            batch = [jax.tree_util.tree_map(lambda *a: np.stack([np.asarray(x, dtype=np.asarray(x).dtype) for x in a]),
-                                            *[epochs[i][f] for i in padded]) for f in fields]
-            res = _solve_batch(*batch, sky=sky, calibrate=calibrate)
-            out[idx] = np.asarray(res)[: len(idx)]
+    epochs, buffers, pending = {}, {}, []
+
+    def dispatch(key):
+        idx = buffers.pop(key)
+        size = min(batch_size, per_shape[key[1]])  # one compiled batch size per structure
+        padded = idx + [idx[-1]] * (size - len(idx))
+        batch = [jax.tree_util.tree_map(lambda *a: np.stack([np.asarray(x) for x in a]),
+                                        *[epochs[i][f] for i in padded]) for f in fields]
+        pending.append((idx, _solve_batch(*batch, sky=sky, calibrate=calibrate)))
+        for i in idx:
+            del epochs[i]
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        for i, e in enumerate(pool.map(prepare, images)):
+            epochs[i] = e
+            key = jax.tree_util.tree_structure((e["renderer"], e["stacks"], e["point"])), e["data"].shape
+            buffers.setdefault(key, []).append(i)
+            if len(buffers[key]) == min(batch_size, per_shape[key[1]]):
+                dispatch(key)
+        for key in list(buffers):
+            dispatch(key)
+    out = np.zeros((len(images), 6))
+    for idx, res in pending:
+        out[idx] = np.asarray(res)[: len(idx)]
     n_pix = [int(np.count_nonzero(im.weight)) for im in images]
     pos = sky_from_offsets(xi, eta, model.reference)
     meta = {"source": source or "", "ra_deg": float(pos.ra.deg), "dec_deg": float(pos.dec.deg),
