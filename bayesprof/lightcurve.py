@@ -251,11 +251,11 @@ def forced_photometry(fit, images, source=None, *, position=None, sky=True, cali
     """
     from astropy.coordinates import SkyCoord
 
-    from .image import ImageList, sky_from_offsets, tangent_plane_offsets
+    from .image import sky_from_offsets, tangent_plane_offsets
     from .render import Renderer, stack_groups
 
     model = fit.model
-    images = list(images) if not isinstance(images, ImageList) else list(images)
+    images = list(images)
     if not images:
         raise ValueError("forced_photometry: no images")
     values = model.complete(fit.values)
@@ -270,6 +270,9 @@ def forced_photometry(fit, images, source=None, *, position=None, sky=True, cali
         xi, eta = (float(v) for v in position)
     if source is not None:
         model.scene.source(source)  # a clear KeyError for a name the fit lacks
+    outside = [im.name for im in images if not im.overlaps(model.reference, xi, eta)]
+    if outside:
+        raise ValueError(f"forced_photometry: the position ({xi:.2f}, {eta:.2f}) arcsec is outside image(s) {outside}")
 
     # the epochs of one image shape get common PSF sampling (the largest truncation radius,
     # folding and oversampling any of them needs): one renderer structure, one compiled program

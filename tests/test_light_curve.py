@@ -155,3 +155,8 @@ def test_the_command_line_writes_the_light_curve(epochs, joint_fit, tmp_path):
     np.testing.assert_allclose(lc["flux"], ref["flux"], atol=1e-3 * float(np.min(ref["flux_err"])))
     np.testing.assert_allclose(lc["flux_err"], ref["flux_err"], rtol=1e-4)
     assert lc["flux"].unit == "uJy"
+
+
+def test_forced_photometry_outside_an_image_is_a_clear_error(joint_fit, epochs):
+    with pytest.raises(ValueError, match="outside image"):
+        bp.forced_photometry(joint_fit, epochs, position=(30.0, 0.0))
