@@ -50,7 +50,8 @@ class MapResult:
     Attributes
     ----------
     values : dict
-        Physical value of every site (fixed ones included), e.g. ``values["gal.n"]``.
+        Physical value of every site (fixed ones included), e.g. ``values["gal.n"]``: the
+        posterior mode in physical coordinates (see :attr:`u` for the unconstrained one).
     sigmas : dict
         1-sigma uncertainties of the latent sites (Gauss–Newton covariance), physical units.
     covariance : ndarray
@@ -66,6 +67,11 @@ class MapResult:
     message : str
     time_s : float
         Wall time of the solve (including compilation on the first call).
+    u : ndarray
+        The mode in NumPyro's unconstrained coordinates (where NUTS starts); ``chi2`` is
+        evaluated there.
+    cov_u : ndarray
+        The covariance in those coordinates.
     """
 
     values: dict
