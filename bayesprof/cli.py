@@ -475,9 +475,9 @@ def run_config(config, out_dir, *, base_dir=None, label=None, progress_bar=True,
         plt.close(fig)
     transients = list(dict.fromkeys(s.source for s in fit.model.sites
                                     if s.param == "flux" and s.dim == "image" and s.fixed is None))
-    for name in transients:  # sources with a flux per image: their light curves
-        from .lightcurve import light_curve
+    from .lightcurve import light_curve
 
+    for name in transients:  # sources with a flux per image: their light curves
         lc = light_curve(post if post is not None else fit, name)
         files[f"lightcurve_{name}.ecsv"] = out / f"lightcurve_{name}.ecsv"
         lc.write(files[f"lightcurve_{name}.ecsv"], format="ascii.ecsv", overwrite=True)

@@ -92,10 +92,8 @@ def _transient_sites(model, source):
 def _position_meta(model, values, source):
     from .image import sky_from_offsets
 
-    xi, eta = (model._site_of(source, p, model.images[0])[0] for p in ("xi", "eta"))
-    if xi not in values:
-        return {}
-    c = sky_from_offsets(float(values[xi]), float(values[eta]), model.reference)
+    use = model.parameter_sites(source, model.images[0])
+    c = sky_from_offsets(float(values[use["xi"]]), float(values[use["eta"]]), model.reference)
     return {"ra_deg": float(c.ra.deg), "dec_deg": float(c.dec.deg)}
 
 
@@ -185,36 +183,6 @@ def _solve_batch(renderers, stacks, points, data, weight, scale, sky, calibrate)
         renderers, stacks, points, data, weight, scale)
 
 
-def _fixed_components(model, values, image, exclude):
-    """The light-emitting components of ``model`` but ``exclude`` in ``image`` at ``values``,
-    centres moved by the image's astrometric offset where the fit has one; and the offset."""
-    offset = (0.0, 0.0)
-    for s in model.scene.sources:
-        if s.kind.is_offset and (s.name, image.name) in model._usage:
-            use = model._usage[(s.name, image.name)]
-            offset = (float(values[use["dxi"]]), float(values[use["deta"]]))
-    comps = []
-    for s in model.scene.sources:
-        if s.name == exclude or s.kind.is_sky or s.kind.is_nuisance():
-            continue
-        if s.images is not None and image.name in model.images.names and image.name not in s.images:
-            continue
-        kw = {p: np.asarray(values[site], dtype=float) for p, site in model.parameter_sites(s.name, image).items()}
-        if "xi" in kw:
-            kw["xi"], kw["eta"] = kw["xi"] + offset[0], kw["eta"] + offset[1]
-        if s.name in model.knots:
-            kw["knots"] = model.knots[s.name]
-        comps.append(s.kind(**kw))
-    return comps, offset
-
-
-def _calibration_scale(model, values, image):
-    for s in model.scene.sources:
-        if s.kind.is_calibration and (s.name, image.name) in model._usage:
-            return 10.0 ** (0.4 * float(values[model._usage[(s.name, image.name)]["dzp"]]))
-    return 1.0
-
-
 def forced_photometry(fit, images, source=None, *, position=None, sky=True, calibrate=False, batch_size=16,
                       detection_snr=3.0, limit_sigma=5.0):
     """Forced photometry of a point source on a fitted scene, epoch by epoch.
@@ -284,13 +252,13 @@ def forced_photometry(fit, images, source=None, *, position=None, sky=True, cali
     dtype = np.dtype(jnp.result_type(float))
 
     def prepare(im):
-        comps, offset = _fixed_components(model, values, im, source)
+        comps, offset, scale = model.image_components(values, im, exclude=source)
         point = PointSource(xi=xi + offset[0], eta=eta + offset[1], flux=1.0)
         weight = np.asarray(im.weight, dtype)
         return dict(renderer=Renderer(im, model.reference, **common[im.shape]),
                     stacks=stack_groups(comps) if comps else [], point=point,
                     data=np.where(weight > 0, im.data, 0.0).astype(dtype), weight=weight,
-                    scale=np.asarray(_calibration_scale(model, values, im), dtype))
+                    scale=np.asarray(scale, dtype))
 
     # the renderers' set-up is numpy work that releases the GIL: threads share it out, and each
     # batch is dispatched (asynchronously) as soon as its epochs are ready, so the solves of one

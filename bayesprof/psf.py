@@ -58,10 +58,8 @@ class PSF:
 
     #: whether the PSF already contains the detector pixel response
     includes_pixel: bool = False
-    #: True when the PSF is symmetric under x -> -x and under y -> -y separately (its effective
-    #: transform even in kx and in ky): the renderer then evaluates it once per |kx|, |ky|
-    mirror_symmetric: bool = False
-    #: True when the PSF is circular (its transform a function of |k| alone)
+    #: True when the PSF is circular (its transform a function of |k| alone): the renderer then
+    #: evaluates it once per distinct |k|
     circular: bool = False
 
     def fourier(self, kx, ky, pixel_scale):  # pragma: no cover - interface
@@ -103,7 +101,6 @@ def _scaled_kv(nu, x):
 class GaussianPSF(PSF):
     """Circular Gaussian PSF with full width at half maximum ``fwhm`` (arcsec)."""
 
-    mirror_symmetric = True
     circular = True
 
     def __init__(self, fwhm):
@@ -128,7 +125,6 @@ class GaussianPSF(PSF):
 class MoffatPSF(PSF):
     """Circular Moffat PSF (1 + r^2/alpha^2)^-beta, ``fwhm`` in arcsec, ``beta`` > 1."""
 
-    mirror_symmetric = True
     circular = True
 
     def __init__(self, fwhm, beta=2.5):

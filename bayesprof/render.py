@@ -171,21 +171,18 @@ def next_fast_len(n: int) -> int:
 
 def _on_grid(psf, kx, ky, pixel_scale):
     """The PSF's effective transform on the grid ``ky`` (rows) x ``kx`` (columns), 1-D in rad/px.
-    A mirror-symmetric PSF (:attr:`~bayesprof.psf.PSF.mirror_symmetric`) is evaluated once per
-    distinct (|kx|, |ky|), a circular one (:attr:`~bayesprof.psf.PSF.circular`) once per distinct
-    |k|, times the pixel response."""
+    A circular PSF (:attr:`~bayesprof.psf.PSF.circular`) is evaluated once per distinct |k| and
+    the pixel response once per distinct (|kx|, |ky|)."""
     kx, ky = np.ravel(kx), np.ravel(ky)
-    if not getattr(psf, "mirror_symmetric", False):
+    if not getattr(psf, "circular", False):
         return psf.effective_fourier(kx[None, :], ky[:, None], pixel_scale)
     ux, ix = np.unique(np.abs(kx), return_inverse=True)
     uy, iy = np.unique(np.abs(ky), return_inverse=True)
-    if getattr(psf, "circular", False) and not psf.includes_pixel:
-        k2 = np.square(ux)[None, :] + np.square(uy)[:, None]
-        uk2, inverse = np.unique(k2, return_inverse=True)
-        radial = psf.fourier(np.sqrt(uk2), np.zeros_like(uk2), pixel_scale)
-        quarter = radial[inverse.reshape(k2.shape)] * psf_module.pixel_response(ux[None, :], uy[:, None])
-    else:
-        quarter = psf.effective_fourier(ux[None, :], uy[:, None], pixel_scale)
+    k2 = np.square(ux)[None, :] + np.square(uy)[:, None]
+    uk2, inverse = np.unique(k2, return_inverse=True)
+    quarter = psf.fourier(np.sqrt(uk2), np.zeros_like(uk2), pixel_scale)[inverse.reshape(k2.shape)]
+    if not psf.includes_pixel:
+        quarter = quarter * psf_module.pixel_response(ux[None, :], uy[:, None])
     return quarter[np.ix_(iy, ix)]
 
 
@@ -219,8 +216,8 @@ class Renderer:
         1 - 1e-7) or at the image's diagonal, whichever is smaller: farther light joins no
         two pixels of the image.  The FFT canvas is the image plus that radius on every side.
     psf_radius : int, optional
-        At least this truncation radius (pixels), e.g. to give renderers of several images one
-        structure (:meth:`sampling`).
+        The PSF's truncation radius (pixels) instead of the default above, e.g. the largest of
+        several images' defaults, to give their renderers one structure (:meth:`sampling`).
     """
 
     def __init__(self, image, reference=None, *, oversample=None, fold=None, core_minor_px=None, core_major_px=None,
@@ -233,8 +230,8 @@ class Renderer:
         self.shape = ny, nx = image.shape
         scale = float(image.pixel_scale)
         psf = image.psf
-        auto = self.sampling(image, psf_flux_fraction)
-        self.psf_radius = R = max(int(psf_radius or 0), auto["psf_radius"])
+        auto = self.sampling(image, psf_flux_fraction) if not (psf_radius and fold and oversample) else {}
+        self.psf_radius = R = int(psf_radius) if psf_radius else auto["psf_radius"]
         self.fold = fold = int(fold) if fold else auto["fold"]
         self.oversample = S = int(oversample) if oversample else auto["oversample"]
 

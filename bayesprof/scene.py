@@ -888,6 +888,36 @@ class SceneModel:
                 out += [self._make(st, P[i]) for i in range(P.shape[0])]
         return out
 
+    def image_components(self, values, image, exclude=None):
+        """The light of the scene in ``image``, which may be one it was not fitted to (a new
+        epoch): ``(components, offset, scale)``.  ``components``: every light-emitting source but
+        ``exclude`` at site ``values`` (a new image takes the values of its band,
+        :meth:`parameter_sites`; skies and nuisances are left out); ``offset``: the image's
+        astrometric offset (arcsec, added to the centres; zero for a new image); ``scale``: its
+        zeropoint correction's factor on the counts (1 for a new image)."""
+        values = self.complete(values)
+        offset, scale = (0.0, 0.0), 1.0
+        for s in self.scene.sources:
+            use = self._usage.get((s.name, image.name))
+            if use is not None and s.kind.is_offset:
+                offset = (float(values[use["dxi"]]), float(values[use["deta"]]))
+            elif use is not None and s.kind.is_calibration:
+                scale = 10.0 ** (0.4 * float(values[use["dzp"]]))
+        fitted = image.name in self.images.names
+        comps = []
+        for s in self.scene.sources:
+            if s.name == exclude or s.kind.is_sky or s.kind.is_nuisance():
+                continue
+            if fitted and (s.name, image.name) not in self._usage:
+                continue  # a source the scene limits to other images
+            kw = {p: np.asarray(values[site], dtype=float) for p, site in self.parameter_sites(s.name, image).items()}
+            if "xi" in kw:
+                kw["xi"], kw["eta"] = kw["xi"] + offset[0], kw["eta"] + offset[1]
+            if s.name in self.knots:
+                kw["knots"] = self.knots[s.name]
+            comps.append(s.kind(**kw))
+        return comps, offset, scale
+
     def _render_flat(self, v, k):
         """Model of image ``k`` (counts/pixel) for the flat site vector ``v``."""
         return self._predict(v, k)[0]
