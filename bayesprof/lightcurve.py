@@ -37,6 +37,7 @@ import numpy as np
 
 from .components import PointSource
 from .profiles import AB_ZEROPOINT_UJY
+from .results import _mag
 
 __all__ = ["light_curve", "forced_photometry", "light_curve_table"]
 
@@ -54,7 +55,7 @@ def light_curve_table(names, times, bands, flux, flux_err, *, detection_snr=3.0,
     with np.errstate(divide="ignore", invalid="ignore"):
         snr = flux / err
         detected = snr >= detection_snr
-        mag = np.where(detected, AB_ZEROPOINT_UJY - 2.5 * np.log10(np.where(detected, flux, 1.0)), np.nan)
+        mag = np.where(detected, _mag(flux), np.nan)
         mag_err = np.where(detected, 2.5 / np.log(10) / snr, np.nan)
         mag_limit = np.where(err > 0, AB_ZEROPOINT_UJY - 2.5 * np.log10(limit_sigma * np.where(err > 0, err, 1.0)),
                              np.nan)
