@@ -24,6 +24,7 @@ Usage::
 
     .venv/bin/python benchmarks/light_curve.py [--realisations 100] [--thirty-realisations 24]
         [--nuts-realisations 24] [--warmup 300] [--samples 500] [--epochs 300] [--only six,thirty,ztf]
+    .venv/bin/python benchmarks/light_curve.py --forced-cost 300      # time and peak RSS of forced photometry
 
 Prints a summary, writes ``benchmarks/.cache/light_curve_<parts>.json`` and the figures
 ``benchmarks/figures/light_curve_{thirty,ztf}.png`` and ``light_curve_pulls_<parts>.png``.
@@ -223,6 +224,29 @@ def forced(n_epochs):
     return out, lc, truth
 
 
+def forced_cost(n_epochs):
+    """Cost of forced photometry alone: the host fitted on 2 reference epochs, then
+    ``forced_photometry`` of ``n_epochs`` ZTF-like epochs twice; wall times and peak RSS."""
+    import resource
+
+    images, truth = ztf_epochs(n_epochs)
+    scene = bp.Scene(bp.ImageList([im for im, f in zip(images, truth) if f == 0][:2], reference=REFERENCE))
+    scene.add("host", bp.Sersic, init={"xi": 0.0, "eta": 0.0})
+    scene.add("sky", bp.FlatSky)
+    host = bp.fit_map(scene)
+    position = bp.sky_from_offsets(1.2, -0.9, REFERENCE)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    t0 = time.perf_counter()
+    bp.forced_photometry(host, images, position=position)
+    t1 = time.perf_counter()
+    bp.forced_photometry(host, images, position=position)
+    t2 = time.perf_counter()
+    out = {"epochs": n_epochs, "first_s": t1 - t0, "second_s": t2 - t1, "rss_before_gb": rss0,
+           "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}
+    print(json.dumps(out), flush=True)
+    return out
+
+
 def figures(parts, thirty, ztf, pulls):
     import matplotlib
 
@@ -275,7 +299,12 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=300)
     ap.add_argument("--only", default="six,thirty,ztf")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--forced-cost", type=int, default=0, metavar="N",
+                    help="only: the cost of forced photometry of N epochs (one line of JSON)")
     args = ap.parse_args(argv)
+    if args.forced_cost:
+        forced_cost(args.forced_cost)
+        return
     only = set(args.only.split(","))
     results = {"machine": {"platform": platform.platform(), "python": platform.python_version(),
                            "jax": jax.__version__, "cpus": jax.local_device_count(),
