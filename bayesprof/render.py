@@ -169,21 +169,28 @@ def next_fast_len(n: int) -> int:
     return best
 
 
-def _on_grid(psf, kx, ky, pixel_scale):
-    """The PSF's effective transform on the grid ``ky`` (rows) x ``kx`` (columns), 1-D in rad/px.
-    A circular PSF (:attr:`~bayesprof.psf.PSF.circular`) is evaluated once per distinct |k| and
-    the pixel response once per distinct (|kx|, |ky|)."""
-    kx, ky = np.ravel(kx), np.ravel(ky)
+def _on_grid(psf, fx, fy, dk, pixel_scale):
+    """The PSF's effective transform on the grid of wavenumbers ``dk * fy`` (rows) x ``dk * fx``
+    (columns), rad/px, for integer frequencies ``fx``, ``fy`` (1-D).  A circular PSF
+    (:attr:`~bayesprof.psf.PSF.circular`) is evaluated once per distinct fx^2 + fy^2 (a lookup
+    table indexed by that integer, no sort) and the pixel response once per distinct
+    (|fx|, |fy|)."""
+    fx, fy = np.ravel(fx).astype(np.int64), np.ravel(fy).astype(np.int64)
     if not getattr(psf, "circular", False):
-        return psf.effective_fourier(kx[None, :], ky[:, None], pixel_scale)
-    ux, ix = np.unique(np.abs(kx), return_inverse=True)
-    uy, iy = np.unique(np.abs(ky), return_inverse=True)
-    k2 = np.square(ux)[None, :] + np.square(uy)[:, None]
-    uk2, inverse = np.unique(k2, return_inverse=True)
-    quarter = psf.fourier(np.sqrt(uk2), np.zeros_like(uk2), pixel_scale)[inverse.reshape(k2.shape)]
+        return psf.effective_fourier(dk * fx[None, :], dk * fy[:, None], pixel_scale)
+    fx, fy = np.abs(fx), np.abs(fy)
+    ux, uy = np.arange(fx.max() + 1), np.arange(fy.max() + 1)
+    n2 = np.square(ux)[None, :] + np.square(uy)[:, None]  # the quarter (|fy|, |fx|)
+    present = np.zeros(n2[-1, -1] + 1, bool)
+    present[n2] = True
+    distinct = np.flatnonzero(present)
+    values = psf.fourier(dk * np.sqrt(distinct), np.zeros(distinct.size), pixel_scale)
+    lookup = np.zeros(present.size, dtype=values.dtype)
+    lookup[distinct] = values
+    quarter = lookup[n2]
     if not psf.includes_pixel:
-        quarter = quarter * psf_module.pixel_response(ux[None, :], uy[:, None])
-    return quarter[np.ix_(iy, ix)]
+        quarter = quarter * psf_module.pixel_response(dk * ux[None, :], dk * uy[:, None])
+    return quarter[np.ix_(fy, fx)]
 
 
 # -------------------------------------------------------------------- the plan
@@ -255,11 +262,12 @@ class Renderer:
         P += P % 2
         self.patch = P
         m = fold
-        kx = 2 * np.pi * np.arange(m * P // 2 + 1) / P
-        ky = 2 * np.pi * np.fft.fftfreq(m * P, d=1.0 / (m * P)) / P
+        fx = np.arange(m * P // 2 + 1)
+        fy = np.fft.fftfreq(m * P, d=1.0 / (m * P)).astype(int)
+        kx, ky = 2 * np.pi * fx / P, 2 * np.pi * fy / P
         self._core_kx = kx[None, :]
         self._core_ky = ky[:, None]
-        self._core_psf = _on_grid(psf, kx, ky, scale)
+        self._core_psf = _on_grid(psf, fx, fy, 2 * np.pi / P, scale)
         kmax = np.hypot(kx.max(), np.abs(ky).max())
         self._table = _hankel_table(self.core_major_px * kmax * 1.001)
 
@@ -341,25 +349,32 @@ class Renderer:
         E is sampled through its transform on a period of Lp >= 2R + 2 pixels (so the kernel's
         2R + 1 taps are distinct and each one's nearest periodic copy lies beyond R: the
         aliasing is below the truncation at R), with all frequencies up to (fold + 1) x Nyquist
-        folded onto the period's lattice."""
+        folded onto the period's lattice.
+
+        Frequency ``a Lp + i + f0`` (alias ``a``, lattice index ``i``) carries the offset's phase
+        e^{-2 pi i (i + f0) o / Lp} e^{-2 pi i a o}: the first factor is common to the aliases, so
+        the fold of every sub-lattice is one contraction of E's aliases with the second."""
         Lp = next_fast_len(max(2 * R + 2, 32))
-        N = Lp * (fold + 1)
-        freq = np.arange(N) - N // 2
-        k = 2 * np.pi * freq / Lp
-        E_k = _on_grid(psf, k, k, scale)
-        roll = int(freq[0] % Lp)  # row a * Lp + i of the reshaped grid is frequency i + freq[0] (mod Lp)
+        A = fold + 1
+        f0 = -(Lp * A) // 2
+        freq = f0 + np.arange(Lp * A)
+        E4 = _on_grid(psf, freq, freq, 2 * np.pi / Lp, scale).reshape(A, Lp, A, Lp)  # [a_y, i, a_x, j]
+        S = self.oversample
+        offs = self._sub_offsets[:S, 1]  # the S offsets along one axis (the same along both)
+        alias = np.exp(-2j * np.pi * np.arange(A)[None, :] * offs[:, None])  # (S, A)
+        common = np.exp(-2j * np.pi * (np.arange(Lp)[None, :] + f0) * offs[:, None] / Lp)  # (S, Lp)
+        # over the x aliases (E real: two real products), then the y aliases: (S_y, Lp, Lp, S_x)
+        Ex = np.moveaxis(E4, 2, 3)  # [a_y, i, j, a_x]
+        folded = (Ex @ alias.real.T) + 1j * (Ex @ alias.imag.T) if np.isrealobj(Ex) else Ex @ alias.T
+        folded = np.tensordot(alias, folded, axes=([1], [0]))
+        folded = np.moveaxis(folded, 3, 1) * (common[:, None, :, None] * common[None, :, None, :])
+        roll = int(f0 % Lp)  # lattice index i is frequency i + f0 (mod Lp)
+        e_real = np.fft.ifft2(np.roll(folded, (roll, roll), axis=(2, 3))).real.reshape(S * S, Lp, Lp)
         Ly, Lx = self.fft_shape
         mm = np.arange(-R, R + 1)
-        out = []
-        for dy, dx in self._sub_offsets:
-            # samples E(m - o): phase e^{-i k o} (separable), all frequencies folded onto the lattice
-            g = E_k * np.exp(-1j * k * dx)[None, :] * np.exp(-1j * k * dy)[:, None]
-            folded = np.roll(g.reshape(fold + 1, Lp, fold + 1, Lp).sum(axis=(0, 2)), (roll, roll), axis=(0, 1))
-            e_real = np.fft.ifft2(folded).real  # E(m - o) for m mod Lp
-            kern = np.zeros((Ly, Lx))
-            kern[np.ix_(np.mod(mm, Ly), np.mod(mm, Lx))] = e_real[np.ix_(np.mod(mm, Lp), np.mod(mm, Lp))]
-            out.append(np.fft.rfft2(kern))
-        return np.stack(out) / len(self._sub_offsets)  # h^2 = 1/S^2 sample weight folded in
+        kern = np.zeros((S * S, Ly, Lx))
+        kern[:, np.mod(mm, Ly)[:, None], np.mod(mm, Lx)[None, :]] = e_real[:, np.mod(mm, Lp)[:, None], np.mod(mm, Lp)[None, :]]
+        return np.fft.rfft2(kern) / (S * S)  # h^2 = 1/S^2 sample weight folded in
 
     # ------------------------------------------------------------ per-call (pure JAX)
     def _geometry(self, comp):
