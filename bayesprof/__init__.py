@@ -28,6 +28,7 @@ from . import catalog, plot  # noqa: E402
 from .components import (  # noqa: E402
     AstrometricOffset, DeVaucouleurs, Exponential, FlatSky, Gaussian, Moffat, PhotometricOffset, PlaneSky, PointSource,
     Sersic, Spline)
+from .diagnostics import FitWarning  # noqa: E402
 from .image import Image, ImageList, PixelMap, sky_from_offsets, tangent_plane_offsets  # noqa: E402
 from .inference import MapResult, fit_map, sample  # noqa: E402
 from .lightcurve import forced_photometry, light_curve  # noqa: E402
@@ -49,7 +50,7 @@ __all__ = [
     "Scene", "Window", "SkyWindow", "PeriodicUniform", "fit_map", "sample", "MapResult", "Posterior",
     "load_posterior", "save_scene", "load_scene", "plot", "light_curve", "forced_photometry",
     "mag_to_flux", "flux_to_mag", "flux_to_counts", "sersic_ie_from_flux", "sersic_flux_from_ie",
-    "set_precision",
+    "set_precision", "FitWarning",
 ]
 
 

@@ -52,7 +52,17 @@ Configuration (relative paths are relative to the configuration file)::
 A malformed configuration (unknown key, missing file, value of the wrong type or out of
 range, missing required key) raises :class:`ConfigError` naming the key, e.g.
 ``G279148.yaml: images[1].psf.gaussian.fwhm: must be a positive number, not -1``; the
-command prints it on one line and exits with status 2.
+command prints it on one line and exits with status 2.  So does an output folder that cannot
+be written (a file of that name, a read-only folder).
+
+Outputs are written as one set: into a hidden staging folder beside ``DIR``
+(``.DIR.partial-*``), then moved into place when every file is complete, with
+``outputs.json`` listing the set.  If ``DIR`` is new, or holds only an earlier run's set, the
+staging folder replaces it in one rename (the earlier set is removed once replaced); else
+(other files in ``DIR``) the files are moved one by one while an ``INCOMPLETE`` file in
+``DIR`` says so, and the earlier set's files the new run does not write are removed.  An
+interrupted run (Ctrl-C, kill) thus leaves the earlier set untouched (a killed run also leaves
+its staging folder, which the next run into ``DIR`` removes).
 """
 
 from __future__ import annotations
@@ -60,14 +70,19 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import pathlib
+import shutil
 import sys
+import tempfile
 import time
+import warnings
 
 import numpy as np
 import yaml
 
 from .catalog import neighbour_mask
+from .diagnostics import FitWarning
 
 __all__ = ["ConfigError", "run_config", "load_config", "load_images", "build_scene", "main", "console"]
 
@@ -389,6 +404,59 @@ def _map_table_csv(fit, path):
     pathlib.Path(path).write_text("\n".join(rows) + "\n")
 
 
+MANIFEST = "outputs.json"
+INCOMPLETE = "INCOMPLETE"
+
+
+def _stage(out: pathlib.Path) -> pathlib.Path:
+    """Check that ``out`` can receive the outputs; make and return the staging folder beside it
+    (stale ones of killed runs are removed)."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a directory")
+    if out.exists() and not os.access(out, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: the directory is not writable")
+    parent = out.absolute().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        for stale in parent.glob(f".{out.name}.partial-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        return pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=parent))
+    except OSError as err:
+        raise ConfigError(f"--out {out}: cannot write there ({err.strerror or err})") from None
+
+
+def _publish(stage: pathlib.Path, out: pathlib.Path, names) -> None:
+    """Move the complete set of files ``names`` from ``stage`` into ``out`` (module docstring)."""
+    (stage / MANIFEST).write_text(json.dumps({"files": sorted(names), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+                                             indent=1) + "\n")
+    previous = set()
+    if (out / MANIFEST).is_file():
+        try:
+            previous = set(json.loads((out / MANIFEST).read_text())["files"]) | {MANIFEST}
+        except (ValueError, KeyError, TypeError):
+            previous = set()
+    present = {p.name for p in out.iterdir()} if out.is_dir() else set()
+    if present <= previous:  # a new folder, or only an earlier set: swap whole folders
+        if out.is_dir():
+            old = out.absolute().parent / f".{out.name}.replaced-{os.getpid()}"
+            os.rename(out, old)
+            os.rename(stage, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(stage, out)
+        return
+    marker = out / INCOMPLETE
+    marker.write_text("a bayesprof run was interrupted while moving its outputs here: the files listed in "
+                      f"{MANIFEST} may be a mix of two runs; rerun it\n")
+    for name in previous - set(names) - {MANIFEST}:
+        (out / name).unlink(missing_ok=True)
+    for name in sorted(names):
+        os.replace(stage / name, out / name)
+    os.replace(stage / MANIFEST, out / MANIFEST)
+    marker.unlink()
+    shutil.rmtree(stage, ignore_errors=True)
+
+
 def run_config(config, out_dir, *, base_dir=None, label=None, progress_bar=True, log=print) -> dict:
     """Run the fit a configuration describes and write the outputs to ``out_dir``.
 
@@ -417,18 +485,34 @@ def run_config(config, out_dir, *, base_dir=None, label=None, progress_bar=True,
     scene = build_scene(cfg, images, label=label)
     say(scene)
 
+    out = pathlib.Path(out_dir)
+    stage = _stage(out)
+    try:
+        fit, post, files = _write_outputs(scene, stage, map_kw, nuts_kw, label, progress_bar, say)
+        _publish(stage, out, [f.name for f in files.values()])
+    finally:
+        if stage.exists():
+            shutil.rmtree(stage, ignore_errors=True)
+    files = {name: out / path.name for name, path in files.items()}
+    say(f"\nwrote {', '.join(sorted(files))} to {out}/ in {time.perf_counter() - t_start:.0f} s")
+    return {"scene": scene, "map": fit, "posterior": post, "files": files}
+
+
+def _write_outputs(scene, out, map_kw, nuts_kw, label, progress_bar, say):
+    """Fit ``scene`` and write every output into the folder ``out``: ``(MapResult, Posterior or
+    None, {name: path})``.  The fit's warnings are in the MAP table (``WARNING:`` lines)."""
     from . import plot
     from .inference import fit_map, sample
     from .scenefile import save_scene
 
-    out = pathlib.Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     files = {}
     files["scene.yaml"] = out / "scene.yaml"
     save_scene(scene, files["scene.yaml"])
 
     try:
-        fit = fit_map(scene, **map_kw)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FitWarning)  # they are lines of the MAP table
+            fit = fit_map(scene, **map_kw)
     except ValueError as err:  # e.g. an init outside its prior's support
         raise ConfigError(f"{label}: {err}") from None
     say(f"\nMAP ({fit.time_s:.1f} s including compilation):\n{fit.table()}")
@@ -452,10 +536,11 @@ def run_config(config, out_dir, *, base_dir=None, label=None, progress_bar=True,
         summary = post.summary()
         summary.to_csv(files["summary.csv"])
         say("\n" + summary.to_string())
-        rhat = float(np.nanmax(summary["r_hat"].to_numpy(dtype=float))) if "r_hat" in summary else float("nan")
+        rhat = summary["r_hat"].to_numpy(dtype=float) if "r_hat" in summary else np.array([])
+        rhat = f"{np.max(rhat[np.isfinite(rhat)]):.3f}" if np.isfinite(rhat).any() else "n/a (one chain)"
         say(f"NUTS: {post.posterior.sizes['chain']} chains ({post.tree.attrs['chain_method']}) x "
             f"{post.posterior.sizes['draw']} draws; "
-            f"max R-hat {rhat:.3f}; min bulk ESS {post.ess_min():.0f}; {post.num_divergences} divergences; "
+            f"max R-hat {rhat}; min bulk ESS {post.ess_min():.0f}; {post.num_divergences} divergences; "
             f"warm-up {post.warmup_time_s:.1f} s (including compilation), sampling {post.sampling_time_s:.1f} s")
         files["posterior.nc"] = out / "posterior.nc"
         post.to_netcdf(files["posterior.nc"])
@@ -486,8 +571,7 @@ def run_config(config, out_dir, *, base_dir=None, label=None, progress_bar=True,
         fig.savefig(files[f"lightcurve_{name}.png"], dpi=80, bbox_inches="tight")
         plt.close(fig)
         say(f"\nlight curve of {name} ({lc.meta['method']}):\n" + "\n".join(lc.pformat(max_width=-1, max_lines=-1)))
-    say(f"\nwrote {', '.join(sorted(files))} to {out}/ in {time.perf_counter() - t_start:.0f} s")
-    return {"scene": scene, "map": fit, "posterior": post, "files": files}
+    return fit, post, files
 
 
 # ----------------------------------------------------------------------------- command line

@@ -17,19 +17,70 @@ Parameters and units (the conventions of :mod:`bayesprof`):
 ``level``    sky level in counts per pixel of one image (``gx``, ``gy``: per pixel)
 ``dxi, deta`` astrometric offset of one image (arcsec east, north; :class:`AstrometricOffset`)
 ``dzp``      zeropoint correction of one image (mag; :class:`PhotometricOffset`)
+
+The values each parameter can take are :data:`PARAMETER_DOMAINS`: a fixed value, an initial
+value or a prior's support outside them is refused when a scene is built.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from . import profiles
 
-__all__ = ["Sersic", "Exponential", "DeVaucouleurs", "Gaussian", "Moffat", "PointSource", "Spline", "FlatSky",
+__all__ = ["Domain", "PARAMETER_DOMAINS", "Sersic", "Exponential", "DeVaucouleurs", "Gaussian", "Moffat", "PointSource", "Spline", "FlatSky",
            "PlaneSky", "SkyComponent", "AstrometricOffset", "PhotometricOffset", "Component"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Domain:
+    """The values a parameter can take: ``lower`` and ``upper`` bounds (infinite: unbounded),
+    each included or not (``lower_closed``, ``upper_closed``)."""
+
+    lower: float = -math.inf
+    upper: float = math.inf
+    lower_closed: bool = False
+    upper_closed: bool = False
+
+    def contains(self, value) -> bool:
+        """True if every element of ``value`` is finite and inside the domain."""
+        v = np.asarray(value, dtype=float)
+        above = v >= self.lower if self.lower_closed else v > self.lower
+        below = v <= self.upper if self.upper_closed else v < self.upper
+        return bool(np.all(np.isfinite(v) & above & below))
+
+    def covers(self, lower, upper) -> bool:
+        """True if the interval [lower, upper] (a prior's support; its end points are never
+        reached by the sampler, so they may be the domain's open bounds) lies in the domain."""
+        return bool(np.all(np.asarray(lower, float) >= self.lower) and np.all(np.asarray(upper, float) <= self.upper))
+
+    def text(self, name) -> str:
+        """E.g. ``0 < q <= 1``, ``re > 0``, ``xi real``."""
+        lo = None if self.lower == -math.inf else f"{self.lower:g} {'<=' if self.lower_closed else '<'} "
+        hi = None if self.upper == math.inf else f" {'<=' if self.upper_closed else '<'} {self.upper:g}"
+        if lo is None and hi is None:
+            return f"{name} finite"
+        if lo is None:
+            return f"{name}{hi}"
+        if hi is None:
+            return f"{name} {'>=' if self.lower_closed else '>'} {self.lower:g}"
+        return f"{lo}{name}{hi}"
+
+
+#: The values each parameter can take (``n``: where the Sersic b_n is accurate to 1e-12).
+PARAMETER_DOMAINS = {
+    "xi": Domain(), "eta": Domain(), "flux": Domain(), "pa": Domain(), "log_i": Domain(),
+    "level": Domain(), "gx": Domain(), "gy": Domain(), "dxi": Domain(), "deta": Domain(), "dzp": Domain(),
+    "re": Domain(0.0), "fwhm": Domain(0.0),
+    "n": Domain(0.2, 20.0, True, True),
+    "q": Domain(0.0, 1.0, False, True),
+    "beta": Domain(1.0),
+}
 
 
 def _pytree(cls):
@@ -73,6 +124,11 @@ class Component:
     def enclosed(self, rho):
         """Fraction of the flux inside elliptical radius rho (arcsec)."""
         raise NotImplementedError  # pragma: no cover - interface
+
+    @classmethod
+    def domain(cls, param) -> Domain:
+        """The values ``param`` can take (:data:`PARAMETER_DOMAINS`; a subclass may override)."""
+        return PARAMETER_DOMAINS.get(param, Domain())
 
     def replace(self, **changes):
         """A copy with some parameters changed."""

@@ -480,7 +480,10 @@ class Image:
         self._name = name
         label = _describe(name)
 
-        data = np.array(data, dtype=np.float64, copy=True)
+        raw = np.asarray(data)
+        if raw.dtype.kind not in "biuf":
+            raise TypeError(f"{label}: data must be a numeric array, not dtype {raw.dtype}")
+        data = np.array(raw, dtype=np.float64, copy=True)
         if data.ndim != 2:
             raise ValueError(
                 f"{label}: data must be a 2-D array, got {data.ndim}-D shape {data.shape}"
@@ -529,7 +532,10 @@ class Image:
             var = np.ones(shape)
         else:
             kind, noise = next(iter(given.items()))
-            noise = np.asarray(noise, dtype=np.float64)
+            noise = np.asarray(noise)
+            if noise.dtype.kind not in "biuf":
+                raise TypeError(f"{label}: {kind} must be numeric, not dtype {noise.dtype}")
+            noise = noise.astype(np.float64)
             if noise.ndim == 0:
                 noise = np.full(shape, float(noise))
             elif noise.shape != shape:

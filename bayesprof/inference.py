@@ -38,6 +38,7 @@ import optax
 import optimistix as optx
 from numpyro.infer import MCMC, NUTS
 
+from .diagnostics import FitWarning, check_map
 from .results import Posterior, flux_to_mag_sigma, wrap_angles
 
 __all__ = ["MapResult", "fit_map", "sample"]
@@ -72,6 +73,10 @@ class MapResult:
         evaluated there.
     cov_u : ndarray
         The covariance in those coordinates.
+    flags : list of str
+        What :func:`bayesprof.diagnostics.check_map` found (a value at a prior's bound, a source
+        mostly outside its images, an image whose chi^2/N does not match its noise map); each
+        was also issued as a :class:`~bayesprof.diagnostics.FitWarning`.
     """
 
     values: dict
@@ -89,6 +94,7 @@ class MapResult:
     u: np.ndarray = field(repr=False)
     cov_u: np.ndarray = field(repr=False)
     model: object = field(repr=False, default=None)
+    flags: list = field(default_factory=list)
 
     def magnitudes(self) -> dict:
         """AB magnitude and 1-sigma of every flux site: ``{"gal.flux[r]": (mag, sigma), ...}``."""
@@ -103,13 +109,7 @@ class MapResult:
         ((data - model) / sigma) over the image's fitted pixels at the MAP, and their number;
         ``chi2 / n_pixels`` near 1 means residuals consistent with the noise."""
         model = self.model
-        r = np.asarray(model.whitened_residuals(model.constrain(jnp.asarray(self.u))))
-        out, i = {}, 0
-        for im, plan in zip(model.images, model._plans):
-            size = plan["good"].size
-            out[im.name] = (float(np.sum(r[i:i + size] ** 2)), int(np.count_nonzero(plan["good"])))
-            i += size
-        return out
+        return _image_chi2(model, np.asarray(model.whitened_residuals(model.constrain(jnp.asarray(self.u)))))
 
     def table(self) -> str:
         lines = [f"{'site':<24}{'value':>14}{'sigma':>12}"]
@@ -124,6 +124,7 @@ class MapResult:
                     lines.append(f"{name + f'[{i}]':<24}{float(v.ravel()[i]):>14.6g}{si}")
         lines.append(f"chi2 = {self.chi2:.1f} for {self.n_data} pixels, {self.n_params} parameters: reduced chi2 = "
                      f"{self.reduced_chi2:.4f}; {self.iterations} iterations; {self.message}")
+        lines += [f"WARNING: {f}" for f in self.flags]
         return "\n".join(lines)
 
     def __str__(self):
@@ -190,7 +191,10 @@ def fit_map(scene, *, init=None, max_steps=200, rtol=1e-8, atol=1e-2, method="au
         success = bool(ok)
         message = "converged" if success else "L-BFGS stopped before converging (max_steps reached)"
     elapsed = time.perf_counter() - t0
-    return _finish(model, u, hess, int(steps), success, message, elapsed, pixels)
+    fit = _finish(model, u, hess, int(steps), success, message, elapsed, pixels)
+    for flag in fit.flags:
+        warnings.warn(flag, FitWarning, stacklevel=2)
+    return fit
 
 
 @jax.jit
@@ -375,9 +379,21 @@ def _finish(model, u, hess, steps, success, message, elapsed, pixels=None):
         pixels = np.asarray(model.whitened_residuals(model.constrain(jnp.asarray(u))))
     chi2 = float(np.sum(pixels**2))
     dof = max(model.n_data - p, 1)
-    return MapResult(values=values, sigmas=sig, covariance=cov, names=names, chi2=chi2, reduced_chi2=chi2 / dof,
-                     n_data=model.n_data, n_params=p, iterations=steps, success=success, message=message,
-                     time_s=elapsed, u=np.asarray(u), cov_u=cov_u, model=model)
+    fit = MapResult(values=values, sigmas=sig, covariance=cov, names=names, chi2=chi2, reduced_chi2=chi2 / dof,
+                    n_data=model.n_data, n_params=p, iterations=steps, success=success, message=message,
+                    time_s=elapsed, u=np.asarray(u), cov_u=cov_u, model=model)
+    fit.flags = check_map(fit, _image_chi2(model, pixels))
+    return fit
+
+
+def _image_chi2(model, pixels):
+    """``{image: (chi2, fitted pixels)}`` from the whitened residuals of every image in turn."""
+    out, i = {}, 0
+    for im, plan in zip(model.images, model._plans):
+        size = plan["good"].size
+        out[im.name] = (float(np.sum(pixels[i:i + size] ** 2)), int(np.count_nonzero(plan["good"])))
+        i += size
+    return out
 
 
 @jax.jit

@@ -257,7 +257,7 @@ def forced_photometry(fit, images, source=None, *, position=None, sky=True, cali
         point = PointSource(xi=xi + offset[0], eta=eta + offset[1], flux=1.0)
         weight = np.asarray(im.weight, dtype)
         return dict(renderer=Renderer(im, model.reference, **common[im.shape]),
-                    stacks=stack_groups(comps) if comps else [], point=point,
+                    stacks=stack_groups(list(comps.values())) if comps else [], point=point,
                     data=np.where(weight > 0, im.data, 0.0).astype(dtype), weight=weight,
                     scale=np.asarray(scale, dtype))
 

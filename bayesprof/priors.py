@@ -354,8 +354,22 @@ def _plain(v):
     return float(a) if a.ndim == 0 else a.tolist()
 
 
+def prior_text(prior) -> str:
+    """E.g. ``Uniform(low=8, high=3)``: the distribution and its arguments, for messages."""
+    try:
+        d = describe(prior)
+    except ValueError:
+        return type(prior).__name__
+    name = d.pop("dist")
+    return f"{name}({', '.join(f'{k}={v:g}' if isinstance(v, float) else f'{k}={v}' for k, v in d.items())})"
+
+
 def support_text(prior) -> str:
     s = prior.support
     if isinstance(s, constraints._Interval):
         return f"[{float(np.min(s.lower_bound)):g}, {float(np.max(s.upper_bound)):g}]"
+    if hasattr(s, "lower_bound") and not hasattr(s, "upper_bound"):
+        return f"> {float(np.min(s.lower_bound)):g}"
+    if s is constraints.real or isinstance(s, type(constraints.real)):
+        return "the real line"
     return str(s)

@@ -44,7 +44,7 @@ import numpyro.distributions as dist
 from . import components as comps
 from .estimate import aperture_flux, background, estimate_source
 from .image import Image, ImageList, tangent_plane_offsets
-from .priors import PriorBlocks, SitePrior, default_prior, support_text
+from .priors import PriorBlocks, SitePrior, default_prior, prior_text, support_text
 from .profiles import flux_to_counts
 from .render import Renderer
 
@@ -434,6 +434,30 @@ class Scene:
 
 
 # ====================================================================== the frozen model
+def _show(value):
+    """A value for a message: a number as given, an array as a list."""
+    v = np.asarray(value)
+    return f"{float(v):g}" if v.ndim == 0 and np.issubdtype(v.dtype, np.number) else repr(np.asarray(v).tolist())
+
+
+def _check_prior(site, prior, domain):
+    """A user's prior must be valid (arguments inside their constraints, an interval's bounds
+    in order) and its support inside the parameter's domain; else a one-line ValueError."""
+    name = f"the prior {prior_text(prior)} of {site.name}"
+    try:
+        prior.validate_args(strict=False)
+    except ValueError as err:
+        raise ValueError(f"{name} is invalid: {err}") from None
+    support = prior.support
+    lo = np.asarray(getattr(support, "lower_bound", -np.inf), dtype=float)
+    hi = np.asarray(getattr(support, "upper_bound", np.inf), dtype=float)
+    if np.any(np.isnan(lo) | np.isnan(hi) | (lo >= hi)):
+        raise ValueError(f"{name} has an empty support: lower bound {_show(lo)} >= upper bound {_show(hi)}")
+    if not domain.covers(lo, hi):
+        raise ValueError(f"{name} has support {support_text(prior)}, beyond the domain {domain.text(site.param)}; "
+                         f"use a prior inside it (e.g. Uniform, LogNormal or TruncatedNormal)")
+
+
 def _resolve(scene, src_name, param):
     key = (src_name, param)
     while key in scene._ties:
@@ -499,6 +523,9 @@ class SceneModel:
         self.dof = scene.dof
         if not scene.sources:
             raise ValueError("the scene has no sources: add some with Scene.add")
+        empty = [im.name for im in scene.images if im.mask.all()]
+        if empty:
+            raise ValueError(f"image(s) {empty} have no unmasked pixels: nothing to fit (drop them from the scene)")
         self._check_psfs()
         members = self._memberships()
         self._boxes = self._windows(members)
@@ -701,9 +728,18 @@ class SceneModel:
         if transient:  # a point source's flux per image (epoch): the aperture value, of either sign
             estimate = float(np.mean([e["_aperture"][n][0] for n in site._images]))
             hint = float(np.mean([e["_aperture"][n][1] for n in site._images]))
+        domain = scene.source(site.source).kind.domain(site.param)
         if fixed is not None:
+            if not domain.contains(fixed):
+                raise ValueError(f"{site.name} is fixed at {_show(fixed)}, outside its domain "
+                                 f"{domain.text(site.param)}")
             site.fixed = jnp.broadcast_to(jnp.asarray(fixed, dtype=float), site.shape)
             return
+        if user_init is not None and not domain.contains(user_init):
+            raise ValueError(f"the initial value {_show(user_init)} of {site.name} lies outside its domain "
+                             f"{domain.text(site.param)}")
+        if user_prior is not None:
+            _check_prior(site, user_prior, domain)
         prior = (user_prior if user_prior is not None
                  else default_prior(site.param, estimate, hint, transient=transient))
         site.prior = SitePrior(site.name, prior, site.shape)
@@ -890,8 +926,8 @@ class SceneModel:
 
     def image_components(self, values, image, exclude=None):
         """The light of the scene in ``image``, which may be one it was not fitted to (a new
-        epoch): ``(components, offset, scale)``.  ``components``: every light-emitting source but
-        ``exclude`` at site ``values`` (a new image takes the values of its band,
+        epoch): ``(components, offset, scale)``.  ``components``: ``{name: component}`` of every
+        light-emitting source but ``exclude`` at site ``values`` (a new image takes the values of its band,
         :meth:`parameter_sites`; skies and nuisances are left out); ``offset``: the image's
         astrometric offset (arcsec, added to the centres; zero for a new image); ``scale``: its
         zeropoint correction's factor on the counts (1 for a new image)."""
@@ -904,7 +940,7 @@ class SceneModel:
             elif use is not None and s.kind.is_calibration:
                 scale = 10.0 ** (0.4 * float(values[use["dzp"]]))
         fitted = image.name in self.images.names
-        comps = []
+        comps = {}
         for s in self.scene.sources:
             if s.name == exclude or s.kind.is_sky or s.kind.is_nuisance():
                 continue
@@ -915,7 +951,7 @@ class SceneModel:
                 kw["xi"], kw["eta"] = kw["xi"] + offset[0], kw["eta"] + offset[1]
             if s.name in self.knots:
                 kw["knots"] = self.knots[s.name]
-            comps.append(s.kind(**kw))
+            comps[s.name] = s.kind(**kw)
         return comps, offset, scale
 
     def _render_flat(self, v, k):

@@ -29,6 +29,7 @@ Format (YAML)::
 from __future__ import annotations
 
 import json
+import math
 import pathlib
 
 import numpy as np
@@ -161,6 +162,19 @@ def scene_from_dict(d: dict, images, *, where: str | None = None) -> Scene:
         if desc.get("band", im.band) != im.band:
             raise ValueError(f"{at(f'images[{k}]')}: image {name!r} has band {im.band!r}, "
                              f"the file says {desc['band']!r}")
+        _unknown(desc, ("name", "band", "zeropoint", "shape", "pixel_scale"), at(f"images[{k}]"))
+        for key, actual, what, tol in (("pixel_scale", im.pixel_scale, "arcsec/px", 1e-6 * im.pixel_scale),
+                                       ("zeropoint", im.zeropoint, "mag", 1e-6)):
+            if key not in desc:
+                continue
+            v = desc[key]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or (
+                    key == "pixel_scale" and v <= 0):
+                raise ValueError(f"{at(f'images[{k}].{key}')}: must be a finite number"
+                                 f"{' > 0' if key == 'pixel_scale' else ''}, not {v!r}")
+            if abs(v - actual) > tol:
+                raise ValueError(f"{at(f'images[{k}].{key}')}: image {name!r} has {key} {actual:.6g} {what}, "
+                                 f"the file says {v:.6g}")
     sources = d.get("sources") or []
     if not isinstance(sources, list):
         raise ValueError(f"{at('sources')}: expected a list of sources, not {type(sources).__name__}")

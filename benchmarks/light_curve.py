@@ -162,8 +162,9 @@ def nuts_coverage(images, truth, n_real, seed, num_warmup, num_samples):
             lo, hi = np.quantile(np.stack([np.asarray(draws[n]) for n in names], axis=1), [0.5 - lev / 2, 0.5 + lev / 2],
                                  axis=0)
             covered[lev].append((lo <= truth) & (truth <= hi))
-        print(f"  NUTS {i + 1}/{n_real}: {time.perf_counter() - t0:.0f} s, 68 % covered "
-              f"{int(np.sum(covered[0.68][-1]))}/{len(truth)}", flush=True)
+        print(f"  NUTS {i + 1}/{n_real}: {time.perf_counter() - t0:.0f} s, covered: 68 % "
+              f"{int(np.sum(covered[0.68][-1]))}/{len(truth)}, 95 % {int(np.sum(covered[0.95][-1]))}/{len(truth)}; "
+              f"{int(np.sum(d))} divergences", flush=True)
     out = {"realisations": n_real, "warmup": num_warmup, "samples": num_samples, "divergences": div,
            "time_s": time.perf_counter() - t0}
     for lev, c in covered.items():
