@@ -69,6 +69,12 @@ class PSF:
         """Radius (image pixels) containing ``flux_fraction`` of the PSF's flux."""
         raise NotImplementedError  # pragma: no cover - interface
 
+    def wing_params(self, pixel_scale):
+        """The parameters of :meth:`wing_density` and :meth:`wing_outside` (an array), for a
+        PSF with analytic power-law wings (Moffat); None for one whose wings are negligible or
+        compact (Gaussian, stamps)."""
+        return None
+
     def effective_fourier(self, kx, ky, pixel_scale):
         """FT of the effective PSF (PSF convolved with the pixel response) at k (rad/px)."""
         f = self.fourier(kx, ky, pixel_scale)
@@ -150,6 +156,23 @@ class MoffatPSF(PSF):
         # fraction outside r: (1 + r^2/a^2)^(1 - beta)
         a = self.alpha_pixels(pixel_scale)
         return a * np.sqrt((1.0 - flux_fraction) ** (1.0 / (1.0 - self.beta)) - 1.0)
+
+    def wing_params(self, pixel_scale):
+        return np.array([self.alpha_pixels(pixel_scale), self.beta])
+
+    @staticmethod
+    def wing_density(r2, params):
+        """The unit-flux Moffat per px^2 at squared radius ``r2`` (px^2), ``params`` =
+        (alpha in px, beta); numpy or JAX.  Far from the centre, where it is used, the pixel
+        response changes it by ~beta / r^2 (relative), which is neglected."""
+        a, b = params[0], params[1]
+        return (b - 1.0) / (np.pi * a * a) * (1.0 + r2 / (a * a)) ** (-b)
+
+    @staticmethod
+    def wing_outside(r, params):
+        """The fraction of the Moffat's flux beyond radius ``r`` (px)."""
+        a, b = params[0], params[1]
+        return (1.0 + r * r / (a * a)) ** (1.0 - b)
 
     @classmethod
     def fit_stamp(cls, stamp, pixel_scale, *, core_fraction=0.02, subsample=5):
