@@ -392,15 +392,16 @@ def check_settings(config: dict, *, label="config"):
 
 # ----------------------------------------------------------------------------- running
 def _map_table_csv(fit, path):
-    rows = ["parameter,map,sigma"]
+    flags = {f.subject: f.kind for f in fit.flags if f.kind == "prior bound"}
+    rows = ["parameter,map,sigma,flag"]
     for name in fit.values:
         if name in fit.sigmas:
             v, s = np.ravel(fit.values[name]), np.ravel(fit.sigmas[name])
             for i in range(v.size):
                 n = name if v.size == 1 else f"{name}[{i}]"
-                rows.append(f"{n},{v[i]!r},{s[i]!r}")
+                rows.append(f"{n},{v[i]!r},{s[i]!r},{flags.get(n, '')}")
     for name, (mag, sig) in fit.magnitudes().items():
-        rows.append(f"{name.replace('.flux', '.mag')},{mag!r},{sig!r}")
+        rows.append(f"{name.replace('.flux', '.mag')},{mag!r},{sig!r},{flags.get(name, '')}")
     pathlib.Path(path).write_text("\n".join(rows) + "\n")
 
 
@@ -498,6 +499,12 @@ def run_config(config, out_dir, *, base_dir=None, label=None, progress_bar=True,
     return {"scene": scene, "map": fit, "posterior": post, "files": files}
 
 
+def _max_rhat_text(summary):
+    """The largest finite R-hat of an arviz summary, or why there is none (one chain)."""
+    rhat = summary["r_hat"].to_numpy(dtype=float) if "r_hat" in summary else np.array([])
+    return f"{np.max(rhat[np.isfinite(rhat)]):.3f}" if np.isfinite(rhat).any() else "n/a (one chain)"
+
+
 def _write_outputs(scene, out, map_kw, nuts_kw, label, progress_bar, say):
     """Fit ``scene`` and write every output into the folder ``out``: ``(MapResult, Posterior or
     None, {name: path})``.  The fit's warnings are in the MAP table (``WARNING:`` lines)."""
@@ -536,8 +543,7 @@ def _write_outputs(scene, out, map_kw, nuts_kw, label, progress_bar, say):
         summary = post.summary()
         summary.to_csv(files["summary.csv"])
         say("\n" + summary.to_string())
-        rhat = summary["r_hat"].to_numpy(dtype=float) if "r_hat" in summary else np.array([])
-        rhat = f"{np.max(rhat[np.isfinite(rhat)]):.3f}" if np.isfinite(rhat).any() else "n/a (one chain)"
+        rhat = _max_rhat_text(summary)
         say(f"NUTS: {post.posterior.sizes['chain']} chains ({post.tree.attrs['chain_method']}) x "
             f"{post.posterior.sizes['draw']} draws; "
             f"max R-hat {rhat}; min bulk ESS {post.ess_min():.0f}; {post.num_divergences} divergences; "

@@ -17,9 +17,11 @@ message in ``fit.flags`` and a :class:`FitWarning`:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-__all__ = ["FitWarning", "check_map", "CHI2_BAND", "CONTAINED_FRACTION"]
+__all__ = ["FitWarning", "Flag", "check_map", "CHI2_BAND", "CONTAINED_FRACTION"]
 
 #: chi^2 per fitted pixel outside this range is reported (residual scatter below 0.71 or above
 #: 1.41 of the noise map).
@@ -32,8 +34,21 @@ class FitWarning(UserWarning):
     """A fitted value that needs the user's attention (the message names the site or image)."""
 
 
-def check_map(fit, image_chi2=None) -> list[str]:
-    """The findings (one line each, module docstring) for the MapResult ``fit``;
+@dataclass(frozen=True)
+class Flag:
+    """One finding: ``kind`` ("prior bound", "outside images" or "noise"), ``subject`` (the
+    site, e.g. ``gal.n``; the source; or the image) and the one-line ``message``."""
+
+    kind: str
+    subject: str
+    message: str
+
+    def __str__(self):
+        return self.message
+
+
+def check_map(fit, image_chi2=None) -> list[Flag]:
+    """The findings (:class:`Flag`, module docstring) for the MapResult ``fit``;
     ``image_chi2``: ``{image: (chi2, n_pixels)}`` if known (else computed)."""
     messages = _prior_bounds(fit)
     messages += _light_outside(fit)
@@ -55,9 +70,9 @@ def _prior_bounds(fit):
             for i in zip(*np.nonzero(np.atleast_1d(near))):
                 name = s.name if s.shape == () else f"{s.name}[{i[0]}]"
                 value, sigma, b = (float(np.ravel(a)[i[0]]) for a in (x, sig, bound))
-                out.append(f"{name} = {value:.4g} +- {sigma:.2g} is within 1 sigma of the {side} bound {b:g} of "
+                out.append(Flag("prior bound", name, f"{name} = {value:.4g} +- {sigma:.2g} is within 1 sigma of the {side} bound {b:g} of "
                            f"its prior {_prior_text(s.prior.prior)}: the prior, not only the data, sets the value and "
-                           f"its error (widen the prior if the bound is not physical)")
+                           f"its error (widen the prior if the bound is not physical)"))
     return out
 
 
@@ -80,8 +95,8 @@ def _light_outside(fit, n_radii=48, n_angles=32):
             if c.is_point or not hasattr(c, "enclosed"):
                 continue
             best[name] = max(best.get(name, 0.0), _fraction_inside(c, im, model.reference, n_radii, n_angles))
-    return [f"{name}: only {frac:.0%} of its model light falls inside its images; its flux and size are "
-            f"extrapolated beyond the data (use larger cut-outs or fix its size)"
+    return [Flag("outside images", name, f"{name}: only {frac:.0%} of its model light falls inside its images; "
+                 f"its flux and size are extrapolated beyond the data (use larger cut-outs or fix its size)")
             for name, frac in best.items() if frac < CONTAINED_FRACTION]
 
 
@@ -114,11 +129,11 @@ def _noise_mismatch(image_chi2):
             continue
         r = chi2 / n
         if r < lo:
-            out.append(f"image {name}: chi2/N = {r:.3g} over {n} pixels: the noise map is {1 / np.sqrt(r):.2g}x the "
+            out.append(Flag("noise", name, f"image {name}: chi2/N = {r:.3g} over {n} pixels: the noise map is {1 / np.sqrt(r):.2g}x the "
                        f"residuals' scatter, so every uncertainty is about that much too large (a sigma map given "
-                       f"as variance?)")
+                       f"as variance?)"))
         elif r > hi:
-            out.append(f"image {name}: chi2/N = {r:.3g} over {n} pixels: the residuals are {np.sqrt(r):.2g}x the "
+            out.append(Flag("noise", name, f"image {name}: chi2/N = {r:.3g} over {n} pixels: the residuals are {np.sqrt(r):.2g}x the "
                        f"noise map (an underestimated noise map, or structure the model misses); uncertainties are "
-                       f"too small")
+                       f"too small"))
     return out

@@ -73,7 +73,7 @@ class MapResult:
         evaluated there.
     cov_u : ndarray
         The covariance in those coordinates.
-    flags : list of str
+    flags : list of :class:`~bayesprof.diagnostics.Flag`
         What :func:`bayesprof.diagnostics.check_map` found (a value at a prior's bound, a source
         mostly outside its images, an image whose chi^2/N does not match its noise map); each
         was also issued as a :class:`~bayesprof.diagnostics.FitWarning`.
@@ -193,7 +193,7 @@ def fit_map(scene, *, init=None, max_steps=200, rtol=1e-8, atol=1e-2, method="au
     elapsed = time.perf_counter() - t0
     fit = _finish(model, u, hess, int(steps), success, message, elapsed, pixels)
     for flag in fit.flags:
-        warnings.warn(flag, FitWarning, stacklevel=2)
+        warnings.warn(flag.message, FitWarning, stacklevel=2)
     return fit
 
 

@@ -261,15 +261,22 @@ def test_a_sigma_map_given_as_variance_is_reported_with_its_factor(truth_image):
     assert msg.startswith("image r: chi2/N = 0.0")
     factor = float(msg.split("the noise map is ")[1].split("x")[0])
     assert factor == pytest.approx(np.sqrt(SIGMA) / SIGMA, rel=0.1)
-    assert msg in fit.flags and f"WARNING: {msg}" in fit.table()
+    assert msg in [f.message for f in fit.flags] and f"WARNING: {msg}" in fit.table()
+    assert [f.subject for f in fit.flags if f.kind == "noise"] == ["r"]
 
 
-def test_a_map_at_a_prior_bound_is_reported(truth_image):
+def test_a_map_at_a_prior_bound_is_reported(truth_image, tmp_path):
     """n = 1.6 but the prior Uniform(2.5, 8) excludes it: the MAP sits at 2.5 and says so."""
     fit, caught = _fit(_image(truth_image[1], name="r", band="r"), gal_n=dist.Uniform(2.5, 8.0))
     (msg,) = [m for m in caught if "gal.n" in m]
     assert "lower bound 2.5" in msg and "Uniform(low=2.5, high=8)" in msg
     assert abs(float(fit.values["gal.n"]) - 2.5) <= float(fit.sigmas["gal.n"])
+    assert [(f.kind, f.subject) for f in fit.flags] == [("prior bound", "gal.n")]
+    # the CLI's MAP table carries the flag in its own column
+    csv = tmp_path / "summary.csv"
+    cli._map_table_csv(fit, csv)
+    rows = {r.split(",")[0]: r.split(",")[3] for r in csv.read_text().splitlines()[1:]}
+    assert rows["gal.n"] == "prior bound" and rows["gal.re"] == ""
 
 
 def test_a_galaxy_larger_than_its_image_is_reported():
@@ -297,6 +304,15 @@ def test_all_masked_image_is_an_error():
     with pytest.raises(ValueError, match="no unmasked pixels") as err:
         _scene(image).build()
     assert "\n" not in str(err.value)
+
+
+def test_one_chain_has_no_r_hat_and_no_warning():
+    """R-hat needs two chains: with one the CLI says so (no numpy 'All-NaN slice' warning;
+    the suite turns RuntimeWarnings into errors)."""
+    import pandas as pd
+
+    assert cli._max_rhat_text(pd.DataFrame({"r_hat": [np.nan, np.nan]})) == "n/a (one chain)"
+    assert cli._max_rhat_text(pd.DataFrame({"r_hat": [1.01, np.nan, 1.002]})) == "1.010"
 
 
 # ------------------------------------------------------------------ atomic CLI outputs
