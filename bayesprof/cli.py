@@ -551,15 +551,7 @@ def _write_outputs(scene, out, map_kw, nuts_kw, label, progress_bar, say):
         files["posterior.nc"] = out / "posterior.nc"
         post.to_netcdf(files["posterior.nc"])
         truths = {k: float(v) for k, v in fit.values.items() if np.ndim(v) == 0 and k in fit.sigmas}
-        import logging
-
-        root = logging.getLogger()
-        level = root.level
-        root.setLevel(logging.ERROR)  # corner's "Too few points to create valid contours" for short runs
-        try:
-            fig = post.corner(truths=truths)
-        finally:
-            root.setLevel(level)
+        fig = post.corner(truths=truths)
         fig.suptitle("posterior (blue lines: MAP)", fontsize=10)
         files["corner.png"] = out / "corner.png"
         fig.savefig(files["corner.png"], dpi=70)

@@ -41,6 +41,14 @@ def wrap_angles(a, period=180.0):
     return c + np.mod(a - c + period / 2, period) - period / 2
 
 
+def _round_sig(value, figures):
+    """``value`` rounded to ``figures`` significant figures (non-finite values unchanged)."""
+    value = float(value)
+    if not np.isfinite(value) or value == 0:
+        return value
+    return round(value, int(figures - 1 - np.floor(np.log10(abs(value)))))
+
+
 def flux_to_mag_sigma(flux, sigma):
     """(AB magnitude, 1-sigma) of a flux in uJy and its 1-sigma (first-order propagation)."""
     flux = float(flux)
@@ -177,14 +185,41 @@ class Posterior:
         return float(min(vals))
 
     # ------------------------------------------------------------------ reporting
-    def summary(self, var_names=None, **kwargs):
-        """arviz's summary table (pandas DataFrame): mean, sd, HDI, ESS, R-hat per parameter."""
+    def summary(self, var_names=None, round_to="sd", **kwargs):
+        """arviz's summary table (pandas DataFrame): mean, sd, equal-tailed interval, ESS,
+        R-hat per parameter.  ``round_to="sd"`` (default): the mean and the interval of each
+        row to the decimal of its sd's second significant figure (``gal.mag[g]  19.5674
+        0.0047  19.5597  19.5751``), the MCSEs to two significant figures, ESS whole, R-hat to
+        three decimals; any other value is arviz's (``"none"``: raw numbers)."""
         import arviz as az
 
-        return az.summary(self.tree, var_names=var_names, **kwargs)
+        if round_to != "sd":
+            return az.summary(self.tree, var_names=var_names, round_to=round_to, **kwargs)
+        table = az.summary(self.tree, var_names=var_names, round_to="none", **kwargs)
+        if "sd" not in table:
+            return table
+        sd = table["sd"].to_numpy(dtype=float)
+        decimals = np.where(sd > 0, 1 - np.floor(np.log10(np.where(sd > 0, sd, 1.0))), 6).astype(int)
+        for col in table.columns:
+            values = table[col].to_numpy(dtype=float)
+            if col.startswith("ess"):
+                table[col] = np.floor(values)
+            elif col == "r_hat":
+                table[col] = np.round(values, 3)
+            elif col.startswith("mcse"):
+                table[col] = [_round_sig(v, 2) for v in values]
+            else:
+                table[col] = [round(float(v), int(d)) if np.isfinite(v) else v for v, d in zip(values, decimals)]
+        return table
 
     def corner(self, var_names=None, truths=None, **kwargs):
-        """Corner plot (the ``corner`` package) of scalar parameters; ``truths``: {site: value}."""
+        """Corner plot (the ``corner`` package) of scalar parameters; ``truths``: {site: value}.
+        Each panel's title gives the median and the 16th/84th percentiles to the precision of
+        their spread (two significant figures of it), on two lines so that titles do not
+        overlap; corner's warnings for few draws ("Too few points to create valid contours")
+        are silenced."""
+        import logging
+
         import corner
 
         names = self._scalar_names(var_names)
@@ -194,10 +229,24 @@ class Posterior:
             labels.append(n)
             tv.append(None if truths is None else truths.get(n))
         data = np.column_stack(cols)
-        kwargs.setdefault("show_titles", True)
-        kwargs.setdefault("title_fmt", ".3g")
         kwargs.setdefault("quantiles", [0.16, 0.5, 0.84])
-        return corner.corner(data, labels=labels, truths=tv if truths is not None else None, **kwargs)
+        titles = kwargs.pop("show_titles", True)
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)
+        try:
+            fig = corner.corner(data, labels=labels, truths=tv if truths is not None else None, show_titles=False,
+                                **kwargs)
+        finally:
+            root.setLevel(level)
+        if titles:
+            axes = np.asarray(fig.axes).reshape(len(names), len(names))
+            for i, (label, col) in enumerate(zip(labels, cols)):
+                lo, med, hi = np.nanpercentile(col, [15.865, 50.0, 84.135])
+                spread = min(hi - med, med - lo)
+                d = int(max(0, 1 - np.floor(np.log10(spread)))) if spread > 0 else 3
+                axes[i, i].set_title(f"{label}\n{med:.{d}f} +{hi - med:.{d}f} / -{med - lo:.{d}f}", fontsize=8)
+        return fig
 
     def _scalar_names(self, var_names=None):
         names = []

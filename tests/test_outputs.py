@@ -1,0 +1,52 @@
+"""What people read: the posterior summary and corner titles to the precision of each spread."""
+
+from __future__ import annotations
+
+import arviz as az
+import matplotlib
+import numpy as np
+
+from bayesprof.results import Posterior
+
+matplotlib.use("Agg")
+
+
+def _posterior():
+    rng = np.random.default_rng(0)
+    draws = {"gal.xi": 19.5674 + 0.0047 * rng.standard_normal((2, 400)),
+             "gal.flux": 1234.5 + 20.0 * rng.standard_normal((2, 400)),
+             "gal.n": 1.234 + 0.0123 * rng.standard_normal((2, 400))}
+    post = Posterior.__new__(Posterior)
+    post.tree = az.from_dict({"posterior": draws})
+    return post, draws
+
+
+def test_summary_shows_each_row_to_the_precision_of_its_sd():
+    """The interval of a value of 19.5674 with sd 0.0047 keeps four decimals (arviz's default gave
+    '20 20'); every value equals the raw one rounded to the decimal of the sd's second
+    significant figure."""
+    post, draws = _posterior()
+    table = post.summary()
+    raw = post.summary(round_to="none")
+    for name, decimals in (("gal.xi", 4), ("gal.flux", 0), ("gal.n", 3)):
+        row, exact = table.loc[name], raw.loc[name]
+        lo, hi = [c for c in table.columns if c.endswith("_lb") or c.endswith("_ub")]
+        for col in ("mean", lo, hi):
+            assert row[col] == round(exact[col], decimals), (name, col, row[col], exact[col])
+        assert abs(row["sd"] / exact["sd"] - 1) < 0.05
+        assert row[hi] - row[lo] > 2 * row["sd"]  # a real interval, not two equal rounded values
+    assert table.loc["gal.xi", lo] != table.loc["gal.xi", hi]
+
+
+def test_corner_titles_to_the_precision_of_the_spread(caplog):
+    post, draws = _posterior()
+    fig = post.corner()
+    n = len(fig.axes) ** 0.5
+    titles = {t.split("\n")[0]: t for t in (fig.axes[int(i * (n + 1))].get_title() for i in range(int(n)))}
+    assert f"{np.median(draws['gal.xi']):.4f} +" in titles["gal.xi"]
+    assert f"{np.median(draws['gal.flux']):.0f} +" in titles["gal.flux"]
+    assert f"{np.median(draws['gal.n']):.3f} +" in titles["gal.n"]
+    few = Posterior.__new__(Posterior)
+    few.tree = az.from_dict({"posterior": {k: v[:, :5] for k, v in draws.items()}})
+    few.corner()
+    assert "Too few points" not in caplog.text
