@@ -12,6 +12,8 @@ and :func:`bayesprof.sample`, and writes to ``DIR``:
 ``residuals.png``   data | model | (data - model)/sigma per image, at the MAP
 ``corner.png``      corner plot of the posterior with the MAP marked, NUTS only
 ``scene.yaml``      the scene's declaration (:func:`bayesprof.save_scene`)
+``positions.ecsv``  RA, Dec (deg) of every fitted centre and their errors (arcsec), from the
+                    posterior when NUTS ran, else from the MAP
 ``lightcurve_<source>.ecsv``, ``lightcurve_<source>.png``
                     for every source whose flux varies per image (``vary: {flux: image}``, e.g.
                     a supernova): its light curve (:func:`bayesprof.light_curve`: MJD from each
@@ -556,6 +558,10 @@ def _write_outputs(scene, out, map_kw, nuts_kw, label, progress_bar, say):
         files["corner.png"] = out / "corner.png"
         fig.savefig(files["corner.png"], dpi=70)
         plt.close(fig)
+    positions = (post if post is not None else fit).sky_positions()
+    if len(positions):
+        files["positions.ecsv"] = out / "positions.ecsv"
+        positions.write(files["positions.ecsv"], format="ascii.ecsv", overwrite=True)
     transients = list(dict.fromkeys(s.source for s in fit.model.sites
                                     if s.param == "flux" and s.dim == "image" and s.fixed is None))
     from .lightcurve import light_curve

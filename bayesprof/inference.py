@@ -104,6 +104,20 @@ class MapResult:
                 out[name] = flux_to_mag_sigma(float(v), float(self.sigmas[name]))
         return out
 
+    def sky_positions(self):
+        """RA/Dec (deg) of every source's fitted centre with 1-sigma errors in arcsec (east and
+        north; fixed centres have error 0): an astropy Table
+        (:func:`bayesprof.results.sky_position_table`)."""
+        from .results import sky_position_table
+
+        names = [s.source for s in self.model.sites if s.param == "xi" and s.name == f"{s.source}.xi"
+                 and f"{s.source}.eta" in self.values]
+        sig = lambda n: float(self.sigmas.get(n, 0.0))  # noqa: E731
+        return sky_position_table(names, [float(self.values[f"{n}.xi"]) for n in names],
+                                  [float(self.values[f"{n}.eta"]) for n in names], [sig(f"{n}.xi") for n in names],
+                                  [sig(f"{n}.eta") for n in names], self.model.reference,
+                                  method="MAP and Gauss-Newton sigma")
+
     def image_chi2(self) -> dict:
         """Per image, ``{name: (chi2, n_pixels)}``: the sum of squared whitened residuals
         ((data - model) / sigma) over the image's fitted pixels at the MAP, and their number;
@@ -124,6 +138,9 @@ class MapResult:
                     lines.append(f"{name + f'[{i}]':<24}{float(v.ravel()[i]):>14.6g}{si}")
         lines.append(f"chi2 = {self.chi2:.1f} for {self.n_data} pixels, {self.n_params} parameters: reduced chi2 = "
                      f"{self.reduced_chi2:.4f}; {self.iterations} iterations; {self.message}")
+        pos = self.sky_positions()
+        lines += [f"{r['source'] + ' RA, Dec':<24}{r['ra']:>14.8f}{r['dec']:>14.8f} deg  +- {r['ra_err']:.3g}, "
+                  f"{r['dec_err']:.3g} arcsec" for r in pos]
         lines += [f"WARNING: {f}" for f in self.flags]
         return "\n".join(lines)
 

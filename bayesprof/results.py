@@ -41,6 +41,24 @@ def wrap_angles(a, period=180.0):
     return c + np.mod(a - c + period / 2, period) - period / 2
 
 
+def sky_position_table(names, xi, eta, xi_err, eta_err, reference, method=""):
+    """An astropy Table of fitted centres: ``source``, ``ra``, ``dec`` (deg, ICRS) and
+    ``ra_err``, ``dec_err`` (arcsec on the sky: the errors of the tangent-plane offsets xi,
+    eta east and north of ``reference``, so ``ra_err`` already includes cos(dec))."""
+    from astropy import units as u
+    from astropy.table import Table
+
+    from .image import sky_from_offsets
+
+    pos = sky_from_offsets(np.asarray(xi, float), np.asarray(eta, float), reference).icrs
+    table = Table({"source": list(names), "ra": pos.ra.deg * u.deg, "dec": pos.dec.deg * u.deg,
+                   "ra_err": np.asarray(xi_err, float) * u.arcsec, "dec_err": np.asarray(eta_err, float) * u.arcsec},
+                  meta={"method": method})
+    table["ra"].format = table["dec"].format = ".8f"
+    table["ra_err"].format = table["dec_err"].format = ".3g"
+    return table
+
+
 def _round_sig(value, figures):
     """``value`` rounded to ``figures`` significant figures (non-finite values unchanged)."""
     value = float(value)
@@ -112,7 +130,9 @@ class Posterior:
             observed[key] = np.where(im.mask, np.nan, im.data)
             dims[key] = [f"{im.name}_y", f"{im.name}_x"]
         data["observed_data"] = observed
+        ref = model.reference.icrs
         attrs = {"creator": "bayesprof", "likelihood": model.likelihood,
+                 "reference": json.dumps([float(ref.ra.deg), float(ref.dec.deg)]),
                  "images": json.dumps([im.name for im in model.images]),
                  "bands": json.dumps([im.band for im in model.images]),
                  "times": json.dumps([im.time for im in model.images])}
@@ -268,6 +288,22 @@ class Posterior:
                     a = self.flat(n)
                     out[n] = (float(np.nanmean(a)), float(np.nanstd(a)))
         return out
+
+    def sky_positions(self):
+        """RA/Dec of every source's centre, the posterior mean, with the posterior sd as 1-sigma
+        errors in arcsec (:func:`sky_position_table`)."""
+        ref = json.loads(self.tree.attrs.get("reference", "null"))
+        if ref is None:
+            raise ValueError("this posterior file has no scene reference (written before bayesprof stored it)")
+        from astropy.coordinates import SkyCoord
+
+        names = [v[: -len(".xi")] for v in self.var_names if v.endswith(".xi") and v[:-3] + ".eta" in self.var_names
+                 and self.posterior[v].ndim == 2]
+        xi = [self.flat(f"{n}.xi") for n in names]
+        eta = [self.flat(f"{n}.eta") for n in names]
+        return sky_position_table(names, [a.mean() for a in xi], [a.mean() for a in eta], [a.std(ddof=1) for a in xi],
+                                  [a.std(ddof=1) for a in eta], SkyCoord(ref[0], ref[1], unit="deg"),
+                                  method="posterior mean and sd")
 
     # ------------------------------------------------------------------ I/O
     def to_netcdf(self, path):

@@ -50,3 +50,23 @@ def test_corner_titles_to_the_precision_of_the_spread(caplog):
     few.tree = az.from_dict({"posterior": {k: v[:, :5] for k, v in draws.items()}})
     few.corner()
     assert "Too few points" not in caplog.text
+
+
+def test_sky_positions_from_a_posterior():
+    """RA/Dec of a centre 36" east and 18" north of (150, +2) deg: RA + 36"/cos(dec), Dec + 18"
+    to 1e-3 arcsec (the gnomonic projection's departures are ~(36/206265)^2 of that), errors
+    the draws' sd in arcsec."""
+    import json
+
+    rng = np.random.default_rng(1)
+    post = Posterior.__new__(Posterior)
+    post.tree = az.from_dict({"posterior": {"gal.xi": 36.0 + 0.01 * rng.standard_normal((2, 400)),
+                                            "gal.eta": 18.0 + 0.02 * rng.standard_normal((2, 400)),
+                                            "gal.n": rng.standard_normal((2, 400))}})
+    post.tree.attrs["reference"] = json.dumps([150.0, 2.0])
+    (row,) = post.sky_positions()
+    dec = 2.0 + 18.0 / 3600
+    assert abs((row["ra"] - 150.0) * 3600 * np.cos(np.deg2rad(dec)) - post.flat("gal.xi").mean()) < 1e-3
+    assert abs((row["dec"] - 2.0) * 3600 - post.flat("gal.eta").mean()) < 1e-3
+    assert row["ra_err"] == np.std(post.flat("gal.xi"), ddof=1) and row["dec_err"] == np.std(post.flat("gal.eta"), ddof=1)
+    assert row["source"] == "gal"
