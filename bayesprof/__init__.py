@@ -30,7 +30,7 @@ from .components import (  # noqa: E402
     Sersic, Spline)
 from .diagnostics import FitWarning  # noqa: E402
 from .image import Image, ImageList, PixelMap, sky_from_offsets, tangent_plane_offsets  # noqa: E402
-from .inference import MapResult, fit_map, sample  # noqa: E402
+from .inference import MapResult, fit_map, load_map, sample  # noqa: E402
 from .lightcurve import forced_photometry, light_curve  # noqa: E402
 from .priors import PeriodicUniform  # noqa: E402
 from .profiles import flux_to_counts, flux_to_mag, mag_to_flux, sersic_ie_from_flux, sersic_flux_from_ie  # noqa: E402
@@ -47,7 +47,7 @@ __all__ = [
     "AstrometricOffset",
     "PhotometricOffset",
     "Renderer", "render",
-    "Scene", "Window", "SkyWindow", "PeriodicUniform", "fit_map", "sample", "MapResult", "Posterior",
+    "Scene", "Window", "SkyWindow", "PeriodicUniform", "fit_map", "sample", "MapResult", "load_map", "Posterior",
     "load_posterior", "save_scene", "load_scene", "plot", "light_curve", "forced_photometry",
     "mag_to_flux", "flux_to_mag", "flux_to_counts", "sersic_ie_from_flux", "sersic_flux_from_ie",
     "set_precision", "FitWarning",

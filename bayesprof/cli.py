@@ -8,6 +8,8 @@ and :func:`bayesprof.sample`, and writes to ``DIR``:
 ``summary.csv``     the posterior summary (arviz: mean, sd, HDI, ESS, R-hat, AB magnitudes), or
                     the MAP table (value, sigma, magnitudes) when NUTS is switched off
 ``map.txt``         the MAP with its Gauss–Newton uncertainties
+``map.json``        the MAP in full (values, sigmas, covariances, chi2 per image, flags):
+                    :func:`bayesprof.load_map`
 ``posterior.nc``    the arviz DataTree (NetCDF-4; :func:`bayesprof.load_posterior`), NUTS only
 ``residuals.png``   data | model | (data - model)/sigma per image, at the MAP
 ``corner.png``      corner plot of the posterior with the MAP marked, NUTS only
@@ -528,6 +530,8 @@ def _write_outputs(scene, out, map_kw, nuts_kw, label, progress_bar, say):
     files["map.txt"] = out / "map.txt"
     mags = "\n".join(f"{k.replace('.flux', '.mag'):<24}{m:>14.4f}{s:>12.3g}" for k, (m, s) in fit.magnitudes().items())
     files["map.txt"].write_text(fit.table() + ("\nAB magnitudes:\n" + mags if mags else "") + "\n")
+    files["map.json"] = out / "map.json"
+    fit.save(files["map.json"])
 
     import matplotlib.pyplot as plt
 

@@ -41,7 +41,7 @@ from numpyro.infer import MCMC, NUTS
 from .diagnostics import FitWarning, check_map
 from .results import Posterior, flux_to_mag_sigma, wrap_angles
 
-__all__ = ["MapResult", "fit_map", "sample"]
+__all__ = ["MapResult", "fit_map", "sample", "load_map"]
 
 
 @dataclass
@@ -95,6 +95,33 @@ class MapResult:
     cov_u: np.ndarray = field(repr=False)
     model: object = field(repr=False, default=None)
     flags: list = field(default_factory=list)
+    #: the scene's tangent point (SkyCoord) and each image's (chi2, n_pixels): from the model,
+    #: or, for a result read by :func:`load_map` (which has no model), from the file
+    reference: object = field(repr=False, default=None)
+    saved_image_chi2: dict = field(repr=False, default=None)
+
+    def save(self, path):
+        """Write the result to a JSON file, written whole or not at all (a temporary file
+        renamed): values, sigmas, covariances (physical and unconstrained), the mode ``u``,
+        chi^2 (total and per image), the solver's report and the flags.
+        :func:`bayesprof.load_map` reads it back (without the model)."""
+        import json
+        import os
+        import pathlib
+
+        ref = (self.model.reference if self.model is not None else self.reference).icrs
+        d = {"format": "bayesprof MAP 1", "values": {k: np.asarray(v).tolist() for k, v in self.values.items()},
+             "sigmas": {k: np.asarray(v).tolist() for k, v in self.sigmas.items()}, "names": list(self.names),
+             "covariance": np.asarray(self.covariance).tolist(), "u": np.asarray(self.u).tolist(),
+             "cov_u": np.asarray(self.cov_u).tolist(), "chi2": self.chi2, "reduced_chi2": self.reduced_chi2,
+             "n_data": self.n_data, "n_params": self.n_params, "iterations": self.iterations,
+             "success": self.success, "message": self.message, "time_s": self.time_s,
+             "flags": [vars(f) for f in self.flags], "image_chi2": self.image_chi2(),
+             "reference": [float(ref.ra.deg), float(ref.dec.deg)]}
+        path = pathlib.Path(path)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(d, indent=1))
+        os.replace(tmp, path)
 
     def magnitudes(self) -> dict:
         """AB magnitude and 1-sigma of every flux site: ``{"gal.flux[r]": (mag, sigma), ...}``."""
@@ -110,12 +137,12 @@ class MapResult:
         (:func:`bayesprof.results.sky_position_table`)."""
         from .results import sky_position_table
 
-        names = [s.source for s in self.model.sites if s.param == "xi" and s.name == f"{s.source}.xi"
-                 and f"{s.source}.eta" in self.values]
+        names = [k[: -len(".xi")] for k in self.values if k.endswith(".xi") and k[:-3] + ".eta" in self.values]
         sig = lambda n: float(self.sigmas.get(n, 0.0))  # noqa: E731
         return sky_position_table(names, [float(self.values[f"{n}.xi"]) for n in names],
                                   [float(self.values[f"{n}.eta"]) for n in names], [sig(f"{n}.xi") for n in names],
-                                  [sig(f"{n}.eta") for n in names], self.model.reference,
+                                  [sig(f"{n}.eta") for n in names],
+                                  self.model.reference if self.model is not None else self.reference,
                                   method="MAP and Gauss-Newton sigma")
 
     def image_chi2(self) -> dict:
@@ -123,6 +150,8 @@ class MapResult:
         ((data - model) / sigma) over the image's fitted pixels at the MAP, and their number;
         ``chi2 / n_pixels`` near 1 means residuals consistent with the noise."""
         model = self.model
+        if model is None:
+            return dict(self.saved_image_chi2 or {})
         return _image_chi2(model, np.asarray(model.whitened_residuals(model.constrain(jnp.asarray(self.u)))))
 
     def table(self) -> str:
@@ -146,6 +175,29 @@ class MapResult:
 
     def __str__(self):
         return self.table()
+
+
+def load_map(path) -> MapResult:
+    """A :class:`MapResult` written by :meth:`MapResult.save`; it has no ``model`` (what
+    needs the model, e.g. plotting residuals, needs the scene: refit or rebuild it), but its
+    values, sigmas, covariances, chi^2 per image, flags and sky positions are all there."""
+    import json
+
+    from astropy.coordinates import SkyCoord
+
+    from .diagnostics import Flag
+
+    d = json.loads(open(path).read())
+    if d.get("format") != "bayesprof MAP 1":
+        raise ValueError(f"{path}: not a bayesprof MAP file (format {d.get('format')!r})")
+    return MapResult(values={k: np.asarray(v) for k, v in d["values"].items()},
+                     sigmas={k: np.asarray(v) for k, v in d["sigmas"].items()},
+                     covariance=np.asarray(d["covariance"]), names=d["names"], chi2=d["chi2"],
+                     reduced_chi2=d["reduced_chi2"], n_data=d["n_data"], n_params=d["n_params"],
+                     iterations=d["iterations"], success=d["success"], message=d["message"], time_s=d["time_s"],
+                     u=np.asarray(d["u"]), cov_u=np.asarray(d["cov_u"]), flags=[Flag(**f) for f in d["flags"]],
+                     reference=SkyCoord(*d["reference"], unit="deg"),
+                     saved_image_chi2={k: tuple(v) for k, v in d["image_chi2"].items()})
 
 
 def _big(dtype, n):
