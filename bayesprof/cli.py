@@ -10,6 +10,8 @@ and :func:`bayesprof.sample`, and writes to ``DIR``:
 ``map.txt``         the MAP with its Gauss–Newton uncertainties
 ``map.json``        the MAP in full (values, sigmas, covariances, chi2 per image, flags):
                     :func:`bayesprof.load_map`
+``<image>_fit.fits`` per image: the MAP model, data - model and (data - model)/sigma, with the
+                    image's WCS and chi2 (:meth:`bayesprof.MapResult.write_images`)
 ``posterior.nc``    the arviz DataTree (NetCDF-4; :func:`bayesprof.load_posterior`), NUTS only
 ``residuals.png``   data | model | (data - model)/sigma per image, at the MAP
 ``corner.png``      corner plot of the posterior with the MAP marked, NUTS only
@@ -532,6 +534,8 @@ def _write_outputs(scene, out, map_kw, nuts_kw, label, progress_bar, say):
     files["map.txt"].write_text(fit.table() + ("\nAB magnitudes:\n" + mags if mags else "") + "\n")
     files["map.json"] = out / "map.json"
     fit.save(files["map.json"])
+    for path in fit.write_images(out):
+        files[path.name] = path
 
     import matplotlib.pyplot as plt
 

@@ -131,6 +131,46 @@ class MapResult:
                 out[name] = flux_to_mag_sigma(float(v), float(self.sigmas[name]))
         return out
 
+    def write_images(self, folder):
+        """One FITS file per image, ``<folder>/<image>_fit.fits``, each written whole or not at all:
+        extensions ``MODEL`` (counts/pixel, the MAP), ``RESIDUAL`` (data - model) and ``CHI``
+        ((data - model) / sigma); pixels not fitted (masked, outside the windows) are NaN in the
+        last two.  Each carries the image's celestial WCS and cards ``BPCHI2`` and ``BPNPIX``
+        (chi^2 and fitted pixels of the image), ``BANDNAME``, ``ZEROPT`` and the MAP's ``BPSTEPS``
+        and ``BPCONV``.  Returns the paths."""
+        import os
+        import pathlib
+
+        from astropy.io import fits
+
+        if self.model is None:
+            raise ValueError("write_images needs the fit's model (a result read by load_map has none)")
+        folder = pathlib.Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        model = self.model
+        chi2 = self.image_chi2()
+        values = {k: v for k, v in self.values.items() if k in model.site}
+        paths = []
+        for k, (im, m) in enumerate(zip(model.images, model.render_all(values))):
+            m = np.asarray(m, dtype=float)
+            good = np.asarray(model._plans[k]["good"], bool).reshape(im.shape)
+            resid = np.where(good, im.data - m, np.nan)
+            header = im.wcs.to_header()
+            header["BANDNAME"] = (str(im.band), "band of the image")
+            header["ZEROPT"] = (float(im.zeropoint), "AB zeropoint of the counts")
+            header["BPCHI2"] = (chi2[im.name][0], "chi^2 of the fitted pixels at the MAP")
+            header["BPNPIX"] = (chi2[im.name][1], "fitted pixels")
+            header["BPSTEPS"] = (int(self.iterations), "MAP solver steps")
+            header["BPCONV"] = (bool(self.success), "MAP solver converged")
+            hdus = [fits.PrimaryHDU()] + [fits.ImageHDU(a.astype(np.float32), header=header, name=n) for n, a in
+                                          (("MODEL", m), ("RESIDUAL", resid), ("CHI", resid / np.sqrt(im.variance)))]
+            path = folder / f"{im.name}_fit.fits"
+            tmp = folder / f".{path.name}.tmp-{os.getpid()}"
+            fits.HDUList(hdus).writeto(tmp, overwrite=True)
+            os.replace(tmp, path)
+            paths.append(path)
+        return paths
+
     def sky_positions(self):
         """RA/Dec (deg) of every source's fitted centre with 1-sigma errors in arcsec (east and
         north; fixed centres have error 0): an astropy Table

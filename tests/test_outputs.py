@@ -6,6 +6,7 @@ import arviz as az
 import matplotlib
 import numpy as np
 import numpyro.distributions as dist
+import pytest
 
 from bayesprof.results import Posterior
 
@@ -105,3 +106,38 @@ def test_map_saved_and_loaded(tmp_path):
     assert back.table() == fit.table()
     assert np.all(back.sky_positions()["ra"] == fit.sky_positions()["ra"])
     assert [p.name for p in tmp_path.iterdir()] == ["map.json"]  # no temporary file left
+
+
+def test_fits_images_of_the_fit(tmp_path):
+    """write_images: MODEL + RESIDUAL = data on fitted pixels, CHI = RESIDUAL / sigma, chi^2 card
+    equal to the sum of CHI^2, WCS equal to the image's (same sky position of a pixel)."""
+    import warnings
+
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    import bayesprof as bp
+
+    rng = np.random.default_rng(2)
+    data = rng.normal(0.0, 0.05, (30, 36))
+    data[10:14, 5:9] = np.nan  # masked: NaN in the residual
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        image = bp.Image(data, pixel_scale=0.3, sigma=0.05, zeropoint=23.9, psf=bp.GaussianPSF(0.9), name="r",
+                         band="r")
+        scene = bp.Scene([image])
+        scene.add("sky", bp.FlatSky)
+        fit = bp.fit_map(scene)
+    (path,) = fit.write_images(tmp_path)
+    assert path.name == "r_fit.fits"
+    with fits.open(path) as hdul:
+        model, resid, chi = (hdul[n].data.astype(float) for n in ("MODEL", "RESIDUAL", "CHI"))
+        header = hdul["CHI"].header
+        good = ~image.mask
+        np.testing.assert_allclose((model + resid)[good], image.data[good], atol=1e-6)
+        assert np.all(np.isnan(resid[~good])) and np.isnan(chi[~good]).sum() == 16
+        np.testing.assert_allclose(chi[good], resid[good] / 0.05, rtol=1e-5)
+        assert header["BPCHI2"] == pytest.approx(np.nansum(chi.astype(float) ** 2), rel=1e-4)
+        assert header["BPNPIX"] == good.sum() and header["BANDNAME"] == "r"
+        a, b = WCS(header).pixel_to_world(7.0, 3.0), image.wcs.pixel_to_world(7.0, 3.0)
+        assert a.separation(b).arcsec < 1e-9
