@@ -39,6 +39,8 @@ Configuration (relative paths are relative to the configuration file)::
                                      #   includes_pixel: true}, {gaussian: {fwhm: 0.9}} or
                                      #   {moffat: {fwhm: 0.9, beta: 3}} (FWHM in arcsec)
         zeropoint: 0.0               # AB zeropoint, or a header keyword (e.g. MAGZERO); default 0
+        exptime: EXPTIME             # data in counts, zeropoint for counts/s (single DECam, BASS,
+                                     #   MzLS exposures): zeropoint + 2.5 log10(exptime) is used
         pixel_scale: 0.2             # arcsec/px, only when the header has no celestial WCS
         time: MJD-OBS                # epoch: a number or a header keyword (default MJD-OBS)
         cutout: [x0, x1, y0, y1]     # fit data[y0:y1, x0:x1] only (0-indexed, half-open)
@@ -94,7 +96,7 @@ __all__ = ["ConfigError", "run_config", "load_config", "load_images", "build_sce
 
 TOP_KEYS = ("images", "scene", "map", "nuts")
 IMAGE_KEYS = ("file", "hdu", "name", "band", "sigma", "weight", "variance", "mask", "segmentation", "psf",
-              "zeropoint", "pixel_scale", "time", "cutout")
+              "zeropoint", "exptime", "pixel_scale", "time", "cutout")
 MAP_KEYS = {"max_steps": "count", "rtol": "positive", "atol": "positive", "method": ("auto", "lm", "lbfgs")}
 NUTS_KEYS = {"num_warmup": "count0", "num_samples": "count", "num_chains": "count", "seed": "count0",
              "target_accept_prob": "fraction", "dense_mass": "bool", "max_tree_depth": "count",
@@ -291,7 +293,7 @@ def _one_image(d, base, where):
         kw[k] = _noise(d[k], base, f"{where}.{k}")
     if "psf" in d:
         kw["psf"] = _psf(d["psf"], base, f"{where}.psf")
-    for key in ("zeropoint", "time"):
+    for key in ("zeropoint", "time", "exptime"):
         if key in d:
             v = d[key]
             if not (_is_number(v) or (isinstance(v, str) and v)):

@@ -758,7 +758,7 @@ class Image:
     def from_fits(cls, path: Any, hdu: Any = None, *, variance: Any = None, weight: Any = None,
                   sigma: Any = None, mask: Any = None, psf: Any = None, zeropoint: Any = 0.0,
                   band: str | None = None, time: Any = "MJD-OBS", name: str | None = None,
-                  pixel_scale: float | None = None) -> "Image":
+                  pixel_scale: float | None = None, exptime: Any = None) -> "Image":
         """An image read from a FITS file, with its WCS from the header.
 
         path : str or path
@@ -780,6 +780,10 @@ class Image:
             ``PSFExModel.from_fits(p, ccd).at(x0 + (nx-1)/2, y0 + (ny-1)/2)`` instead.
         zeropoint : float or str
             AB zeropoint, or a header keyword holding it (data HDU first, then the primary).
+        exptime : float or str, optional
+            Exposure time (s) or a header keyword (e.g. ``EXPTIME``), for data in counts whose
+            zeropoint is for counts per second (single DECam, BASS and MzLS exposures'
+            ``MAGZERO``): the zeropoint used is ``zeropoint + 2.5 log10(exptime)``.
         band : str, optional
         time : float or str
             Epoch, or a header keyword (default ``MJD-OBS``; None if absent).
@@ -823,6 +827,11 @@ class Image:
             raise ValueError(f"{label}: header keyword {value!r} for the {what} not found")
 
         zp = keyword(zeropoint, "zeropoint")
+        if exptime is not None:
+            t_exp = float(keyword(exptime, "exposure time"))
+            if not (np.isfinite(t_exp) and t_exp > 0):
+                raise ValueError(f"{label}: the exposure time must be a positive number of seconds, not {t_exp!r}")
+            zp = float(zp) + 2.5 * np.log10(t_exp)
         wcs = None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # astropy's FITSFixedWarning about date/obs keywords

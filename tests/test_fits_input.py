@@ -62,3 +62,19 @@ def test_fits_input_errors(tmp_path):
     fits.writeto(small, np.ones((5, 5)))
     with pytest.raises(ValueError, match=r"shape \(5, 5\) does not match data shape \(51, 41\)"):
         bp.Image.from_fits(path("ooi"), mask=str(small))
+
+
+def test_zeropoint_per_second_with_the_exposure_time(tmp_path):
+    """A CP exposure is in counts and its MAGZERO is for counts per second: with exptime the
+    zeropoint is MAGZERO + 2.5 log10(EXPTIME), keywords read from the headers (the bundled
+    cut-out keeps EXPTIME = 118 s; a MAGZERO of 25.1 is added to its primary header)."""
+    copy = tmp_path / "ooi.fits"
+    with fits.open(path("ooi")) as h:
+        h[0].header["MAGZERO"] = 25.1
+        exptime = h[0].header["EXPTIME"]
+        h.writeto(copy)
+    im = bp.Image.from_fits(copy, weight=str(path("oow")), zeropoint="MAGZERO", exptime="EXPTIME")
+    assert exptime == 118.0 and im.zeropoint == pytest.approx(25.1 + 2.5 * np.log10(118.0), abs=1e-12)
+    assert bp.Image.from_fits(copy, weight=str(path("oow")), zeropoint=25.0, exptime=100.0).zeropoint == 30.0
+    with pytest.raises(ValueError, match="exposure time must be a positive number"):
+        bp.Image.from_fits(copy, weight=str(path("oow")), zeropoint=25.0, exptime=0.0)
