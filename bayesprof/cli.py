@@ -36,7 +36,8 @@ Configuration (relative paths are relative to the configuration file)::
         segmentation: KiDS/G279148segim.fits  # mask pixels of other objects; keeps the object at
                                          #   the (cut-out's) centre, or {file: ..., keep: ID | [x, y]}
         psf: KiDS/G279148psfim.fits  # a PSF image (or PSFEx file), {file: ..., pixel_scale: ...,
-                                     #   includes_pixel: true}, {gaussian: {fwhm: 0.9}} or
+                                     #   includes_pixel: true, plane: k (of a PSF cube)},
+                                     #   {gaussian: {fwhm: 0.9}} or
                                      #   {moffat: {fwhm: 0.9, beta: 3}} (FWHM in arcsec)
         zeropoint: 0.0               # AB zeropoint, or a header keyword (e.g. MAGZERO); default 0
         exptime: EXPTIME             # data in counts, zeropoint for counts/s (single DECam, BASS,
@@ -44,6 +45,7 @@ Configuration (relative paths are relative to the configuration file)::
         pixel_scale: 0.2             # arcsec/px, only when the header has no celestial WCS
         time: MJD-OBS                # epoch: a number or a header keyword (default MJD-OBS)
         cutout: [x0, x1, y0, y1]     # fit data[y0:y1, x0:x1] only (0-indexed, half-open)
+        plane: 2                     # a data cube's plane (0-indexed along the first numpy axis)
     scene:                           # the scene-file format (bayesprof.scenefile)
       sources:
         - {name: gal, kind: Sersic, vary: {flux: band}}
@@ -96,7 +98,7 @@ __all__ = ["ConfigError", "run_config", "load_config", "load_images", "build_sce
 
 TOP_KEYS = ("images", "scene", "map", "nuts")
 IMAGE_KEYS = ("file", "hdu", "name", "band", "sigma", "weight", "variance", "mask", "segmentation", "psf",
-              "zeropoint", "exptime", "pixel_scale", "time", "cutout")
+              "zeropoint", "exptime", "pixel_scale", "time", "cutout", "plane")
 MAP_KEYS = {"max_steps": "count", "rtol": "positive", "atol": "positive", "method": ("auto", "lm", "lbfgs")}
 NUTS_KEYS = {"num_warmup": "count0", "num_samples": "count", "num_chains": "count", "seed": "count0",
              "target_accept_prob": "fraction", "dense_mass": "bool", "max_tree_depth": "count",
@@ -198,14 +200,15 @@ def _psf(v, base, where):
         raise ConfigError(f"{where}: expected a PSF file name or a mapping with one of gaussian, moffat or file, "
                           f"not {_type_name(v)} {v!r}")
     if "file" in v:
-        _check_keys(v, ("file", "pixel_scale", "includes_pixel"), where)
+        _check_keys(v, ("file", "pixel_scale", "includes_pixel", "plane"), where)
         path = _file(v["file"], base, f"{where}.file")
         scale = v.get("pixel_scale")
         if scale is not None:
             _check_value(scale, "positive", f"{where}.pixel_scale")
         inc = _check_value(v.get("includes_pixel", True), "bool", f"{where}.includes_pixel")
+        plane = _check_value(v["plane"], "count0", f"{where}.plane") if "plane" in v else None
         try:
-            return PixelPSF(_read_fits_2d(path)[0], pixel_scale=scale, includes_pixel=inc)
+            return PixelPSF(_read_fits_2d(path, None, plane)[0], pixel_scale=scale, includes_pixel=inc)
         except (ValueError, OSError) as err:
             raise ConfigError(f"{where}.file: {err}") from None
     _check_keys(v, ("gaussian", "moffat", "file"), where)
@@ -281,6 +284,9 @@ def _one_image(d, base, where):
     hdu = d.get("hdu")
     if hdu is not None and not (isinstance(hdu, (int, str)) and not isinstance(hdu, bool)):
         raise ConfigError(f"{where}.hdu: expected an HDU index or EXTNAME, not {hdu!r}")
+    plane = _check_value(d["plane"], "count0", f"{where}.plane") if "plane" in d else None
+    if plane is not None:
+        kw["plane"] = plane
     for key in ("name", "band"):
         if key in d:
             if not isinstance(d[key], str) or not d[key]:
@@ -304,7 +310,7 @@ def _one_image(d, base, where):
     box = _box(d["cutout"], f"{where}.cutout") if "cutout" in d else None
 
     try:
-        data = _read_fits_2d(path, hdu)[0]
+        data = _read_fits_2d(path, hdu, plane)[0]
     except (ValueError, OSError) as err:
         raise ConfigError(f"{where}.{'hdu' if hdu is not None else 'file'}: {err}") from None
     shape = data.shape

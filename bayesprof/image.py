@@ -758,7 +758,7 @@ class Image:
     def from_fits(cls, path: Any, hdu: Any = None, *, variance: Any = None, weight: Any = None,
                   sigma: Any = None, mask: Any = None, psf: Any = None, zeropoint: Any = 0.0,
                   band: str | None = None, time: Any = "MJD-OBS", name: str | None = None,
-                  pixel_scale: float | None = None, exptime: Any = None) -> "Image":
+                  pixel_scale: float | None = None, exptime: Any = None, plane: int | None = None) -> "Image":
         """An image read from a FITS file, with its WCS from the header.
 
         path : str or path
@@ -780,6 +780,8 @@ class Image:
             ``PSFExModel.from_fits(p, ccd).at(x0 + (nx-1)/2, y0 + (ny-1)/2)`` instead.
         zeropoint : float or str
             AB zeropoint, or a header keyword holding it (data HDU first, then the primary).
+        plane : int, optional
+            For a data cube: the plane (0-indexed along the first numpy axis) to fit.
         exptime : float or str, optional
             Exposure time (s) or a header keyword (e.g. ``EXPTIME``), for data in counts whose
             zeropoint is for counts per second (single DECam, BASS and MzLS exposures'
@@ -793,7 +795,7 @@ class Image:
         The data are used as they are: a sky background still in them is fitted by a sky
         component.  Errors name the file and the problem (missing HDU, no WCS, shapes).
         """
-        data, header, primary, label = _read_fits_2d(path, hdu)
+        data, header, primary, label = _read_fits_2d(path, hdu, plane)
         noise = {}
         for key, value in (("variance", variance), ("weight", weight), ("sigma", sigma)):
             if value is not None:
@@ -885,10 +887,12 @@ class Image:
         return f"Image({', '.join(parts)})"
 
 
-def _read_fits_2d(path: Any, hdu: Any = None):
-    """(data float64, header of that HDU, primary header, label) of a 2-D HDU of a FITS file.
+def _read_fits_2d(path: Any, hdu: Any = None, plane: Any = None):
+    """(data float64, header of that HDU, primary header, label) of a 2-D HDU of a FITS file,
+    or of plane ``plane`` (0-indexed along the first numpy axis) of a 3-D one (a PSF cube).
 
-    ``path`` may end in ``[k]`` or ``[EXTNAME]``; without an HDU, the first HDU with 2-D data.
+    ``path`` may end in ``[k]`` or ``[EXTNAME]``; without an HDU, the first HDU with 2-D data
+    (3-D with ``plane``).
     """
     text = str(path)
     if hdu is None and text.endswith("]") and "[" in text:
@@ -897,24 +901,34 @@ def _read_fits_2d(path: Any, hdu: Any = None):
     label = f"FITS file {text!r}"
     if not pathlib.Path(text).exists():
         raise FileNotFoundError(f"{label} does not exist")
+    ndim = 2 if plane is None else 3
     with fits.open(text) as hdul:
         names = [f"{k}:{h.name}" for k, h in enumerate(hdul)]
         if hdu is None:
-            found = [h for h in hdul if h.data is not None and np.ndim(h.data) == 2]
+            found = [h for h in hdul if h.data is not None and np.ndim(h.data) == ndim]
             if not found:
-                raise ValueError(f"{label} has no 2-D image HDU (HDUs: {names})")
+                cubes = [f"{k}:{h.name} {np.shape(h.data)}" for k, h in enumerate(hdul) if np.ndim(h.data) == 3]
+                hint = f"; cubes: {cubes}, choose a plane (plane: k, 0-indexed)" if cubes and plane is None else ""
+                raise ValueError(f"{label} has no {ndim}-D image HDU (HDUs: {names}){hint}")
             chosen = found[0]
         else:
             try:
                 chosen = hdul[hdu]
             except (KeyError, IndexError):
                 raise ValueError(f"{label} has no HDU {hdu!r} (HDUs: {names})") from None
-            if chosen.data is None or np.ndim(chosen.data) != 2:
-                raise ValueError(f"{label}, HDU {hdu!r} holds no 2-D image (shape {np.shape(chosen.data)})")
+            if chosen.data is None or np.ndim(chosen.data) != ndim:
+                hint = ": choose a plane (plane: k, 0-indexed)" if np.ndim(chosen.data) == 3 else ""
+                raise ValueError(f"{label}, HDU {hdu!r} holds no {ndim}-D image (shape {np.shape(chosen.data)}){hint}")
         data = np.array(chosen.data, dtype=np.float64)
+        if plane is not None:
+            if isinstance(plane, bool) or not isinstance(plane, (int, np.integer)) or not 0 <= plane < data.shape[0]:
+                raise ValueError(f"{label}, HDU {chosen.name}: plane must be an integer from 0 to {data.shape[0] - 1} "
+                                 f"(shape {data.shape}), not {plane!r}")
+            data = data[plane]
         header = chosen.header.copy()
         primary = hdul[0].header.copy()
-    return data, header, primary, f"{label}, HDU {chosen.name}"
+    where = f"{label}, HDU {chosen.name}" + ("" if plane is None else f", plane {plane}")
+    return data, header, primary, where
 
 
 # ---------------------------------------------------------------------------

@@ -78,3 +78,25 @@ def test_zeropoint_per_second_with_the_exposure_time(tmp_path):
     assert bp.Image.from_fits(copy, weight=str(path("oow")), zeropoint=25.0, exptime=100.0).zeropoint == 30.0
     with pytest.raises(ValueError, match="exposure time must be a positive number"):
         bp.Image.from_fits(copy, weight=str(path("oow")), zeropoint=25.0, exptime=0.0)
+
+
+def test_planes_of_cubes(tmp_path):
+    """A PSF cube (5 x 15 x 15, like HSC's PSF_HSC.fits) and a data cube: plane k is what
+    astropy reads at [k]; without a plane, one line saying which cubes there are."""
+    from bayesprof import cli
+
+    rng = np.random.default_rng(0)
+    cube = rng.uniform(0.1, 1.0, (5, 15, 15))
+    fits.writeto(tmp_path / "psf.fits", cube)
+    psf = cli._psf({"file": "psf.fits", "plane": 2, "pixel_scale": 0.2}, tmp_path, "images[0].psf")
+    np.testing.assert_allclose(psf.image * cube[2].sum(), cube[2], rtol=1e-12)
+    with pytest.raises(cli.ConfigError, match=r"no 2-D image HDU .* cubes: \['0:PRIMARY \(5, 15, 15\)'\], choose a plane"):
+        cli._psf({"file": "psf.fits"}, tmp_path, "images[0].psf")
+    with pytest.raises(cli.ConfigError, match="plane: must be an integer >= 0"):
+        cli._psf({"file": "psf.fits", "plane": -1}, tmp_path, "images[0].psf")
+    data = rng.normal(size=(3, 20, 24))
+    fits.writeto(tmp_path / "cube.fits", data)
+    im = bp.Image.from_fits(tmp_path / "cube.fits", plane=1, sigma=1.0, pixel_scale=0.3)
+    np.testing.assert_array_equal(im.data, data[1])
+    with pytest.raises(ValueError, match=r"plane must be an integer from 0 to 2"):
+        bp.Image.from_fits(tmp_path / "cube.fits", plane=3, sigma=1.0, pixel_scale=0.3)
