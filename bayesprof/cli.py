@@ -13,7 +13,9 @@ and :func:`bayesprof.sample`, and writes to ``DIR``:
 ``<image>_fit.fits`` per image: the MAP model, data - model and (data - model)/sigma, with the
                     image's WCS and chi2 (:meth:`bayesprof.MapResult.write_images`)
 ``posterior.nc``    the arviz DataTree (NetCDF-4; :func:`bayesprof.load_posterior`), NUTS only
-``residuals.png``   data | model | (data - model)/sigma per image, at the MAP
+``residuals.png``   data | model | (data - model)/sigma per image at the MAP (asinh stretch,
+                    colour bars in counts/pixel, N/E arrows, chi2/N), and with NUTS the residual
+                    of the posterior median model too
 ``corner.png``      corner plot of the posterior with the MAP marked, NUTS only
 ``scene.yaml``      the scene's declaration (:func:`bayesprof.save_scene`)
 ``positions.ecsv``  RA, Dec (deg) of every fitted centre and their errors (arcsec), from the
@@ -537,6 +539,8 @@ def _write_outputs(scene, out, map_kw, nuts_kw, label, progress_bar, say):
     except ValueError as err:  # e.g. an init outside its prior's support
         raise ConfigError(f"{label}: {err}") from None
     say(f"\nMAP ({fit.time_s:.1f} s including compilation):\n{fit.table()}")
+    say("chi2/N per image: " + ", ".join(f"{name} {c / max(n, 1):.3f} ({n} px)"
+                                          for name, (c, n) in fit.image_chi2().items()))
     files["map.txt"] = out / "map.txt"
     mags = "\n".join(f"{k.replace('.flux', '.mag'):<24}{m:>14.4f}{s:>12.3g}" for k, (m, s) in fit.magnitudes().items())
     files["map.txt"].write_text(fit.table() + ("\nAB magnitudes:\n" + mags if mags else "") + "\n")
@@ -546,11 +550,6 @@ def _write_outputs(scene, out, map_kw, nuts_kw, label, progress_bar, say):
         files[path.name] = path
 
     import matplotlib.pyplot as plt
-
-    files["residuals.png"] = out / "residuals.png"
-    fig = plot.residuals(scene, fit)
-    fig.savefig(files["residuals.png"], dpi=80)
-    plt.close(fig)
 
     post = None
     files["summary.csv"] = out / "summary.csv"
@@ -574,6 +573,10 @@ def _write_outputs(scene, out, map_kw, nuts_kw, label, progress_bar, say):
         files["corner.png"] = out / "corner.png"
         fig.savefig(files["corner.png"], dpi=70)
         plt.close(fig)
+    files["residuals.png"] = out / "residuals.png"
+    fig = plot.residuals(scene, fit, posterior=post)  # with NUTS: the posterior-predictive residual too
+    fig.savefig(files["residuals.png"], dpi=80)
+    plt.close(fig)
     positions = (post if post is not None else fit).sky_positions()
     if len(positions):
         files["positions.ecsv"] = out / "positions.ecsv"

@@ -7,6 +7,9 @@ bottom left), so a default north-up east-left image has north up and east left.
 from __future__ import annotations
 
 import numpy as np
+from astropy import units as _u
+
+_ARCSEC = _u.arcsec
 
 __all__ = ["residuals", "windows", "light_curve"]
 
@@ -37,43 +40,83 @@ def _draw_windows(ax, scene, image_name, color="cyan"):
             ax.text(x0, y1 - 1, src, color=color, fontsize=7, va="top")
 
 
-def residuals(scene, result, *, figsize_per_row=3.0, show_windows=True):
-    """Figure with one row per image: data, model and (data - model)/sigma.
+def _north_east(ax, image, colour="tab:orange"):
+    """N and E arrows at the top-left of a panel, from the image's WCS at its centre."""
+    ny, nx = image.shape
+    c = image.pixel_to_sky((nx - 1) / 2, (ny - 1) / 2)
+    step = 0.1 * min(nx, ny) * image.pixel_scale  # arcsec
+    x0, y0 = image.sky_to_pixel(c)
+    base = (0.16 * nx, 0.8 * ny)
+    for label, (dlon, dlat) in (("N", (0.0, step)), ("E", (step, 0.0))):
+        target = c.spherical_offsets_by(dlon * _ARCSEC, dlat * _ARCSEC)
+        x1, y1 = image.sky_to_pixel(target)
+        dx, dy = float(x1 - x0), float(y1 - y0)
+        ax.annotate("", xy=(base[0] + dx, base[1] + dy), xytext=base,
+                    arrowprops=dict(arrowstyle="->", color=colour, lw=1.2))
+        ax.text(base[0] + 1.25 * dx, base[1] + 1.25 * dy, label, color=colour, fontsize=7, ha="center", va="center")
 
-    ``result``: a :class:`~bayesprof.inference.MapResult`, a :class:`~bayesprof.results.Posterior`
-    (its MAP), or a dict of site values.  Masked and unfitted pixels are blank.
+
+def residuals(scene, result, *, posterior=None, n_draws=64, figsize_per_row=3.0, show_windows=True):
+    """Figure with one row per image: data, model and (data - model)/sigma at the MAP, and with
+    ``posterior`` (a :class:`~bayesprof.results.Posterior`) also (data - median model)/sigma,
+    the median over ``n_draws`` posterior draws (the posterior-predictive residual).
+
+    ``result``: a :class:`~bayesprof.inference.MapResult`, a Posterior (its MAP), or a dict of
+    site values.  Data and model share an asinh stretch (1st to 99.7th percentile of the data)
+    and a colour bar in counts/pixel; N and E arrows come from the image's WCS; each residual
+    panel's title gives chi^2/N over the fitted pixels.  Masked and unfitted pixels are blank.
     """
     import matplotlib.pyplot as plt
+    from astropy.visualization import AsinhStretch, ImageNormalize
 
     model = scene.build()
     values = {k: v for k, v in _values(result).items() if k in model.site}
     models = model.render_all(values)
+    medians = None if posterior is None else _posterior_median_models(model, posterior, n_draws)
     n = len(model.images)
-    fig, axes = plt.subplots(n, 3, figsize=(3 * figsize_per_row + 1.5, figsize_per_row * n), squeeze=False)
+    cols = 3 if medians is None else 4
+    fig, axes = plt.subplots(n, cols, figsize=(cols * figsize_per_row + 2.0, figsize_per_row * n), squeeze=False,
+                             layout="constrained")
     for k, (im, m) in enumerate(zip(model.images, models)):
-        good = model._plans[k]["good"]
+        good = np.asarray(model._plans[k]["good"], bool).reshape(im.shape)
         m = np.asarray(m)
-        data = np.where(good, im.data, np.nan)
         lo, hi = _stretch(im.data, good)
-        chi = np.where(good, (im.data - m) / np.sqrt(im.variance), np.nan)
-        panels = [(data, "data", dict(vmin=lo, vmax=hi, cmap="gray_r")),
-                  (np.where(good, m, np.nan), "model", dict(vmin=lo, vmax=hi, cmap="gray_r")),
-                  (chi, "(data - model) / sigma", dict(vmin=-5, vmax=5, cmap="RdBu_r"))]
+        norm = ImageNormalize(vmin=lo, vmax=hi, stretch=AsinhStretch(0.1))
+        sigma = np.sqrt(im.variance)
+        panels = [(np.where(good, im.data, np.nan), "data", dict(norm=norm, cmap="gray_r")),
+                  (np.where(good, m, np.nan), "MAP model", dict(norm=norm, cmap="gray_r"))]
+        chis = [("MAP", np.where(good, (im.data - m) / sigma, np.nan))]
+        if medians is not None:
+            chis.append((f"posterior median of {medians[1]}", np.where(good, (im.data - medians[0][k]) / sigma, np.nan)))
+        for label, chi in chis:
+            c2 = float(np.nanmean(chi**2)) if good.any() else float("nan")
+            panels.append((chi, f"(data - model)/sigma, {label}\nchi2/N = {c2:.3f}", dict(vmin=-5, vmax=5, cmap="RdBu_r")))
         for j, (arr, title, kw) in enumerate(panels):
             ax = axes[k, j]
             art = ax.imshow(arr, origin="lower", interpolation="nearest", **kw)
-            ax.set_title(f"{im.name} ({im.band}): {title}", fontsize=9)
+            ax.set_title(f"{im.name} ({im.band}): {title}", fontsize=8)
             ax.set_xticks([])
             ax.set_yticks([])
-            if j == 2:
-                fig.colorbar(art, ax=ax, fraction=0.046, pad=0.04)
-            if show_windows and j == 0:
-                _draw_windows(ax, scene, im.name)
-        if good.any():
-            axes[k, 2].text(0.02, 0.02, f"chi2/N = {np.nanmean(chi**2):.3f}", transform=axes[k, 2].transAxes,
-                            fontsize=8, color="k", bbox=dict(fc="w", alpha=0.7, lw=0))
-    fig.tight_layout()
+            if j == 1:
+                fig.colorbar(art, ax=axes[k, :2].tolist(), fraction=0.046, pad=0.02, label="counts / pixel")
+            elif j >= 2:
+                fig.colorbar(art, ax=ax, fraction=0.046, pad=0.04, label="sigma")
+            if j == 0:
+                _north_east(ax, im)
+                if show_windows:
+                    _draw_windows(ax, scene, im.name)
     return fig
+
+
+def _posterior_median_models(model, posterior, n_draws):
+    """Per image, the pixel-wise median of the models of up to ``n_draws`` posterior draws
+    (evenly spaced over the chains); and a label saying how many."""
+    names = [s.name for s in model.latent]
+    total = int(posterior.posterior.sizes["chain"] * posterior.posterior.sizes["draw"])
+    pick = np.unique(np.linspace(0, total - 1, min(n_draws, total)).astype(int))
+    flat = {nm: posterior.flat(nm)[pick] for nm in names}
+    renders = [[np.asarray(r) for r in model.render_all({nm: flat[nm][i] for nm in names})] for i in range(len(pick))]
+    return [np.median(np.stack([r[k] for r in renders]), axis=0) for k in range(len(model.images))], f"{len(pick)} draws"
 
 
 def windows(scene, *, figsize_per_panel=3.5):

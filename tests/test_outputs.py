@@ -141,3 +141,25 @@ def test_fits_images_of_the_fit(tmp_path):
         assert header["BPNPIX"] == good.sum() and header["BANDNAME"] == "r"
         a, b = WCS(header).pixel_to_world(7.0, 3.0), image.wcs.pixel_to_world(7.0, 3.0)
         assert a.separation(b).arcsec < 1e-9
+
+    # the residual figure: chi2/N in the titles, N up and E left for a north-up east-left image,
+    # and with a posterior the residual of its median model (draws of the sky level about 0.1:
+    # the median model is 0.1, so that residual's chi2/N is the MAP's plus (0.1/0.05)^2 = 4)
+    from bayesprof import plot
+
+    fig = plot.residuals(scene, fit)
+    ax_data, ax_chi = fig.axes[0], fig.axes[2]
+    c2, npx = fit.image_chi2()["r"]
+    assert f"chi2/N = {c2 / npx:.3f}" in ax_chi.get_title()
+    labels = {t.get_text(): t.get_position() for t in ax_data.texts if t.get_text() in "NE"}
+    base = (0.16 * 36, 0.8 * 30)
+    assert labels["N"][1] > base[1] + 2 and abs(labels["N"][0] - base[0]) < 0.1
+    assert labels["E"][0] < base[0] - 2 and abs(labels["E"][1] - base[1]) < 0.1
+    post = Posterior.__new__(Posterior)
+    level = 0.1 + 1e-4 * np.random.default_rng(3).standard_normal((2, 50, 1))
+    post.tree = az.from_dict({"posterior": {"sky.level": level}}, dims={"sky.level": ["image"]},
+                             coords={"image": ["r"]})
+    fig = plot.residuals(scene, fit, posterior=post, n_draws=10)
+    title = [a.get_title() for a in fig.axes if "posterior median of 10 draws" in a.get_title()][0]
+    chi_pp = ((image.data - 0.1) / 0.05)[good]
+    assert float(title.split("chi2/N = ")[1]) == pytest.approx(np.mean(chi_pp**2), abs=1e-3)
