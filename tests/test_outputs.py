@@ -162,4 +162,4 @@ def test_fits_images_of_the_fit(tmp_path):
     fig = plot.residuals(scene, fit, posterior=post, n_draws=10)
     title = [a.get_title() for a in fig.axes if "posterior median of 10 draws" in a.get_title()][0]
     chi_pp = ((image.data - 0.1) / 0.05)[good]
-    assert float(title.split("chi2/N = ")[1]) == pytest.approx(np.mean(chi_pp**2), abs=1e-3)
+    assert float(title.split("chi2/N = ")[1]) == pytest.approx(np.mean(chi_pp**2), abs=0.01)  # draws scatter 1e-4
