@@ -18,6 +18,9 @@ and :func:`bayesprof.sample`, and writes to ``DIR``:
                     of the posterior median model too
 ``corner.png``      corner plot of the posterior with the MAP marked, NUTS only
 ``scene.yaml``      the scene's declaration (:func:`bayesprof.save_scene`)
+``run.json``        the configuration and its folder, for ``bayesprof plot DIR`` (redraw the
+                    figures) and ``bayesprof summary DIR`` (print the summaries, rewrite
+                    ``summary.csv``), which reread the images but do not refit
 ``positions.ecsv``  RA, Dec (deg) of every fitted centre and their errors (arcsec), from the
                     posterior when NUTS ran, else from the MAP
 ``lightcurve_<source>.ecsv``, ``lightcurve_<source>.png``
@@ -96,7 +99,8 @@ import yaml
 from .catalog import neighbour_mask
 from .diagnostics import FitWarning
 
-__all__ = ["ConfigError", "run_config", "load_config", "load_images", "build_scene", "main", "console"]
+__all__ = ["ConfigError", "run_config", "replot", "resummarise", "load_config", "load_images", "build_scene", "main",
+           "console"]
 
 TOP_KEYS = ("images", "scene", "map", "nuts")
 IMAGE_KEYS = ("file", "hdu", "name", "band", "sigma", "weight", "variance", "mask", "segmentation", "psf",
@@ -505,7 +509,10 @@ def run_config(config, out_dir, *, base_dir=None, label=None, progress_bar=True,
     out = pathlib.Path(out_dir)
     stage = _stage(out)
     try:
+        (stage / "run.json").write_text(json.dumps({"config": cfg, "base_dir": str(pathlib.Path(base).resolve())},
+                                                   indent=1, default=str))
         fit, post, files = _write_outputs(scene, stage, map_kw, nuts_kw, label, progress_bar, say)
+        files["run.json"] = stage / "run.json"
         _publish(stage, out, [f.name for f in files.values()])
     finally:
         if stage.exists():
@@ -524,7 +531,6 @@ def _max_rhat_text(summary):
 def _write_outputs(scene, out, map_kw, nuts_kw, label, progress_bar, say):
     """Fit ``scene`` and write every output into the folder ``out``: ``(MapResult, Posterior or
     None, {name: path})``.  The fit's warnings are in the MAP table (``WARNING:`` lines)."""
-    from . import plot
     from .inference import fit_map, sample
     from .scenefile import save_scene
 
@@ -549,8 +555,6 @@ def _write_outputs(scene, out, map_kw, nuts_kw, label, progress_bar, say):
     for path in fit.write_images(out):
         files[path.name] = path
 
-    import matplotlib.pyplot as plt
-
     post = None
     files["summary.csv"] = out / "summary.csv"
     if nuts_kw is None:
@@ -567,6 +571,37 @@ def _write_outputs(scene, out, map_kw, nuts_kw, label, progress_bar, say):
             f"warm-up {post.warmup_time_s:.1f} s (including compilation), sampling {post.sampling_time_s:.1f} s")
         files["posterior.nc"] = out / "posterior.nc"
         post.to_netcdf(files["posterior.nc"])
+    positions = (post if post is not None else fit).sky_positions()
+    if len(positions):
+        files["positions.ecsv"] = out / "positions.ecsv"
+        positions.write(files["positions.ecsv"], format="ascii.ecsv", overwrite=True)
+    from .lightcurve import light_curve
+
+    curves = {}
+    for name in _transients(scene):  # sources with a flux per image: their light curves
+        curves[name] = lc = light_curve(post if post is not None else fit, name)
+        files[f"lightcurve_{name}.ecsv"] = out / f"lightcurve_{name}.ecsv"
+        lc.write(files[f"lightcurve_{name}.ecsv"], format="ascii.ecsv", overwrite=True)
+        say(f"\nlight curve of {name} ({lc.meta['method']}):\n" + "\n".join(lc.pformat(max_width=-1, max_lines=-1)))
+    files.update(_figures(scene, fit, post, curves, out))
+    return fit, post, files
+
+
+def _transients(scene):
+    """The sources with a latent flux per image (a light curve each)."""
+    return list(dict.fromkeys(s.source for s in scene.build().sites
+                              if s.param == "flux" and s.dim == "image" and s.fixed is None))
+
+
+def _figures(scene, fit, post, curves, out):
+    """Draw ``residuals.png``, ``corner.png`` (with a posterior) and ``lightcurve_<source>.png``
+    (``curves``: {source: table}) into ``out``; ``{name: path}``."""
+    import matplotlib.pyplot as plt
+
+    from . import plot
+
+    files = {}
+    if post is not None:
         truths = {k: float(v) for k, v in fit.values.items() if np.ndim(v) == 0 and k in fit.sigmas}
         fig = post.corner(truths=truths)
         fig.suptitle("posterior (blue lines: MAP)", fontsize=10)
@@ -577,24 +612,75 @@ def _write_outputs(scene, out, map_kw, nuts_kw, label, progress_bar, say):
     fig = plot.residuals(scene, fit, posterior=post)  # with NUTS: the posterior-predictive residual too
     fig.savefig(files["residuals.png"], dpi=80)
     plt.close(fig)
-    positions = (post if post is not None else fit).sky_positions()
-    if len(positions):
-        files["positions.ecsv"] = out / "positions.ecsv"
-        positions.write(files["positions.ecsv"], format="ascii.ecsv", overwrite=True)
-    transients = list(dict.fromkeys(s.source for s in fit.model.sites
-                                    if s.param == "flux" and s.dim == "image" and s.fixed is None))
-    from .lightcurve import light_curve
-
-    for name in transients:  # sources with a flux per image: their light curves
-        lc = light_curve(post if post is not None else fit, name)
-        files[f"lightcurve_{name}.ecsv"] = out / f"lightcurve_{name}.ecsv"
-        lc.write(files[f"lightcurve_{name}.ecsv"], format="ascii.ecsv", overwrite=True)
+    for name, lc in curves.items():
         fig = plot.light_curve(lc)
         files[f"lightcurve_{name}.png"] = out / f"lightcurve_{name}.png"
         fig.savefig(files[f"lightcurve_{name}.png"], dpi=80, bbox_inches="tight")
         plt.close(fig)
-        say(f"\nlight curve of {name} ({lc.meta['method']}):\n" + "\n".join(lc.pformat(max_width=-1, max_lines=-1)))
-    return fit, post, files
+    return files
+
+
+def _finished(out_dir):
+    """(scene, MapResult, Posterior or None, light-curve tables) of a finished output folder,
+    its images re-read from the configuration recorded in ``run.json`` (no refit)."""
+    from astropy.table import Table
+
+    from .inference import load_map
+    from .results import load_posterior
+    from .scenefile import load_scene
+
+    out = pathlib.Path(out_dir)
+    if not (out / MANIFEST).is_file():
+        raise ConfigError(f"{out}: not a finished bayesprof output folder (no {MANIFEST})")
+    if (out / INCOMPLETE).exists():
+        raise ConfigError(f"{out}: holds an interrupted run's outputs ({INCOMPLETE}); rerun the fit")
+    try:
+        run = json.loads((out / "run.json").read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{out}: no run.json (written by bayesprof from this version on); rerun the fit") from None
+    images = load_images(run["config"], pathlib.Path(run["base_dir"]), label=f"{out}/run.json")
+    try:
+        scene = load_scene(out / "scene.yaml", images)
+    except ValueError as err:
+        raise ConfigError(f"{out}/scene.yaml: {err}") from None
+    post = load_posterior(out / "posterior.nc") if (out / "posterior.nc").is_file() else None
+    curves = {p.stem[len("lightcurve_"):]: Table.read(p, format="ascii.ecsv") for p in sorted(out.glob("lightcurve_*.ecsv"))}
+    return scene, load_map(out / "map.json"), post, curves
+
+
+def replot(out_dir, log=print):
+    """Redraw the figures of a finished output folder (``bayesprof plot DIR``), each replaced
+    whole; returns their paths."""
+    out = pathlib.Path(out_dir)
+    scene, fit, post, curves = _finished(out)
+    stage = _stage(out)
+    try:
+        files = _figures(scene, fit, post, curves, stage)
+        for path in files.values():
+            os.replace(path, out / path.name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    log(f"redrew {', '.join(sorted(files))} in {out}/")
+    return [out / name for name in files]
+
+
+def resummarise(out_dir, log=print):
+    """Print the MAP table, chi2/N per image, the sky positions and (with NUTS) the posterior
+    summary of a finished output folder (``bayesprof summary DIR``); ``summary.csv`` is
+    rewritten whole."""
+    out = pathlib.Path(out_dir)
+    _, fit, post, _ = _finished(out)
+    log(fit.table())
+    log("chi2/N per image: " + ", ".join(f"{name} {c / max(n, 1):.3f} ({n} px)" for name, (c, n) in fit.image_chi2().items()))
+    tmp = out / f".summary.csv.tmp-{os.getpid()}"
+    if post is None:
+        _map_table_csv(fit, tmp)
+    else:
+        summary = post.summary()
+        summary.to_csv(tmp)
+        log("\n" + summary.to_string())
+        log(f"max R-hat {_max_rhat_text(summary)}; min bulk ESS {post.ess_min():.0f}; {post.num_divergences} divergences")
+    os.replace(tmp, out / "summary.csv")
 
 
 # ----------------------------------------------------------------------------- command line
@@ -609,6 +695,10 @@ def _parser():
     for name in ("num-warmup", "num-samples", "num-chains", "seed"):
         f.add_argument(f"--{name}", type=int, metavar="N", help=f"override nuts.{name.replace('-', '_')}")
     f.add_argument("--no-progress", action="store_true", help="no NUTS progress bar")
+    for name, text in (("plot", "redraw the figures of a finished output folder (no refit)"),
+                       ("summary", "print the MAP and posterior summaries of a finished output folder (no refit)")):
+        sp = sub.add_parser(name, help=text, description=text)
+        sp.add_argument("out", metavar="DIR", help="the output folder of `bayesprof fit`")
     return p
 
 
@@ -640,6 +730,9 @@ def main(argv=None, *, device_per_chain=False) -> int:
 
     matplotlib.use("Agg")
     try:
+        if args.command in ("plot", "summary"):
+            (replot if args.command == "plot" else resummarise)(args.out, log=lambda *a, **k: print(*a, **k, flush=True))
+            return 0
         path = pathlib.Path(args.config)
         cfg = load_config(path)
         overrides = {k: getattr(args, k) for k in ("num_warmup", "num_samples", "num_chains", "seed")

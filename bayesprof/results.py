@@ -211,11 +211,18 @@ class Posterior:
         row to the decimal of its sd's second significant figure (``gal.mag[g]  19.5674
         0.0047  19.5597  19.5751``), the MCSEs to two significant figures, ESS whole, R-hat to
         three decimals; any other value is arviz's (``"none"``: raw numbers)."""
+        import warnings
+
         import arviz as az
 
+        # a chain stuck on one value (a short or failed run) has zero variance: its R-hat and
+        # ESS are inf or NaN in the table, without numpy's divide warnings
+        with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            table = az.summary(self.tree, var_names=var_names, round_to="none" if round_to == "sd" else round_to,
+                               **kwargs)
         if round_to != "sd":
-            return az.summary(self.tree, var_names=var_names, round_to=round_to, **kwargs)
-        table = az.summary(self.tree, var_names=var_names, round_to="none", **kwargs)
+            return table
         if "sd" not in table:
             return table
         sd = table["sd"].to_numpy(dtype=float)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 import pathlib
 import subprocess
@@ -93,6 +94,27 @@ def test_outputs(run):
     scene = yaml.safe_load((out / "scene.yaml").read_text())
     assert [s["name"] for s in scene["sources"]] == ["gal", "sky"]
     assert "chi2 =" in (out / "map.txt").read_text()
+    listed = set(json.loads((out / "outputs.json").read_text())["files"])
+    assert {"map.json", "positions.ecsv", "run.json", "KiDS_fit.fits", "SDSS_fit.fits"} <= listed
+    assert listed | {"outputs.json"} == {p.name for p in out.iterdir()}
+    assert not list(out.parent.glob(".out.partial-*"))  # the staging folder became the output
+    assert "chi2/N per image: KiDS" in proc.stdout
+
+
+def test_plot_and_summary_of_a_finished_run(run, capsys):
+    """`bayesprof plot DIR` redraws the figures and `bayesprof summary DIR` reprints the
+    summaries from the folder alone (images reread through run.json, no refit)."""
+    out, proc = run
+    before = {n: (out / n).stat().st_mtime_ns for n in ("residuals.png", "corner.png", "map.json", "posterior.nc")}
+    assert cli.main(["plot", str(out)]) == 0
+    after = {n: (out / n).stat().st_mtime_ns for n in before}
+    assert after["residuals.png"] > before["residuals.png"] and after["corner.png"] > before["corner.png"]
+    assert after["map.json"] == before["map.json"] and after["posterior.nc"] == before["posterior.nc"]
+    assert cli.main(["summary", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "gal.n" in printed and "chi2/N per image: KiDS" in printed and "max R-hat" in printed
+    assert cli.main(["summary", str(out.parent)]) == 2  # not an output folder: one line, exit 2
+    assert "not a finished bayesprof output folder" in capsys.readouterr().err
 
 
 def test_fluxes_agree_with_aperture_sums(run, config, tmp_path):
