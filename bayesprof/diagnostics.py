@@ -128,7 +128,10 @@ def _noise_mismatch(image_chi2):
         if n == 0:
             continue
         r = chi2 / n
-        if r < lo:
+        if r == 0:  # a noiseless model of noiseless data
+            out.append(Flag("noise", name, f"image {name}: chi2/N = 0 over {n} pixels: the model matches the data "
+                                           f"exactly (noiseless data?), so the uncertainties mean nothing"))
+        elif r < lo:
             out.append(Flag("noise", name, f"image {name}: chi2/N = {r:.3g} over {n} pixels: the noise map is {1 / np.sqrt(r):.2g}x the "
                        f"residuals' scatter, so every uncertainty is about that much too large (a sigma map given "
                        f"as variance?)"))

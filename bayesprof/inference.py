@@ -192,7 +192,8 @@ class MapResult:
         model = self.model
         if model is None:
             return dict(self.saved_image_chi2 or {})
-        return _image_chi2(model, np.asarray(model.whitened_residuals(model.constrain(jnp.asarray(self.u)))))
+        r = np.asarray(model.whitened_residuals(model.constrain(jnp.asarray(self.u))))
+        return _image_chi2(model, r[model._fitted])
 
     def table(self) -> str:
         lines = [f"{'site':<24}{'value':>14}{'sigma':>12}"]
@@ -485,7 +486,7 @@ def _finish(model, u, hess, steps, success, message, elapsed, pixels=None):
         names += [s.name] if s.shape == () else [f"{s.name}[{j}]" for j in range(k)]
         i += k
     if pixels is None:
-        pixels = np.asarray(model.whitened_residuals(model.constrain(jnp.asarray(u))))
+        pixels = np.asarray(model.whitened_residuals(model.constrain(jnp.asarray(u))))[model._fitted]
     chi2 = float(np.sum(pixels**2))
     dof = max(model.n_data - p, 1)
     fit = MapResult(values=values, sigmas=sig, covariance=cov, names=names, chi2=chi2, reduced_chi2=chi2 / dof,
@@ -496,11 +497,12 @@ def _finish(model, u, hess, steps, success, message, elapsed, pixels=None):
 
 
 def _image_chi2(model, pixels):
-    """``{image: (chi2, fitted pixels)}`` from the whitened residuals of every image in turn."""
+    """``{image: (chi2, fitted pixels)}`` from the whitened residuals of the fitted pixels,
+    image after image (as :meth:`SceneModel.residuals` orders them)."""
     out, i = {}, 0
     for im, plan in zip(model.images, model._plans):
-        size = plan["good"].size
-        out[im.name] = (float(np.sum(pixels[i:i + size] ** 2)), int(np.count_nonzero(plan["good"])))
+        size = int(plan["index"].size)
+        out[im.name] = (float(np.sum(pixels[i:i + size] ** 2)), size)
         i += size
     return out
 
