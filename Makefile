@@ -2,7 +2,7 @@ PYTHON ?= python3.12
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo test bench bench-joint calibration clean
+.PHONY: install demo test docs bench bench-joint calibration clean
 
 # Creates .venv once and (re)installs only when pyproject.toml changed.
 install: $(VENV)/.installed
@@ -20,6 +20,10 @@ demo: install
 test: install
 	$(PY) -m pytest -q
 
+# the API reference from the docstrings (any Sphinx warning fails; tests/test_docs.py does the same)
+docs: install
+	$(PY) -m sphinx -W -E -q -b html docs docs/_build/html
+
 bench: install
 	$(PY) benchmarks/render.py
 
@@ -35,4 +39,4 @@ calibration: install
 	$(PY) benchmarks/calibration.py --pool benchmarks/.cache/calibration.json benchmarks/.cache/calibration_seed1.json
 
 clean:
-	rm -rf $(VENV) demo_output .pytest_cache
+	rm -rf $(VENV) demo_output .pytest_cache docs/_build

@@ -139,7 +139,7 @@ def estimate_noise(image, segmap=None, *, mask=None, nsigma=3.0, dilate=2, plane
 
 
 def noise_autocorrelation(image, segmap=None, *, mask=None, max_lag=3, dilate=2, nsigma=5.0) -> np.ndarray:
-    """Autocorrelation rho(dy, dx) of an image's background noise, for |dx|, |dy| <= max_lag.
+    """Autocorrelation rho(dy, dx) of an image's background noise, for ``|dx|, |dy| <= max_lag``.
 
     Returns an array of shape (2 max_lag + 1, 2 max_lag + 1), ``rho[max_lag + dy, max_lag + dx]``,
     with rho(0, 0) = 1.  Measured on unmasked pixels outside the sources (``segmap > 0``
@@ -180,7 +180,7 @@ def noise_correlation_factor(image, segmap=None, **kwargs) -> float:
     (fluxes, sizes, shapes of resolved sources), the true variance is the independent-pixel
     variance times
 
-        F = sum over lags (dx, dy) of rho(dx, dy),   |dx|, |dy| <= max_lag,
+        F = sum over lags (dx, dy) of rho(dx, dy),   abs(dx), abs(dy) <= max_lag,
 
     where rho is :func:`noise_autocorrelation` (same arguments; ``max_lag`` 3 by default).
     White noise gives F = 1; noise smoothed by a 2x2 box gives F = 4.  To use it: multiply

@@ -5,29 +5,39 @@ configuration, loads the images (:meth:`bayesprof.Image.from_fits`), builds the 
 :func:`bayesprof.scenefile.scene_from_dict` (the scene-file format), runs :func:`bayesprof.fit_map`
 and :func:`bayesprof.sample`, and writes to ``DIR``:
 
-``summary.csv``     the posterior summary (arviz: mean, sd, HDI, ESS, R-hat, AB magnitudes), or
-                    the MAP table (value, sigma, magnitudes) when NUTS is switched off
-``map.txt``         the MAP with its Gauss–Newton uncertainties
-``map.json``        the MAP in full (values, sigmas, covariances, chi2 per image, flags):
-                    :func:`bayesprof.load_map`
-``<image>_fit.fits`` per image: the MAP model, data - model and (data - model)/sigma, with the
-                    image's WCS and chi2 (:meth:`bayesprof.MapResult.write_images`)
-``posterior.nc``    the arviz DataTree (NetCDF-4; :func:`bayesprof.load_posterior`), NUTS only
-``residuals.png``   data | model | (data - model)/sigma per image at the MAP (asinh stretch,
-                    colour bars in counts/pixel, N/E arrows, chi2/N), and with NUTS the residual
-                    of the posterior median model too
-``corner.png``      corner plot of the posterior with the MAP marked, NUTS only
-``scene.yaml``      the scene's declaration (:func:`bayesprof.save_scene`)
-``run.json``        the configuration and its folder, for ``bayesprof plot DIR`` (redraw the
-                    figures) and ``bayesprof summary DIR`` (print the summaries, rewrite
-                    ``summary.csv``), which reread the images but do not refit
-``positions.ecsv``  RA, Dec (deg) of every fitted centre and their errors (arcsec), from the
-                    posterior when NUTS ran, else from the MAP
+``summary.csv``
+    the posterior summary (arviz: mean, sd, HDI, ESS, R-hat, AB magnitudes), or
+    the MAP table (value, sigma, magnitudes) when NUTS is switched off
+``map.txt``
+    the MAP with its Gauss–Newton uncertainties
+``map.json``
+    the MAP in full (values, sigmas, covariances, chi2 per image, flags):
+    :func:`bayesprof.load_map`
+``<image>_fit.fits``
+    per image: the MAP model, data - model and (data - model)/sigma, with the
+    image's WCS and chi2 (:meth:`bayesprof.MapResult.write_images`)
+``posterior.nc``
+    the arviz DataTree (NetCDF-4; :func:`bayesprof.load_posterior`), NUTS only
+``residuals.png``
+    data | model | (data - model)/sigma per image at the MAP (asinh stretch,
+    colour bars in counts/pixel, N/E arrows, chi2/N), and with NUTS the residual
+    of the posterior median model too
+``corner.png``
+    corner plot of the posterior with the MAP marked, NUTS only
+``scene.yaml``
+    the scene's declaration (:func:`bayesprof.save_scene`)
+``run.json``
+    the configuration and its folder, for ``bayesprof plot DIR`` (redraw the
+    figures) and ``bayesprof summary DIR`` (print the summaries, rewrite
+    ``summary.csv``), which reread the images but do not refit
+``positions.ecsv``
+    RA, Dec (deg) of every fitted centre and their errors (arcsec), from the
+    posterior when NUTS ran, else from the MAP
 ``lightcurve_<source>.ecsv``, ``lightcurve_<source>.png``
-                    for every source whose flux varies per image (``vary: {flux: image}``, e.g.
-                    a supernova): its light curve (:func:`bayesprof.light_curve`: MJD from each
-                    image's ``time``, band, flux and error in uJy, S/N, AB magnitude or 5-sigma
-                    upper limit), from the posterior when NUTS ran, else from the MAP
+    for every source whose flux varies per image (``vary: {flux: image}``, e.g.
+    a supernova): its light curve (:func:`bayesprof.light_curve`: MJD from each
+    image's ``time``, band, flux and error in uJy, S/N, AB magnitude or 5-sigma
+    upper limit), from the posterior when NUTS ran, else from the MAP
 
 Configuration (relative paths are relative to the configuration file)::
 

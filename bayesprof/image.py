@@ -761,6 +761,8 @@ class Image:
                   pixel_scale: float | None = None, exptime: Any = None, plane: int | None = None) -> "Image":
         """An image read from a FITS file, with its WCS from the header.
 
+        Parameters
+        ----------
         path : str or path
             The FITS file.  ``"file.fits[1]"`` or ``"file.fits[N12]"`` picks an HDU too.
         hdu : int or str, optional

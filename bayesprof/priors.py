@@ -3,11 +3,11 @@ least-squares form of any prior used by the Levenberg–Marquardt fitter.
 
 Every latent site has a NumPyro distribution.  Inference works in NumPyro's
 unconstrained space ``u`` (``x = biject_to(support)(u)``); the negative log density of a
-site in that space, including the Jacobian of the transform, is
+site in that space, including the Jacobian of the transform, is::
 
     V(u) = -log p(x(u)) - log |dx/du|.
 
-For Levenberg–Marquardt every such term is written as a residual
+For Levenberg–Marquardt every such term is written as a residual::
 
     r(u) = sign(u - m) * sqrt(2 (V(u) - V(m))),        m = argmin V,
 
@@ -59,7 +59,7 @@ def default_prior(param: str, estimate, scale_hint: float | None = None, *, tran
     ``xi, eta``     Normal(estimate, max(2 * re estimate, 3 pixels of the finest image)) arcsec
     ``flux``        LogNormal(log(aperture flux), 1.5)  (a factor 4.5 at 1 sigma), uJy
     transient flux  (``transient=True``: a point source's flux per image, e.g. a supernova per
-                    epoch) Normal(0, max(100 * aperture error, 10 * |aperture flux|)) uJy, on
+                    epoch) Normal(0, max(100 * aperture error, 10 * abs(aperture flux))) uJy, on
                     the real line: a flux may be negative (a baseline epoch scatters about 0),
                     and the MAP is not pulled: it moves by -f (sigma_f / width)^2, at most
                     1e-4 of the flux and 0.01 sigma_f per 100 of S/N

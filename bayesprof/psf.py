@@ -58,8 +58,8 @@ class PSF:
 
     #: whether the PSF already contains the detector pixel response
     includes_pixel: bool = False
-    #: True when the PSF is circular (its transform a function of |k| alone): the renderer then
-    #: evaluates it once per distinct |k|
+    #: True when the PSF is circular (its transform a function of ``|k|`` alone): the renderer then
+    #: evaluates it once per distinct ``|k|``
     circular: bool = False
 
     def fourier(self, kx, ky, pixel_scale):  # pragma: no cover - interface
@@ -356,14 +356,14 @@ class PixelPSF(PSF):
         return min(r, half) * s
 
     #: The renderer's rule for interpolated stamps (see :mod:`bayesprof.render`): the fraction
-    #: of the 1-D axis profile of |E(k)| beyond the folding limit m pi, and beyond the halo's
+    #: of the 1-D axis profile of ``|E(k)|`` beyond the folding limit m pi, and beyond the halo's
     #: band limit, that may be left out.
     FOLD_TAIL, OVERSAMPLE_TAIL = 1e-4, 1e-3
 
     def axis_tail(self, pixel_scale, kmax=16 * np.pi, n=4097):
-        """(k, tail): the fraction of the integral of |E(k, 0)| over 0 <= k (rad / image pixel)
+        """(k, tail): the fraction of the integral of ``|E(k, 0)|`` over 0 <= k (rad / image pixel)
         that lies beyond each k; E is the effective PSF.  Beyond ``kmax`` the quintic
-        interpolant's transform falls as k^-4, so the remainder is |E(kmax)| kmax / 3."""
+        interpolant's transform falls as k^-4, so the remainder is ``|E(kmax)| kmax / 3``."""
         k = np.linspace(0.0, kmax, n)
         e = np.abs(self.effective_fourier(k, 0.0 * k, pixel_scale))
         dk = k[1] - k[0]

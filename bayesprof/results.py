@@ -2,14 +2,18 @@
 
 A :class:`Posterior` wraps an arviz (>= 1.0) ``DataTree`` with the groups
 
-``posterior``       one variable per parameter, named as its site without the bracket
-                    (``gal.n``, ``gal.flux``, ``sky.level``), with a ``band``, ``image`` or
-                    ``knot`` dimension where the site varies; plus derived AB magnitudes
-                    ``<source>.mag`` (``23.9 - 2.5 log10(flux / uJy)``; NaN where a flux is <= 0)
-``sample_stats``    NUTS diagnostics: ``diverging``, ``tree_depth``, ``n_steps``,
-                    ``acceptance_rate``, ``energy``, ``lp``, ``step_size``
-``log_likelihood``  each image's total log-likelihood per draw, ``obs[<image>]``
-``observed_data``   the pixels of every image, ``obs[<image>]`` (dims ``<image>_y, <image>_x``)
+``posterior``
+    one variable per parameter, named as its site without the bracket
+    (``gal.n``, ``gal.flux``, ``sky.level``), with a ``band``, ``image`` or
+    ``knot`` dimension where the site varies; plus derived AB magnitudes
+    ``<source>.mag`` (``23.9 - 2.5 log10(flux / uJy)``; NaN where a flux is <= 0)
+``sample_stats``
+    NUTS diagnostics: ``diverging``, ``tree_depth``, ``n_steps``,
+    ``acceptance_rate``, ``energy``, ``lp``, ``step_size``
+``log_likelihood``
+    each image's total log-likelihood per draw, ``obs[<image>]``
+``observed_data``
+    the pixels of every image, ``obs[<image>]`` (dims ``<image>_y, <image>_x``)
 
 Position angles are folded about their circular mean (:func:`wrap_angles`), so a posterior
 near PA = 0/180 deg stays in one piece.

@@ -4,11 +4,14 @@ A :class:`Scene` holds images and *declared* sources.  Each source has a compone
 type (:class:`~bayesprof.Sersic`, :class:`~bayesprof.Spline`, :class:`~bayesprof.FlatSky`,
 ...) and, for every parameter of that type, a sharing rule:
 
-``"shared"``  one latent site used by every image (default for structure:
-              centre, re, n, q, pa, spline knots)
-``"band"``    one site per photometric band (default for ``flux``)
-``"image"``   one site per image, e.g. per epoch (default for sky parameters and
-              astrometric offsets)
+``"shared"``
+    one latent site used by every image (default for structure:
+    centre, re, n, q, pa, spline knots)
+``"band"``
+    one site per photometric band (default for ``flux``)
+``"image"``
+    one site per image, e.g. per epoch (default for sky parameters and
+    astrometric offsets)
 
 Explicit ties (:meth:`Scene.tie`) make a parameter of one source use another source's
 site, so one object can be a spline in one image and a Sersic in others with a common

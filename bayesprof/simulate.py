@@ -177,7 +177,10 @@ def point_source_snr(image: Image, position, flux: float) -> float:
 def inject_point_source(images, position, fluxes, *, gain=4.0, seed=0):
     """Images with a point source (e.g. a supernova) added, with its photon noise.
 
-    images : sequence of :class:`Image` with a :class:`~bayesprof.PixelPSF` at image pixels
+    Parameters
+    ----------
+    images : sequence of :class:`Image`
+        With a :class:`~bayesprof.PixelPSF` at image pixels.
     position : astropy SkyCoord
         Where it lands in each image is decided by that image's WCS (``world_to_pixel``).
     fluxes : dict
@@ -187,7 +190,10 @@ def inject_point_source(images, position, fluxes, *, gain=4.0, seed=0):
         Gaussian noise of variance ``model / gain`` is added to the data and the same is added to
         the image's variance, as a pipeline that includes source noise would.
 
-    Returns a new :class:`ImageList`; the input images are unchanged.
+    Returns
+    -------
+    ImageList
+        New images; the input images are unchanged.
     """
     rng = np.random.default_rng(seed)
     out = []
