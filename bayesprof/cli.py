@@ -49,7 +49,9 @@ Configuration (relative paths are relative to the configuration file)::
                                          #   each a FITS file or a number
         mask: KiDS/G279148mskim.fits     # non-zero = bad pixel
         segmentation: KiDS/G279148segim.fits  # mask pixels of other objects; keeps the object at
-                                         #   the (cut-out's) centre, or {file: ..., keep: ID | [x, y]}
+                                         #   the (cut-out's) centre, or {file: ..., keep: ID | [x, y]};
+                                         #   "auto": detect them (bayesprof.catalog.segment) and mask
+                                         #   all but the object at (or nearest) the centre
         psf: KiDS/G279148psfim.fits  # a PSF image (or PSFEx file), {file: ..., pixel_scale: ...,
                                      #   includes_pixel: true, plane: k (of a PSF cube)},
                                      #   {gaussian: {fwhm: 0.9}} or
@@ -339,7 +341,8 @@ def _one_image(d, base, where):
             raise ConfigError(f"{where}.mask: {err}") from None
         if mask.shape != shape:
             raise ConfigError(f"{where}.mask: the mask has shape {list(mask.shape)}, the image {list(shape)}")
-    if "segmentation" in d:
+    auto = d.get("segmentation") == "auto"
+    if "segmentation" in d and not auto:
         if box is None:
             centre = (shape[1] // 2, shape[0] // 2)
         else:
@@ -361,7 +364,22 @@ def _one_image(d, base, where):
             im = im.cutout(*box)
         except ValueError as err:
             raise ConfigError(f"{where}.cutout: {err}") from None
-    return im
+    return _mask_neighbours(im) if auto else im
+
+
+def _mask_neighbours(image):
+    """``segmentation: auto``: sources detected in the image (:func:`bayesprof.catalog.segment`,
+    smoothed by its PSF) and every one masked but the object at the image's (cut-out's) centre,
+    or, if the centre is sky, the object nearest to it."""
+    from .catalog import segment
+
+    seg = segment(image)
+    if seg.max() == 0:
+        return image
+    ys, xs = np.nonzero(seg)
+    ny, nx = image.shape
+    k = np.argmin((xs - (nx - 1) / 2) ** 2 + (ys - (ny - 1) / 2) ** 2)
+    return image.with_mask(neighbour_mask(seg, int(seg[ys[k], xs[k]])))
 
 
 def load_images(config: dict, base_dir=".", *, label="config"):

@@ -849,6 +849,20 @@ class Image:
                    time=None if t is None else float(t), name=name or pathlib.Path(str(path)).stem.split("[")[0],
                    wcs=wcs, pixel_scale=None if wcs is not None else pixel_scale)
 
+    def with_mask(self, extra: Any) -> "Image":
+        """A copy with the pixels where ``extra`` (bool, the image's shape) is True masked too
+        (e.g. :func:`bayesprof.catalog.neighbour_mask`); this image is unchanged."""
+        import copy
+
+        extra = np.asarray(extra, dtype=bool)
+        if extra.shape != self.shape:
+            raise ValueError(f"{_describe(self.name)}: the extra mask has shape {extra.shape}, the image {self.shape}")
+        new = copy.copy(self)
+        new.mask = self.mask | extra
+        new.data = np.where(new.mask, 0.0, self.data)
+        new.variance = np.where(new.mask, 1.0, self.variance)
+        return new
+
     def cutout(self, x0: int, x1: int, y0: int, y1: int) -> "Image":
         """The sub-image ``data[y0:y1, x0:x1]`` (0-indexed, half-open) with its own WCS.
 

@@ -242,3 +242,32 @@ def test_invalid_yaml(capsys, tmp_path):
     assert cli.main(["fit", str(path), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("bayesprof: error: broken.yaml: not valid YAML") and err.count("\n") == 1
+
+
+def test_segmentation_auto_masks_the_neighbours(tmp_path):
+    """`segmentation: auto`: a GalSim target at the cut-out's centre and a neighbour 6" away
+    (and a faint one off-centre the other way): the neighbours' pixels are masked, the
+    target's pixels and the sky between them are not."""
+    from astropy.io import fits
+
+    from bayesprof.simulate import draw_galaxies
+
+    base = bp.Image(np.zeros((80, 80)), pixel_scale=0.25, sigma=0.02, zeropoint=23.9, psf=bp.GaussianPSF(0.9))
+    galaxies = [bp.Sersic(xi=0.0, eta=0.0, flux=200.0, re=1.0, n=1.5, q=0.7, pa=20.0),
+                bp.Sersic(xi=-6.0, eta=3.0, flux=150.0, re=0.8, n=1.0, q=0.8, pa=80.0),
+                bp.Sersic(xi=5.0, eta=-5.0, flux=40.0, re=0.5, n=1.0, q=0.9, pa=0.0)]
+    data = draw_galaxies(galaxies, base) + np.random.default_rng(1).normal(0.0, 0.02, (80, 80))
+    hdu = fits.PrimaryHDU(data.astype(np.float32), header=base.wcs.to_header())
+    hdu.writeto(tmp_path / "img.fits")
+    d = {"file": "img.fits", "sigma": 0.02, "zeropoint": 23.9, "psf": {"gaussian": {"fwhm": 0.9}},
+         "segmentation": "auto"}
+    im = cli._one_image(d, tmp_path, "images[0]")
+    plain = cli._one_image({k: v for k, v in d.items() if k != "segmentation"}, tmp_path, "images[0]")
+    assert not plain.mask.any()
+    pix = lambda g: tuple(int(round(float(v))) for v in base.pixel_map(base.center_sky())(g.xi, g.eta))  # noqa: E731
+    (x0, y0), (x1, y1), (x2, y2) = (pix(g) for g in galaxies)
+    assert not im.mask[y0, x0] and not im.mask[y0 - 3:y0 + 4, x0 - 3:x0 + 4].any()  # the target
+    assert im.mask[y1, x1] and im.mask[y1 - 2:y1 + 3, x1 - 2:x1 + 3].all()  # the bright neighbour
+    assert im.mask[y2, x2]  # the faint one
+    assert not im.mask[(y0 + y1) // 2, (x0 + x1) // 2]  # the sky between them stays
+    assert 0.02 < im.mask.mean() < 0.3
