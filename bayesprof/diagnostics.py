@@ -70,9 +70,10 @@ def _prior_bounds(fit):
             for i in zip(*np.nonzero(np.atleast_1d(near))):
                 name = s.name if s.shape == () else f"{s.name}[{i[0]}]"
                 value, sigma, b = (float(np.ravel(a)[i[0]]) for a in (x, sig, bound))
-                out.append(Flag("prior bound", name, f"{name} = {value:.4g} +- {sigma:.2g} is within 1 sigma of the {side} bound {b:g} of "
-                           f"its prior {_prior_text(s.prior.prior)}: the prior, not only the data, sets the value and "
-                           f"its error (widen the prior if the bound is not physical)"))
+                out.append(Flag("prior bound", name,
+                                f"{name} = {value:.4g} +- {sigma:.2g} is within 1 sigma of the {side} bound {b:g} of "
+                                f"its prior {_prior_text(s.prior.prior)}: the prior, not only the data, sets the value "
+                                f"and its error (widen the prior if the bound is not physical)"))
     return out
 
 
@@ -128,15 +129,16 @@ def _noise_mismatch(image_chi2):
         if n == 0:
             continue
         r = chi2 / n
+        head = f"image {name}: chi2/N = {r:.3g} over {n} pixels: "
         if r == 0:  # a noiseless model of noiseless data
-            out.append(Flag("noise", name, f"image {name}: chi2/N = 0 over {n} pixels: the model matches the data "
-                                           f"exactly (noiseless data?), so the uncertainties mean nothing"))
+            out.append(Flag("noise", name, head + "the model matches the data exactly (noiseless data?), so the "
+                                                  "uncertainties mean nothing"))
         elif r < lo:
-            out.append(Flag("noise", name, f"image {name}: chi2/N = {r:.3g} over {n} pixels: the noise map is {1 / np.sqrt(r):.2g}x the "
-                       f"residuals' scatter, so every uncertainty is about that much too large (a sigma map given "
-                       f"as variance?)"))
+            out.append(Flag("noise", name, head + f"the noise map is {1 / np.sqrt(r):.2g}x the residuals' scatter, so "
+                                                  "every uncertainty is about that much too large (a sigma map given "
+                                                  "as variance?)"))
         elif r > hi:
-            out.append(Flag("noise", name, f"image {name}: chi2/N = {r:.3g} over {n} pixels: the residuals are {np.sqrt(r):.2g}x the "
-                       f"noise map (an underestimated noise map, or structure the model misses); uncertainties are "
-                       f"too small"))
+            out.append(Flag("noise", name, head + f"the residuals are {np.sqrt(r):.2g}x the noise map (an "
+                                                  "underestimated noise map, or structure the model misses); "
+                                                  "uncertainties are too small"))
     return out

@@ -402,8 +402,8 @@ class Renderer:
         mm = np.arange(-R, R + 1)
         if self._wing_type is not None:  # tap m holds E(m - o) plus its copies a period Lp away
             for s_, (dy, dx) in enumerate(self._sub_offsets):
-                alias = _alias_sum(self._wing_type, self._wing_params, (mm - dx)[None, :], (mm - dy)[:, None], Lp)
-                e_real[s_][np.ix_(np.mod(mm, Lp), np.mod(mm, Lp))] -= alias
+                wrapped = _alias_sum(self._wing_type, self._wing_params, (mm - dx)[None, :], (mm - dy)[:, None], Lp)
+                e_real[s_][np.ix_(np.mod(mm, Lp), np.mod(mm, Lp))] -= wrapped
         kern = np.zeros((S * S, Ly, Lx))
         kern[:, np.mod(mm, Ly)[:, None], np.mod(mm, Lx)[None, :]] = e_real[:, np.mod(mm, Lp)[:, None], np.mod(mm, Lp)[None, :]]
         return np.fft.rfft2(kern) / (S * S)  # h^2 = 1/S^2 sample weight folded in
@@ -483,8 +483,8 @@ class Renderer:
         rows = (y >= j0) & (y < j0 + P)
         cols = (x >= i0) & (x < i0 + P)
         if self._wing_type is not None:
-            alias = _alias_sum(self._wing_type, self._wing_params, x[None, :] - x0, y[:, None] - y0, P)
-            tiled = tiled - core_counts * alias
+            wrapped = _alias_sum(self._wing_type, self._wing_params, x[None, :] - x0, y[:, None] - y0, P)
+            tiled = tiled - core_counts * wrapped
         return jnp.where(rows[:, None] & cols[None, :], tiled, 0.0)
 
     def _parts(self, comp):
