@@ -33,7 +33,7 @@ import numpy as np
 
 from . import profiles
 
-__all__ = ["Domain", "PARAMETER_DOMAINS", "Sersic", "Exponential", "DeVaucouleurs", "Gaussian", "Moffat", "PointSource", "Spline", "FlatSky",
+__all__ = ["Domain", "PARAMETER_DOMAINS", "PARAMETER_UNITS", "Sersic", "Exponential", "DeVaucouleurs", "Gaussian", "Moffat", "PointSource", "Spline", "FlatSky",
            "PlaneSky", "SkyComponent", "AstrometricOffset", "PhotometricOffset", "Component"]
 
 
@@ -80,6 +80,14 @@ PARAMETER_DOMAINS = {
     "n": Domain(0.2, 20.0, True, True),
     "q": Domain(0.0, 1.0, False, True),
     "beta": Domain(1.0),
+}
+
+
+#: The unit of each parameter, for labels and tables (``""``: dimensionless).
+PARAMETER_UNITS = {
+    "xi": "arcsec", "eta": "arcsec", "re": "arcsec", "fwhm": "arcsec", "dxi": "arcsec", "deta": "arcsec",
+    "flux": "uJy", "mag": "AB mag", "dzp": "mag", "pa": "deg", "n": "", "q": "", "beta": "", "log_i": "",
+    "level": "counts/px", "gx": "counts/px^2", "gy": "counts/px^2",
 }
 
 

@@ -245,7 +245,8 @@ class Posterior:
 
     def corner(self, var_names=None, truths=None, **kwargs):
         """Corner plot (the ``corner`` package) of scalar parameters; ``truths``: {site: value}.
-        Each panel's title gives the median and the 16th/84th percentiles to the precision of
+        Axis labels carry the parameters' units (:data:`bayesprof.components.PARAMETER_UNITS`);
+        each panel's title gives the median and the 16th/84th percentiles to the precision of
         their spread (two significant figures of it), on two lines so that titles do not
         overlap; corner's warnings for few draws ("Too few points to create valid contours")
         are silenced."""
@@ -255,9 +256,12 @@ class Posterior:
 
         names = self._scalar_names(var_names)
         cols, labels, tv = [], [], []
+        from .components import PARAMETER_UNITS
+
         for n in names:
             cols.append(self.flat(n))
-            labels.append(n)
+            unit = PARAMETER_UNITS.get(n.split("[")[0].rsplit(".", 1)[-1], "")
+            labels.append(f"{n} ({unit})" if unit else n)
             tv.append(None if truths is None else truths.get(n))
         data = np.column_stack(cols)
         kwargs.setdefault("quantiles", [0.16, 0.5, 0.84])

@@ -45,6 +45,8 @@ def test_corner_titles_to_the_precision_of_the_spread(caplog):
     fig = post.corner()
     n = len(fig.axes) ** 0.5
     titles = {t.split("\n")[0]: t for t in (fig.axes[int(i * (n + 1))].get_title() for i in range(int(n)))}
+    assert set(titles) == {"gal.xi (arcsec)", "gal.flux (uJy)", "gal.n"}
+    titles = {k.split(" (")[0]: v for k, v in titles.items()}
     assert f"{np.median(draws['gal.xi']):.4f} +" in titles["gal.xi"]
     assert f"{np.median(draws['gal.flux']):.0f} +" in titles["gal.flux"]
     assert f"{np.median(draws['gal.n']):.3f} +" in titles["gal.n"]
