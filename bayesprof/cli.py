@@ -464,12 +464,12 @@ def _stage(out: pathlib.Path) -> pathlib.Path:
         raise ConfigError(f"--out {out}: exists and is not a directory")
     if out.exists() and not os.access(out, os.W_OK | os.X_OK):
         raise ConfigError(f"--out {out}: the directory is not writable")
-    parent = out.absolute().parent
+    parent, name = out.absolute().parent, out.absolute().name
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        for stale in parent.glob(f".{out.name}.partial-*"):
+        for stale in parent.glob(f".{name}.partial-*"):
             shutil.rmtree(stale, ignore_errors=True)
-        return pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=parent))
+        return pathlib.Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=parent))
     except OSError as err:
         raise ConfigError(f"--out {out}: cannot write there ({err.strerror or err})") from None
 
@@ -485,9 +485,10 @@ def _publish(stage: pathlib.Path, out: pathlib.Path, names) -> None:
         except (ValueError, KeyError, TypeError):
             previous = set()
     present = {p.name for p in out.iterdir()} if out.is_dir() else set()
-    if present <= previous:  # a new folder, or only an earlier set: swap whole folders
+    # a new folder, or one holding only an earlier set (and not the working directory): swap folders
+    if present <= previous and not (out.is_dir() and out.resolve() == pathlib.Path.cwd().resolve()):
         if out.is_dir():
-            old = out.absolute().parent / f".{out.name}.replaced-{os.getpid()}"
+            old = out.absolute().parent / f".{out.absolute().name}.replaced-{os.getpid()}"
             os.rename(out, old)
             os.rename(stage, out)
             shutil.rmtree(old, ignore_errors=True)

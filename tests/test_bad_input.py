@@ -384,3 +384,16 @@ def test_a_killed_run_leaves_the_earlier_outputs_whole(tmp_path):
     # the next run into the folder removes the killed run's staging folder
     cli._stage(out)
     assert not list(tmp_path.glob(".out.partial-*/map.txt"))
+
+
+def test_outputs_into_the_working_directory_move_file_by_file(tmp_path, monkeypatch):
+    """--out . never renames the working directory, even when it is empty."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    stage = cli._stage(cli.pathlib.Path("."))
+    assert stage.parent == tmp_path and stage.name.startswith(".work.partial-")
+    (stage / "map.txt").write_text("x")
+    cli._publish(stage, cli.pathlib.Path("."), ["map.txt"])
+    assert _files(work) == ["map.txt", "outputs.json"] and not stage.exists()
+    assert cli.pathlib.Path.cwd() == work
