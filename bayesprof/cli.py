@@ -551,6 +551,12 @@ def run_config(config, out_dir, *, base_dir=None, label=None, progress_bar=True,
     return {"scene": scene, "map": fit, "posterior": post, "files": files}
 
 
+def _chi2_line(fit):
+    """``chi2/N per image: g 0.912 (13759 px), ...`` for the log."""
+    return "chi2/N per image: " + ", ".join(f"{name} {c / max(n, 1):.3f} ({n} px)"
+                                            for name, (c, n) in fit.image_chi2().items())
+
+
 def _max_rhat_text(summary):
     """The largest finite R-hat of an arviz summary, or why there is none (one chain)."""
     rhat = summary["r_hat"].to_numpy(dtype=float) if "r_hat" in summary else np.array([])
@@ -574,8 +580,7 @@ def _write_outputs(scene, out, map_kw, nuts_kw, label, progress_bar, say):
     except ValueError as err:  # e.g. an init outside its prior's support
         raise ConfigError(f"{label}: {err}") from None
     say(f"\nMAP ({fit.time_s:.1f} s including compilation):\n{fit.table()}")
-    say("chi2/N per image: " + ", ".join(f"{name} {c / max(n, 1):.3f} ({n} px)"
-                                          for name, (c, n) in fit.image_chi2().items()))
+    say(_chi2_line(fit))
     files["map.txt"] = out / "map.txt"
     mags = "\n".join(f"{k.replace('.flux', '.mag'):<24}{m:>14.4f}{s:>12.3g}" for k, (m, s) in fit.magnitudes().items())
     files["map.txt"].write_text(fit.table() + ("\nAB magnitudes:\n" + mags if mags else "") + "\n")
@@ -700,7 +705,7 @@ def resummarise(out_dir, log=print):
     out = pathlib.Path(out_dir)
     _, fit, post, _ = _finished(out)
     log(fit.table())
-    log("chi2/N per image: " + ", ".join(f"{name} {c / max(n, 1):.3f} ({n} px)" for name, (c, n) in fit.image_chi2().items()))
+    log(_chi2_line(fit))
     tmp = out / f".summary.csv.tmp-{os.getpid()}"
     if post is None:
         _map_table_csv(fit, tmp)

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .priors import prior_text
+
 __all__ = ["FitWarning", "Flag", "check_map", "CHI2_BAND", "CONTAINED_FRACTION"]
 
 #: chi^2 per fitted pixel outside this range is reported (residual scatter below 0.71 or above
@@ -72,15 +74,9 @@ def _prior_bounds(fit):
                 value, sigma, b = (float(np.ravel(a)[i[0]]) for a in (x, sig, bound))
                 out.append(Flag("prior bound", name,
                                 f"{name} = {value:.4g} +- {sigma:.2g} is within 1 sigma of the {side} bound {b:g} of "
-                                f"its prior {_prior_text(s.prior.prior)}: the prior, not only the data, sets the value "
+                                f"its prior {prior_text(s.prior.prior)}: the prior, not only the data, sets the value "
                                 f"and its error (widen the prior if the bound is not physical)"))
     return out
-
-
-def _prior_text(prior):
-    from .priors import prior_text
-
-    return prior_text(prior)
 
 
 def _light_outside(fit, n_radii=48, n_angles=32):

@@ -148,22 +148,22 @@ class MapResult:
         folder = pathlib.Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         model = self.model
-        chi2 = self.image_chi2()
         values = {k: v for k, v in self.values.items() if k in model.site}
         paths = []
         for k, (im, m) in enumerate(zip(model.images, model.render_all(values))):
             m = np.asarray(m, dtype=float)
             good = np.asarray(model._plans[k]["good"], bool).reshape(im.shape)
             resid = np.where(good, im.data - m, np.nan)
+            chi = resid / np.sqrt(im.variance)
             header = im.wcs.to_header()
             header["BANDNAME"] = (str(im.band), "band of the image")
             header["ZEROPT"] = (float(im.zeropoint), "AB zeropoint of the counts")
-            header["BPCHI2"] = (chi2[im.name][0], "chi^2 of the fitted pixels at the MAP")
-            header["BPNPIX"] = (chi2[im.name][1], "fitted pixels")
+            header["BPCHI2"] = (float(np.nansum(chi**2)), "chi^2 of the fitted pixels at the MAP")
+            header["BPNPIX"] = (int(good.sum()), "fitted pixels")
             header["BPSTEPS"] = (int(self.iterations), "MAP solver steps")
             header["BPCONV"] = (bool(self.success), "MAP solver converged")
             hdus = [fits.PrimaryHDU()] + [fits.ImageHDU(a.astype(np.float32), header=header, name=n) for n, a in
-                                          (("MODEL", m), ("RESIDUAL", resid), ("CHI", resid / np.sqrt(im.variance)))]
+                                          (("MODEL", m), ("RESIDUAL", resid), ("CHI", chi))]
             path = folder / f"{im.name}_fit.fits"
             tmp = folder / f".{path.name}.tmp-{os.getpid()}"
             fits.HDUList(hdus).writeto(tmp, overwrite=True)
