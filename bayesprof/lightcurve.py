@@ -13,7 +13,9 @@ Three ways to a light curve of a point source (a supernova) on a static host:
   source's position fixed, the source's flux and the epoch's sky (and, optionally, the epoch's
   calibration) are the linear least-squares solution: exact, one small linear solve per epoch,
   batched over epochs with one compiled program per image structure, cost linear in epochs.
-  The errors are conditional on the host model (not marginalised over its uncertainty).
+  The fit's uncertainty (host shape and flux, the source's fitted position) is propagated to
+  each flux to first order and added in quadrature (``flux_err_host``); it is common to the
+  epochs, so their errors are correlated (``covariance=True`` returns the full matrix).
 
 Table columns (one row per epoch, in the order given): ``image``, ``mjd`` (the image's ``time``,
 NaN if unknown), ``band``, ``flux`` and ``flux_err`` (uJy, in the calibration of the host
@@ -177,15 +179,67 @@ def _solve_epoch(renderer, stacks, point, data, weight, scale, sky, calibrate):
     return jnp.stack([flux, jnp.sqrt(var), level, jnp.sqrt(level_var), c, chi2])
 
 
-@partial(jax.jit, static_argnames=("sky", "calibrate"))
-def _solve_batch(renderers, stacks, points, data, weight, scale, sky, calibrate):
-    """:func:`_solve_epoch` vmapped over a batch of epochs of one image structure."""
+def _solve_epoch_with_gradient(renderer, stacks, point, data, weight, scale, sky, calibrate):
+    """:func:`_solve_epoch` and the flux's gradient by the fixed scene's component parameters,
+    the point source's and the fixed scene's scale (one reverse pass: the flux is a fixed linear
+    functional of the scene's image)."""
+    def flux(inputs):
+        out = _solve_epoch(renderer, *inputs[:2], data, weight, inputs[2], sky, calibrate)
+        return out[0], out
+
+    (_, out), grad = jax.value_and_grad(flux, has_aux=True)((stacks, point, scale))
+    return out, grad
+
+
+@partial(jax.jit, static_argnames=("sky", "calibrate", "gradient"))
+def _solve_batch(renderers, stacks, points, data, weight, scale, sky, calibrate, gradient):
+    """:func:`_solve_epoch` (with ``gradient``, :func:`_solve_epoch_with_gradient`) vmapped over a
+    batch of epochs of one image structure."""
+    if gradient:
+        return jax.vmap(lambda r, st, p, d, w, s: _solve_epoch_with_gradient(r, st, p, d, w, s, sky, calibrate))(
+            renderers, stacks, points, data, weight, scale)
     return jax.vmap(lambda r, st, p, d, w, s: _solve_epoch(r, st, p, d, w, s, sky, calibrate))(
-        renderers, stacks, points, data, weight, scale)
+        renderers, stacks, points, data, weight, scale), None
+
+
+def _site_gradient(names, epoch, grad, b):
+    """The flux's gradient by the fit's latent parameters (``names`` order) for one epoch:
+    ``grad`` (the batch's gradient, entry ``b``) by each component parameter, added to the
+    site that holds it (and to the image's astrometric offset for the centres, its zeropoint
+    correction for the scale); fixed sites take nothing."""
+    index = {n: i for i, n in enumerate(names)}
+    g = np.zeros(len(names))
+
+    def add(site, value):
+        value = np.ravel(np.asarray(value, dtype=float))
+        if value.size == 1 and site in index:
+            g[index[site]] += value[0]
+        else:
+            for j, x in enumerate(value):
+                if f"{site}[{j}]" in index:
+                    g[index[f"{site}[{j}]"]] += x
+
+    g_stacks, g_point, g_scale = grad
+    nuisance = epoch["nuisance"]
+    centre = {p: float(np.asarray(getattr(g_point, p))[b]) for p in ("xi", "eta")}  # the point moves with the offset
+    for p, site in epoch["point_sites"].items():  # its position, when it is the fit's
+        add(site, centre[p])
+    for group, row, sites in epoch["rows"]:
+        for p, site in sites.items():
+            value = np.asarray(getattr(g_stacks[group], p))[b, row]
+            add(site, value)
+            if p in centre:
+                centre[p] += float(np.sum(value))
+    if "dxi" in nuisance:
+        add(nuisance["dxi"], centre["xi"])
+        add(nuisance["deta"], centre["eta"])
+    if "dzp" in nuisance:
+        add(nuisance["dzp"], float(np.asarray(g_scale)[b]) * epoch["scale"] * 0.4 * np.log(10.0))
+    return g
 
 
 def forced_photometry(fit, images, source=None, *, position=None, sky=True, calibrate=False, batch_size=16,
-                      detection_snr=3.0, limit_sigma=5.0):
+                      host_uncertainty=True, covariance=False, detection_snr=3.0, limit_sigma=5.0):
     """Forced photometry of a point source on a fitted scene, epoch by epoch.
 
     Parameters
@@ -210,13 +264,25 @@ def forced_photometry(fit, images, source=None, *, position=None, sky=True, cali
         reported in the calibration of the fit's images of its band).
     batch_size : int
         Epochs per vmapped batch (memory ~ batch_size x one epoch's render).
+    host_uncertainty : bool
+        Propagate the fit's covariance (its latent parameters: the fixed scene's, the source's
+        position when it is the fit's, the epoch's astrometric offset and zeropoint correction
+        when it was fitted) to each flux, to first order: ``flux_err_host`` =
+        sqrt(g C g^T), g the flux's gradient by those parameters (one reverse pass per
+        epoch), C ``fit.covariance``.  ``flux_err`` is then the quadrature sum of the epoch's own
+        error ``flux_err_stat`` and ``flux_err_host``.  The host's part is common to the epochs:
+        their errors are correlated (``covariance=True``).  Default True; False: errors
+        conditional on the fixed scene (``flux_err`` = ``flux_err_stat``), about half the cost.
+    covariance : bool
+        Also return the epochs' flux covariance (uJy^2, table order):
+        ``diag(flux_err_stat^2) + G C G^T``, the host's part correlated between epochs.
 
     Returns
     -------
-    astropy Table
-        The light curve (module docstring) plus ``sky`` and ``sky_err`` (counts/pixel),
-        ``calibration`` (the fitted scale, 1 without ``calibrate``) and ``chi2`` / ``n_pix`` of
-        each epoch's fitted pixels.  Errors are conditional on the fixed scene.
+    astropy Table, or (Table, ndarray) with ``covariance``
+        The light curve (module docstring) plus ``flux_err_stat`` and ``flux_err_host`` (uJy),
+        ``sky`` and ``sky_err`` (counts/pixel), ``calibration`` (the fitted scale, 1 without
+        ``calibrate``) and ``chi2`` / ``n_pix`` of each epoch's fitted pixels.
     """
     from astropy.coordinates import SkyCoord
 
@@ -252,10 +318,24 @@ def forced_photometry(fit, images, source=None, *, position=None, sky=True, cali
         common[im.shape] = {k: max(c[k], auto[k]) for k in c}
     dtype = np.dtype(jnp.result_type(float))
 
-    def prepare(im):
+    point_from_fit = position is None
+
+    def prepare(i):
+        im = images[i]
         comps, offset, scale = model.image_components(values, im, exclude=source)
         point = PointSource(xi=xi + offset[0], eta=eta + offset[1], flux=1.0)
         weight = np.asarray(im.weight, dtype)
+        # where each component sits in the stacks (stack_groups: groups by structure, in order of
+        # first appearance) and the sites its parameters come from: for the host's gradient
+        groups, rows = {}, []
+        for name, c in comps.items():
+            g = groups.setdefault(jax.tree_util.tree_structure(c), [len(groups), 0])
+            rows.append((g[0], g[1], model.parameter_sites(name, im)))
+            g[1] += 1
+        point_sites = ({p: s for p, s in model.parameter_sites(source, im).items() if p in ("xi", "eta")}
+                       if point_from_fit else {})
+        meta[i] = dict(rows=rows, point_sites=point_sites, nuisance=model.image_nuisance_sites(im),
+                                      scale=float(scale))
         return dict(renderer=Renderer(im, model.reference, **common[im.shape]),
                     stacks=stack_groups(list(comps.values())) if comps else [], point=point,
                     data=np.where(weight > 0, im.data, 0.0).astype(dtype), weight=weight,
@@ -268,7 +348,8 @@ def forced_photometry(fit, images, source=None, *, position=None, sky=True, cali
     for im in images:
         per_shape[im.shape] = per_shape.get(im.shape, 0) + 1
     fields = ("renderer", "stacks", "point", "data", "weight", "scale")
-    epochs, buffers, pending = {}, {}, []
+    epochs, buffers, pending, meta = {}, {}, [], {}
+    gradient = bool(host_uncertainty) and len(fit.names) > 0
 
     def dispatch(key):
         idx = buffers.pop(key)
@@ -276,12 +357,12 @@ def forced_photometry(fit, images, source=None, *, position=None, sky=True, cali
         padded = idx + [idx[-1]] * (size - len(idx))
         batch = [jax.tree_util.tree_map(lambda *a: np.stack([np.asarray(x) for x in a]),
                                         *[epochs[i][f] for i in padded]) for f in fields]
-        pending.append((idx, _solve_batch(*batch, sky=sky, calibrate=calibrate)))
+        pending.append((idx, _solve_batch(*batch, sky=sky, calibrate=calibrate, gradient=gradient)))
         for i in idx:
             del epochs[i]
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        for i, e in enumerate(pool.map(prepare, images)):
+        for i, e in enumerate(pool.map(prepare, range(len(images)))):
             epochs[i] = e
             key = jax.tree_util.tree_structure((e["renderer"], e["stacks"], e["point"])), e["data"].shape
             buffers.setdefault(key, []).append(i)
@@ -290,16 +371,28 @@ def forced_photometry(fit, images, source=None, *, position=None, sky=True, cali
         for key in list(buffers):
             dispatch(key)
     out = np.zeros((len(images), 6))
-    for idx, res in pending:
+    G = np.zeros((len(images), len(fit.names)))
+    for idx, (res, grad) in pending:
         out[idx] = np.asarray(res)[: len(idx)]
+        if gradient:
+            grad = jax.tree_util.tree_map(np.asarray, grad)
+            for b, i in enumerate(idx):
+                G[i] = _site_gradient(fit.names, meta[i], grad, b)
+    host_cov = G @ np.asarray(fit.covariance, dtype=float).reshape(len(fit.names), len(fit.names)) @ G.T
+    err_stat, err_host = out[:, 1], np.sqrt(np.maximum(np.diag(host_cov), 0.0))
     n_pix = [int(np.count_nonzero(im.weight)) for im in images]
     pos = sky_from_offsets(xi, eta, model.reference)
-    meta = {"source": source or "", "ra_deg": float(pos.ra.deg), "dec_deg": float(pos.dec.deg),
-            "method": "forced photometry: linear least squares per epoch, the fitted scene fixed"
-                      + (", a flat sky per epoch" if sky else "") + (", a scale per epoch" if calibrate else "")}
-    return light_curve_table([im.name for im in images], [im.time for im in images], [im.band for im in images],
-                             out[:, 0], out[:, 1], detection_snr=detection_snr, limit_sigma=limit_sigma,
-                             meta=meta,
-                             extra={"sky": (out[:, 2], None, ".4g"), "sky_err": (out[:, 3], None, ".3g"),
-                                    "calibration": (out[:, 4], None, ".5f"), "chi2": (out[:, 5], None, ".1f"),
-                                    "n_pix": (n_pix, None, None)})
+    table_meta = {"source": source or "", "ra_deg": float(pos.ra.deg), "dec_deg": float(pos.dec.deg),
+                  "method": "forced photometry: linear least squares per epoch, the fitted scene fixed"
+                      + (", a flat sky per epoch" if sky else "") + (", a scale per epoch" if calibrate else "")
+                      + ("; errors include the fit's uncertainty (first order, correlated between epochs)"
+                         if gradient else "; errors conditional on the fitted scene")}
+    table = light_curve_table([im.name for im in images], [im.time for im in images], [im.band for im in images],
+                              out[:, 0], np.hypot(err_stat, err_host), detection_snr=detection_snr,
+                              limit_sigma=limit_sigma, meta=table_meta,
+                              extra={"flux_err_stat": (err_stat, "uJy", ".3g"),
+                                     "flux_err_host": (err_host, "uJy", ".3g"),
+                                     "sky": (out[:, 2], None, ".4g"), "sky_err": (out[:, 3], None, ".3g"),
+                                     "calibration": (out[:, 4], None, ".5f"), "chi2": (out[:, 5], None, ".1f"),
+                                     "n_pix": (n_pix, None, None)})
+    return (table, np.diag(err_stat**2) + host_cov) if covariance else table

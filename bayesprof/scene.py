@@ -935,13 +935,12 @@ class SceneModel:
         astrometric offset (arcsec, added to the centres; zero for a new image); ``scale``: its
         zeropoint correction's factor on the counts (1 for a new image)."""
         values = self.complete(values)
+        nuisance = self.image_nuisance_sites(image)
         offset, scale = (0.0, 0.0), 1.0
-        for s in self.scene.sources:
-            use = self._usage.get((s.name, image.name))
-            if use is not None and s.kind.is_offset:
-                offset = (float(values[use["dxi"]]), float(values[use["deta"]]))
-            elif use is not None and s.kind.is_calibration:
-                scale = 10.0 ** (0.4 * float(values[use["dzp"]]))
+        if "dxi" in nuisance:
+            offset = (float(values[nuisance["dxi"]]), float(values[nuisance["deta"]]))
+        if "dzp" in nuisance:
+            scale = 10.0 ** (0.4 * float(values[nuisance["dzp"]]))
         fitted = image.name in self.images.names
         comps = {}
         for s in self.scene.sources:
@@ -956,6 +955,16 @@ class SceneModel:
                 kw["knots"] = self.knots[s.name]
             comps[s.name] = s.kind(**kw)
         return comps, offset, scale
+
+    def image_nuisance_sites(self, image):
+        """``{"dxi": site, "deta": site, "dzp": site}``: the sites of ``image``'s astrometric offset
+        and zeropoint correction, those it has (none for an image the scene was not fitted to)."""
+        out = {}
+        for s in self.scene.sources:
+            use = self._usage.get((s.name, image.name))
+            if use is not None and (s.kind.is_offset or s.kind.is_calibration):
+                out.update(use)
+        return out
 
     def _render_flat(self, v, k):
         """Model of image ``k`` (counts/pixel) for the flat site vector ``v``."""
