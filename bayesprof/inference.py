@@ -514,6 +514,50 @@ def _draw_log_likelihoods(model, u):
     return jax.lax.map(lambda uu: jnp.stack(model._log_likelihoods(model.site_vector(uu))), u, batch_size=8)
 
 
+class _PhaseProgress:
+    """One progress bar per NUTS phase over all chains (``chains x steps`` transitions),
+    labelled "warm-up" and then "sampling", whatever the chain method: numpyro's own bars are
+    one per chain, interleaved, each restarting at 0."""
+
+    def __init__(self, enabled):
+        import threading
+
+        self.enabled, self.bar, self.lock = enabled, None, threading.Lock()
+
+    def start(self, label, total):
+        if self.enabled:
+            from tqdm.auto import tqdm
+
+            self.close()
+            self.bar = tqdm(total=total, desc=f"NUTS {label}", unit="step", dynamic_ncols=True)
+
+    def tick(self, step):
+        """One transition of each chain in ``step`` (a chain's counter; under ``vmap`` the
+        callback gets the vectorised chains' counters at once)."""
+        if self.bar is not None:
+            with self.lock:  # parallel chains call back from several threads
+                self.bar.update(int(np.size(step)))
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class _NUTSWithProgress(NUTS):
+    """NUTS that reports every transition of every chain to a :class:`_PhaseProgress`."""
+
+    def __init__(self, *args, progress, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._progress = progress
+
+    def sample(self, state, model_args, model_kwargs):
+        new = super().sample(state, model_args, model_kwargs)
+        if self._progress.enabled:
+            jax.debug.callback(self._progress.tick, new.i)  # per device (parallel) or per vectorised batch
+        return new
+
+
 def sample(scene, init=None, *, num_warmup=500, num_samples=1000, num_chains=4, seed=0, dense_mass=False,
            target_accept_prob=0.8, max_tree_depth=10, chain_method="auto", progress_bar=True,
            log_likelihood=True, whiten=True) -> Posterior:
@@ -539,6 +583,9 @@ def sample(scene, init=None, *, num_warmup=500, num_samples=1000, num_chains=4, 
         (``benchmarks/RESULTS.md``).
     log_likelihood : bool
         Store each image's total log-likelihood per draw (one extra render per draw).
+    progress_bar : bool
+        One tqdm bar per phase, "NUTS warm-up" then "NUTS sampling", counting the transitions
+        of all chains together (``num_chains x num_warmup``, then ``x num_samples``).
     whiten : bool
         Sample in coordinates whitened by the MAP covariance (default), i.e. start the mass
         matrix at that covariance; False: NumPyro's unconstrained coordinates, identity start.
@@ -565,22 +612,28 @@ def sample(scene, init=None, *, num_warmup=500, num_samples=1000, num_chains=4, 
     if chain_method == "auto":
         chain_method = "parallel" if num_chains > 1 and jax.local_device_count() >= num_chains else "vectorized"
     potential = jax.jit(lambda z: model.potential(u_map + L @ z))
-    kernel = NUTS(potential_fn=potential, dense_mass=dense_mass, target_accept_prob=target_accept_prob,
-                  max_tree_depth=max_tree_depth)
+    progress = _PhaseProgress(bool(progress_bar))
+    kernel = _NUTSWithProgress(potential_fn=potential, dense_mass=dense_mass, target_accept_prob=target_accept_prob,
+                               max_tree_depth=max_tree_depth, progress=progress)
     mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
-                chain_method=chain_method, progress_bar=progress_bar)
+                chain_method=chain_method, progress_bar=False)
     key = jax.random.PRNGKey(seed)
     k_init, k_run = jax.random.split(key)
     z0 = 0.5 * jax.random.normal(k_init, (num_chains, d) if num_chains > 1 else (d,))
     fields = ("diverging", "num_steps", "accept_prob", "energy", "potential_energy", "adapt_state.step_size")
     t0 = time.perf_counter()
-    mcmc.warmup(k_run, init_params=z0, extra_fields=fields, collect_warmup=False)
-    jax.block_until_ready(mcmc.post_warmup_state)  # dispatch is asynchronous (parallel chains)
-    t1 = time.perf_counter()
-    mcmc.run(mcmc.post_warmup_state.rng_key, extra_fields=fields)
-    z = mcmc.get_samples(group_by_chain=True)
-    jax.block_until_ready(z)
-    t2 = time.perf_counter()
+    try:
+        progress.start("warm-up", num_chains * num_warmup)
+        mcmc.warmup(k_run, init_params=z0, extra_fields=fields, collect_warmup=False)
+        jax.block_until_ready(mcmc.post_warmup_state)  # dispatch is asynchronous (parallel chains)
+        t1 = time.perf_counter()
+        progress.start("sampling", num_chains * num_samples)
+        mcmc.run(mcmc.post_warmup_state.rng_key, extra_fields=fields)
+        z = mcmc.get_samples(group_by_chain=True)
+        jax.block_until_ready(z)
+        t2 = time.perf_counter()
+    finally:
+        progress.close()
     warmup_time, elapsed = t1 - t0, t2 - t1
     extra = mcmc.get_extra_fields(group_by_chain=True)
     z = np.asarray(z)

@@ -152,7 +152,7 @@ fit = bp.fit_map(scene)
 PARALLEL_SCRIPT = SMALL_SCENE + """
 import json
 import jax
-post = bp.sample(scene, fit, num_warmup=150, num_samples=150, num_chains=2, progress_bar=False)
+post = bp.sample(scene, fit, num_warmup=150, num_samples=150, num_chains=2, progress_bar=True)
 out = {"devices": jax.local_device_count(), "chain_method": post.tree.attrs["chain_method"],
        "shape": list(post.draws("gal.re").shape), "divergences": int(post.num_divergences)}
 for name in ("gal.re", "gal.n", "gal.q", "gal.flux[img]"):
@@ -178,17 +178,31 @@ def test_chains_run_in_parallel_on_one_cpu_device_each():
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert out["devices"] == 2 and out["chain_method"] == "parallel", out
     assert out["shape"] == [2, 150] and out["divergences"] == 0, out
+    _assert_one_bar_per_phase(res.stderr, 2 * 150, 2 * 150)
     for name in ("gal.re", "gal.n", "gal.q", "gal.flux[img]"):
         mean, std, map_value, map_sigma = out[name]
         assert abs(mean - map_value) < 0.5 * map_sigma, (name, out[name])
         assert 0.7 < std / map_sigma < 1.3, (name, out[name])
 
 
-def test_chain_method_auto_vectorises_on_a_single_device():
+def _assert_one_bar_per_phase(stderr, warmup, sampling):
+    """The progress output: one bar per phase counting every chain's transitions to its total,
+    no per-chain bars (numpyro's own, one per chain, each restarting at 0)."""
+    text = stderr.replace("\r", "\n")
+    for label, total in (("NUTS warm-up", warmup), ("NUTS sampling", sampling)):
+        lines = [ln for ln in text.splitlines() if label in ln]
+        assert lines and f"{total}/{total}" in lines[-1], (label, lines[-3:])
+        assert not any(f"/{n}" in ln for ln in lines for n in (warmup // 2, sampling // 2) if n != total)
+    assert "Running chain" not in text and "Compiling" not in text
+
+
+def test_chain_method_auto_vectorises_on_a_single_device(capsys):
     ns = {}
     exec(SMALL_SCENE, ns)
-    post = bp.sample(ns["scene"], ns["fit"], num_warmup=50, num_samples=20, num_chains=2, progress_bar=False)
+    capsys.readouterr()
+    post = bp.sample(ns["scene"], ns["fit"], num_warmup=50, num_samples=20, num_chains=2, progress_bar=True)
     assert jax.local_device_count() == 1 and post.tree.attrs["chain_method"] == "vectorized"
+    _assert_one_bar_per_phase(capsys.readouterr().err, 2 * 50, 2 * 20)
 
 
 def test_reported_map_is_the_mode_in_physical_coordinates():
