@@ -51,7 +51,8 @@ Configuration (relative paths are relative to the configuration file)::
         segmentation: KiDS/G279148segim.fits  # mask pixels of other objects; keeps the object at
                                          #   the (cut-out's) centre, or {file: ..., keep: ID | [x, y]};
                                          #   "auto": detect them (bayesprof.catalog.segment) and mask
-                                         #   all but the object at (or nearest) the centre
+                                         #   all but the object at (or nearest) the centre, or model
+                                         #   them (neighbours: model)
         psf: KiDS/G279148psfim.fits  # a PSF image (or PSFEx file), {file: ..., pixel_scale: ...,
                                      #   includes_pixel: true, plane: k (of a PSF cube)},
                                      #   {gaussian: {fwhm: 0.9}} or
@@ -63,6 +64,11 @@ Configuration (relative paths are relative to the configuration file)::
         time: MJD-OBS                # epoch: a number or a header keyword (default MJD-OBS)
         cutout: [x0, x1, y0, y1]     # fit data[y0:y1, x0:x1] only (0-indexed, half-open)
         plane: 2                     # a data cube's plane (0-indexed along the first numpy axis)
+    neighbours: mask                 # what segmentation: auto does with the other objects it
+                                     #   detects: mask them (default) or model them: each becomes
+                                     #   a source nb<id> (PointSource if compact, else Sersic;
+                                     #   structure shared, flux per band) with a window about its
+                                     #   footprint, detected in the finest "auto" image
     scene:                           # the scene-file format (bayesprof.scenefile)
       sources:
         - {name: gal, kind: Sersic, vary: {flux: band}}
@@ -114,7 +120,8 @@ from .diagnostics import FitWarning
 __all__ = ["ConfigError", "run_config", "replot", "resummarise", "load_config", "load_images", "build_scene", "main",
            "console"]
 
-TOP_KEYS = ("images", "scene", "map", "nuts")
+TOP_KEYS = ("images", "scene", "neighbours", "map", "nuts")
+NEIGHBOURS = ("mask", "model")
 IMAGE_KEYS = ("file", "hdu", "name", "band", "sigma", "weight", "variance", "mask", "segmentation", "psf",
               "zeropoint", "exptime", "pixel_scale", "time", "cutout", "plane")
 MAP_KEYS = {"max_steps": "count", "rtol": "positive", "atol": "positive", "method": ("auto", "lm", "lbfgs")}
@@ -291,7 +298,9 @@ def _segmentation_mask(v, base, shape, centre, where):
     return neighbour_mask(seg, (x, y))
 
 
-def _one_image(d, base, where):
+def _one_image(d, base, where, mask_auto=True):
+    """One image of the configuration; ``mask_auto``: mask the neighbours an image with
+    ``segmentation: auto`` finds (``neighbours: mask``; with ``model`` they are modelled)."""
     from .image import Image, _read_fits_2d
 
     _check_keys(d, IMAGE_KEYS, where)
@@ -364,22 +373,74 @@ def _one_image(d, base, where):
             im = im.cutout(*box)
         except ValueError as err:
             raise ConfigError(f"{where}.cutout: {err}") from None
-    return _mask_neighbours(im) if auto else im
+    return _mask_neighbours(im) if auto and mask_auto else im
+
+
+def _central_label(seg):
+    """The segment at the image's (cut-out's) centre or, if the centre is sky, the one nearest
+    to it; None if nothing was detected."""
+    if seg.max() == 0:
+        return None
+    ys, xs = np.nonzero(seg)
+    ny, nx = seg.shape
+    k = np.argmin((xs - (nx - 1) / 2) ** 2 + (ys - (ny - 1) / 2) ** 2)
+    return int(seg[ys[k], xs[k]])
 
 
 def _mask_neighbours(image):
-    """``segmentation: auto``: sources detected in the image (:func:`bayesprof.catalog.segment`,
-    smoothed by its PSF) and every one masked but the object at the image's (cut-out's) centre,
-    or, if the centre is sky, the object nearest to it."""
+    """``segmentation: auto`` (with ``neighbours: mask``): sources detected in the image
+    (:func:`bayesprof.catalog.segment`, smoothed by its PSF) and every one masked but the
+    object at the image's (cut-out's) centre (:func:`_central_label`)."""
     from .catalog import segment
 
     seg = segment(image)
-    if seg.max() == 0:
-        return image
-    ys, xs = np.nonzero(seg)
-    ny, nx = image.shape
-    k = np.argmin((xs - (nx - 1) / 2) ** 2 + (ys - (ny - 1) / 2) ** 2)
-    return image.with_mask(neighbour_mask(seg, int(seg[ys[k], xs[k]])))
+    target = _central_label(seg)
+    return image if target is None else image.with_mask(neighbour_mask(seg, target))
+
+
+#: a detected neighbour whose measured (PSF-convolved) half-light semi-major axis is at most
+#: this many PSF FWHMs is modelled as a point source (a point source measures ~0.5 FWHM)
+POINT_SOURCE_MAX_RE_FWHM = 0.65
+
+
+def _neighbours_mode(config, label):
+    mode = config.get("neighbours", "mask")
+    if mode not in NEIGHBOURS:
+        raise ConfigError(f"{label}: neighbours: expected one of {', '.join(NEIGHBOURS)}, not {mode!r}")
+    return mode
+
+
+def _auto_images(config):
+    return [k for k, d in enumerate(config.get("images") or []) if isinstance(d, dict) and d.get("segmentation") == "auto"]
+
+
+def _model_neighbours(scene, images, auto, label):
+    """``neighbours: model``: the objects detected (:func:`bayesprof.catalog.segment`) in the
+    finest of the images with ``segmentation: auto``, all but the central one
+    (:func:`_central_label`), added to ``scene`` as sources ``nb<id>`` (detection label), each
+    with a window about its footprint (:func:`bayesprof.catalog.add_sources`): a
+    :class:`~bayesprof.PointSource` if its measured half-light radius is at most
+    :data:`POINT_SOURCE_MAX_RE_FWHM` PSF FWHMs, else a :class:`~bayesprof.Sersic`; structure
+    shared, flux per band, started from the detection's measurements.  Returns their names."""
+    from .catalog import _psf_fwhm_px, add_sources, segment, sources_from_segmentation
+    from .components import PointSource, Sersic
+
+    if not auto:
+        raise ConfigError(f"{label}: neighbours: model needs an image with segmentation: auto (the detection image)")
+    det = min((images[k] for k in auto), key=lambda im: im.pixel_scale)
+    seg = segment(det)
+    target = _central_label(seg)
+    if target is None:
+        return []
+    found = [s for s in sources_from_segmentation(det, seg, reference=scene.images.reference) if s.id != target]
+    taken = {s.name for s in scene.sources} & {f"nb{s.id}" for s in found}
+    if taken:
+        raise ConfigError(f"{label}: scene: the source name(s) {sorted(taken)} are kept for neighbours: model")
+    fwhm = (_psf_fwhm_px(det) or 0.0) * det.pixel_scale
+    point = [s for s in found if np.isfinite(s.re) and s.re <= POINT_SOURCE_MAX_RE_FWHM * fwhm]
+    extended = [s for s in found if s not in point]
+    added = add_sources(scene, point, PointSource, name="nb{id}") + add_sources(scene, extended, Sersic, name="nb{id}")
+    return [s.name for s in added]
 
 
 def load_images(config: dict, base_dir=".", *, label="config"):
@@ -392,7 +453,8 @@ def load_images(config: dict, base_dir=".", *, label="config"):
         raise ConfigError(f"{label}: missing required key 'images'")
     if not isinstance(specs, list) or not specs:
         raise ConfigError(f"{label}: images: expected a non-empty list of images, not {specs!r}")
-    images = [_one_image(d, base, f"{label}: images[{k}]") for k, d in enumerate(specs)]
+    mask_auto = _neighbours_mode(config, label) == "mask"
+    images = [_one_image(d, base, f"{label}: images[{k}]", mask_auto) for k, d in enumerate(specs)]
     names = [im.name for im in images]
     dup = next((n for n in names if names.count(n) > 1), None)
     if dup is not None:
@@ -418,6 +480,8 @@ def build_scene(config: dict, images, *, label="config"):
         scene = scene_from_dict(d, images, where=f"{label}: scene")
     except ValueError as err:
         raise ConfigError(str(err)) from None
+    if _neighbours_mode(config, label) == "model":
+        _model_neighbours(scene, images, _auto_images(config), label)
     try:
         scene.build()
     except (ValueError, TypeError, KeyError) as err:

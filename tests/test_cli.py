@@ -244,6 +244,48 @@ def test_invalid_yaml(capsys, tmp_path):
     assert err.startswith("bayesprof: error: broken.yaml: not valid YAML") and err.count("\n") == 1
 
 
+def test_neighbours_model_fits_the_detected_objects(tmp_path):
+    """`neighbours: model`: a GalSim target at the centre, a galaxy 6.7" away and a star 7"
+    away the other way.  The neighbours become sources (the star a PointSource, the galaxy a
+    Sersic) and the whole image is fitted, no pixel masked: the target's flux and radius and
+    the star's flux and position within 3 sigma of the truth, chi2/N within 0.1 of 1."""
+    import galsim
+    from astropy.io import fits
+
+    from bayesprof.profiles import flux_to_counts
+    from bayesprof.simulate import draw_galaxies
+
+    base = bp.Image(np.zeros((80, 80)), pixel_scale=0.25, sigma=0.02, zeropoint=23.9, psf=bp.GaussianPSF(0.9))
+    target = bp.Sersic(xi=0.0, eta=0.0, flux=200.0, re=1.0, n=1.5, q=0.7, pa=20.0)
+    galaxy = bp.Sersic(xi=-6.0, eta=3.0, flux=150.0, re=0.8, n=1.0, q=0.8, pa=80.0)
+    star = (5.0, -5.0, 60.0)  # xi, eta (arcsec), flux (uJy)
+    star_img = galsim.Gaussian(fwhm=0.9, flux=float(flux_to_counts(star[2], 23.9))).drawImage(
+        nx=80, ny=80, scale=0.25, offset=(-star[0] / 0.25, star[1] / 0.25)).array
+    data = draw_galaxies([target, galaxy], base) + star_img + np.random.default_rng(1).normal(0.0, 0.02, (80, 80))
+    fits.PrimaryHDU(data.astype(np.float32), header=base.wcs.to_header()).writeto(tmp_path / "img.fits")
+    cfg = {"images": [{"file": "img.fits", "name": "img", "sigma": 0.02, "zeropoint": 23.9,
+                       "psf": {"gaussian": {"fwhm": 0.9}}, "segmentation": "auto"}],
+           "neighbours": "model", "nuts": False,
+           "scene": {"sources": [{"name": "gal", "kind": "Sersic"}, {"name": "sky", "kind": "FlatSky"}]}}
+    res = cli.run_config(cfg, tmp_path / "out", base_dir=tmp_path, log=None)
+    scene, fit = res["scene"], res["map"]
+    assert not scene.images[0].mask.any()
+    kinds = {s.name: s.kind.__name__ for s in scene.sources if s.name.startswith("nb")}
+    assert sorted(kinds.values()) == ["PointSource", "Sersic"], kinds
+    assert fit.success
+    v, e = fit.values, fit.sigmas
+    for name, true in (("gal.flux[img]", target.flux), ("gal.re", target.re)):
+        assert abs(float(v[name]) - true) < 3 * float(e[name]), (name, float(v[name]), float(e[name]))
+    (nb_star,) = [n for n, k in kinds.items() if k == "PointSource"]
+    for p, true in (("xi", star[0]), ("eta", star[1]), ("flux[img]", star[2])):
+        name = f"{nb_star}.{p}"
+        assert abs(float(v[name]) - true) < 3 * float(e[name]), (name, float(v[name]), float(e[name]))
+    chi2, n = fit.image_chi2()["img"]
+    assert n == 80 * 80 and abs(chi2 / n - 1) < 0.1
+    with pytest.raises(cli.ConfigError, match="neighbours: expected one of mask, model"):
+        cli.run_config({**cfg, "neighbours": "subtract"}, tmp_path / "out2", base_dir=tmp_path, log=None)
+
+
 def test_segmentation_auto_masks_the_neighbours(tmp_path):
     """`segmentation: auto`: a GalSim target at the cut-out's centre and a neighbour 6" away
     (and a faint one off-centre the other way): the neighbours' pixels are masked, the
