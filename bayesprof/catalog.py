@@ -21,14 +21,15 @@ neglected, which is right for faint sources on a bright sky (or sky-dominated co
 underestimates the noise on bright sources.  Pixel-to-pixel correlations (resampled coadds)
 are not removed: the value is the marginal per-pixel sigma.
 
-**Detection** (:func:`segment`): the background-subtracted image is smoothed by a Gaussian
-(default: FWHM of the image's PSF, at least 2 pixels); pixels whose smoothed signal exceeds
-``threshold`` (default 3) times the noise *of the smoothed image* (its clipped MAD, so that
-correlated noise is accounted for) are connected (8-connectivity) into segments of at least ``min_area``
-(default 10) pixels.  Segments with several significant peaks are split (``deblend``):
-peaks are local maxima of the smoothed image within ``min_separation`` pixels (default 1.5 x
-the smoothing FWHM) that stand ``peak_threshold`` (default 5) smoothed-noise units above the
-segment's detection level; pixels go to the peaks by a watershed of the smoothed image.
+**Detection** (:func:`segment`, by photutils): the background-subtracted image is smoothed by
+a Gaussian (default: FWHM of the image's PSF, at least 2 pixels); pixels whose smoothed signal
+exceeds ``threshold`` (default 3) times the noise *of the smoothed image* (its clipped MAD, so
+that correlated noise is accounted for) are connected (8-connectivity) into segments of at least
+``min_area`` (default 10) pixels (``photutils.segmentation.detect_sources``).  Segments with
+several peaks are split (``deblend``, ``photutils.segmentation.deblend_sources``): the segment
+is re-thresholded at ``nlevels`` (32) exponentially spaced levels, and a child is kept where it
+holds at least ``contrast`` (0.001) of the segment's flux and ``min_area`` pixels; the pixels
+between children go to them by a watershed.
 
 **Measurement** (:func:`sources_from_segmentation`): each segment is measured by
 :func:`bayesprof.estimate.estimate_source` on the image with the other segments masked, inside
@@ -209,9 +210,10 @@ def _psf_fwhm_px(image):
         return None
 
 
-def segment(image, *, threshold=3.0, smooth_fwhm=None, min_area=10, deblend=True,
-            peak_threshold=5.0, min_separation=None, mask=None) -> np.ndarray:
-    """Segmentation map (int array, 0 = background, 1..N = sources) of an Image or 2-D array.
+def segment(image, *, threshold=3.0, smooth_fwhm=None, min_area=10, deblend=True, contrast=0.001, nlevels=32,
+            mask=None) -> np.ndarray:
+    """Segmentation map (int array, 0 = background, 1..N = sources) of an Image or 2-D array,
+    by photutils (``detect_sources``, ``deblend_sources``) on the smoothed S/N image.
 
     threshold : float
         Detection threshold in units of the smoothed image's noise (default 3).
@@ -219,14 +221,19 @@ def segment(image, *, threshold=3.0, smooth_fwhm=None, min_area=10, deblend=True
         FWHM (pixels) of the Gaussian smoothing kernel; default the PSF's FWHM (an Image with a
         PSF), at least 2 pixels.
     min_area : int
-        Smallest segment kept, in pixels (default 10).
-    deblend, peak_threshold, min_separation
-        Split segments with several peaks (see the module docstring).
+        Smallest segment kept (and smallest deblended child), in pixels (default 10).
+    deblend, contrast, nlevels
+        Split segments with several peaks: photutils' multi-threshold deblending over
+        ``nlevels`` exponentially spaced levels, a child kept when it holds at least
+        ``contrast`` of its parent's flux (see the module docstring).
     mask : bool array, optional
         Pixels to ignore (besides an Image's own mask and non-finite values).
 
     Labels are ordered by decreasing peak smoothed signal (1 = brightest).
     """
+    from photutils.segmentation import deblend_sources, detect_sources
+    from photutils.utils.exceptions import NoDetectionsWarning
+
     data, bad = _data_mask(image, mask)
     fwhm = smooth_fwhm if smooth_fwhm is not None else max(_psf_fwhm_px(image) or 0.0, 2.0)
     s = fwhm / (2.0 * math.sqrt(2.0 * math.log(2.0)))
@@ -239,70 +246,24 @@ def segment(image, *, threshold=3.0, smooth_fwhm=None, min_area=10, deblend=True
         smooth = np.where(weight > 0.2, smooth / np.maximum(weight, 1e-12), 0.0)
     # the noise of the smoothed image, measured on it (correct for correlated noise too)
     _, noise_s = _clipped_sigma(smooth[(weight > 0.2) & ~bad])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        snr = smooth / noise_s
-    det = (snr > threshold) & ~bad
-    labels, n = ndimage.label(det, structure=np.ones((3, 3)))
-    if n == 0:
+    snr = smooth / noise_s
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoDetectionsWarning)  # nothing found: an empty map
+        seg = detect_sources(snr, threshold, n_pixels=int(min_area), connectivity=8, mask=bad)
+    if seg is None:
         return np.zeros(data.shape, int)
-    areas = ndimage.sum(det, labels, index=np.arange(1, n + 1))
-    keep = np.zeros(n + 1, bool)
-    keep[1:] = areas >= min_area
-    labels = np.where(keep[labels], labels, 0)
-    if deblend:
-        sep = min_separation if min_separation is not None else 1.5 * fwhm
-        size = max(3, int(2 * round(sep) + 1))
-        local_max = (snr == ndimage.maximum_filter(snr, size=size)) & (labels > 0) & \
-            (snr > threshold + peak_threshold)
-        markers, n_peaks = ndimage.label(local_max, structure=np.ones((3, 3)))
-        if n_peaks:
-            labels = _split(labels, markers, snr)
+    if deblend and seg.n_labels:
+        seg = deblend_sources(snr, seg, n_pixels=int(min_area), n_levels=int(nlevels), contrast=float(contrast),
+                              mode="exponential", connectivity=8)
+    labels = np.asarray(seg.data)
     # relabel 1..N by decreasing peak S/N
     ids = np.unique(labels[labels != 0])
     if ids.size == 0:
         return np.zeros(data.shape, int)
     peaks = ndimage.maximum(snr, labels, index=ids)
-    order = ids[np.argsort(-np.asarray(peaks))]
-    lut = {int(old): k + 1 for k, old in enumerate(order)}
-    out = np.zeros(data.shape, int)
-    for old, new in lut.items():
-        out[labels == old] = new
-    return out
-
-
-def _split(labels, markers, snr, nlevels=32):
-    """Split the segments holding several peaks (``markers``) by a watershed of the smoothed
-    S/N: going down in ``nlevels`` steps, each peak's region grows pixel by pixel into the
-    segment's pixels above the current level."""
-    out = labels.copy()
-    next_id = int(labels.max()) + 1
-    structure = np.ones((3, 3), bool)
-    for lab, sl in enumerate(ndimage.find_objects(labels), start=1):
-        if sl is None:
-            continue
-        inside = labels[sl] == lab
-        mk = np.where(inside, markers[sl], 0)
-        ids = np.unique(mk[mk > 0])
-        if len(ids) <= 1:
-            continue
-        sn = snr[sl]
-        grown = mk.copy()
-        for level in np.linspace(sn[inside].max(), sn[inside].min(), nlevels)[1:]:
-            allowed = inside & (sn >= level)
-            while True:
-                free = allowed & (grown == 0)
-                if not free.any():
-                    break
-                spread = ndimage.grey_dilation(grown, footprint=structure)
-                new = free & (spread > 0)
-                if not new.any():
-                    break
-                grown[new] = spread[new]
-        region = out[sl]
-        for pid in ids:
-            region[inside & (grown == pid)] = next_id
-            next_id += 1
-    return out
+    lut = np.zeros(int(labels.max()) + 1, int)
+    lut[ids[np.argsort(-np.asarray(peaks))]] = np.arange(1, ids.size + 1)
+    return lut[labels]
 
 
 # ---------------------------------------------------------------------------- source lists

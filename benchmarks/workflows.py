@@ -67,7 +67,7 @@ def workflow_2():
         ims = cosmos_hst_hsc()
         hst = ims["F814W"]
         seg = C.segment(hst, smooth_fwhm=6.0)
-        src = C.sources_from_segmentation(hst, seg, reference=ims.reference).select(lambda s: s.area >= 200)
+        src = C.sources_from_segmentation(hst, seg, reference=ims.reference).select(lambda s: s.area >= 200 and s.snr > 30)
         scene = bp.Scene(ims)
         C.add_sources(scene, list(src), bp.Sersic, name="g{id}", window_pad=0.4, common_window=list("grizy"))
         scene.add("sky", bp.PlaneSky, images=list(ims.names))
