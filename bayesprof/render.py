@@ -236,15 +236,18 @@ class Renderer:
     psf_flux_fraction : float
         The PSF is truncated at the radius enclosing this fraction of its flux (default
         1 - 1e-7) or at the image's diagonal, whichever is smaller: farther light joins no
-        two pixels of the image.  The FFT canvas is the image plus that radius on every side.
+        two pixels of the image.  Power-law wings (Moffat) are cut sooner, where their density
+        falls below 1e-6 of the peak, keeping at least 1 - 1e-4 of the flux
+        (:meth:`_wing_reach`).  The FFT canvas is the image plus that radius on every side.
     psf_radius : int, optional
         The PSF's truncation radius (pixels) instead of the default above, e.g. the largest of
         several images' defaults, to give their renderers one structure (:meth:`sampling`).
     wings : bool, optional
         Remove what the core patch's and the halo kernels' periodic copies of a power-law PSF
         wing (:meth:`~bayesprof.psf.PSF.wing_params`, Moffat) wrap onto the image.  Default
-        (:meth:`sampling`): where that light would exceed 1e-6 of a source's flux (Moffat
-        beta <~ 2.3; 5.7e-4 of a point source's flux in a 48 x 48 image at beta = 1.5).
+        (:meth:`sampling`): where that light would exceed ``WING_WRAP_TOL`` (1e-5) of a source's
+        flux (5.7e-4 of a point source's flux in a 48 x 48 image at beta = 1.5; at beta = 3 the
+        truncation radius of :meth:`_wing_reach` keeps it below).
     """
 
     def __init__(self, image, reference=None, *, oversample=None, fold=None, core_minor_px=None, core_major_px=None,
@@ -308,7 +311,11 @@ class Renderer:
         efour = lambda kx, ky: psf.effective_fourier(kx, ky, scale)  # noqa: E731
         # the PSF reaches at most across the image's diagonal: farther light joins no two pixels
         # of the image (it would only carry light of sources beyond that distance outside it)
-        R = int(np.ceil(min(psf.radius(scale, psf_flux_fraction), np.hypot(ny, nx)))) + 1
+        reach = psf.radius(scale, psf_flux_fraction)
+        wp = psf.wing_params(scale)
+        if wp is not None:
+            reach = min(reach, cls._wing_reach(type(psf), wp, ny * nx))
+        R = int(np.ceil(min(reach, np.hypot(ny, nx)))) + 1
         if hasattr(psf, "axis_tail"):
             # an interpolated stamp: beyond the stamp's Nyquist wavenumber its transform is the
             # interpolant's k^-4 ghosts of the stamp's Nyquist power, so a pointwise threshold
@@ -322,10 +329,37 @@ class Renderer:
             fold = cls._fold_factor(efour, 1e-7)
             k_over = cls._k_extent(efour, 1e-6)
         # the periodic copies (period ~2R) of a power-law wing wrap ~8 density(2R) per pixel
-        wp = psf.wing_params(scale)
-        wings = wp is not None and 8.0 * float(type(psf).wing_density((2.0 * R) ** 2, wp)) * ny * nx > 1e-6
+        wings = wp is not None and 8.0 * float(type(psf).wing_density((2.0 * R) ** 2, wp)) * ny * nx > cls.WING_WRAP_TOL
         return {"psf_radius": R, "fold": fold, "oversample": max(1, int(np.ceil(k_over / (2 * np.pi) + 0.5))),
                 "wings": bool(wings)}
+
+    #: power-law PSF wings are truncated where their density falls below this fraction of the
+    #: peak and at most WING_FLUX_BEYOND of the flux lies beyond (see :meth:`_wing_reach`)
+    WING_DENSITY_TOL = 1e-6
+    WING_FLUX_BEYOND = 1e-4
+    #: the periodic copies' wrapped light (fraction of a source's flux in the image) above which
+    #: it is removed (``wings``; the truncation radius grows to avoid it where the image's
+    #: diagonal allows: the correction costs a compile several times longer)
+    WING_WRAP_TOL = 1e-5
+
+    @classmethod
+    def _wing_reach(cls, wing_type, params, n_pixels):
+        """Truncation radius (px) of a PSF with power-law wings, the largest of: the radius where
+        the density falls to ``WING_DENSITY_TOL`` of its peak (what truncation leaves out of any
+        pixel, relative to a point source's peak); the radius beyond which ``WING_FLUX_BEYOND``
+        of the flux lies (the most it can leave out of an image's sum); and the radius whose
+        periodic copies (period ~2R) wrap at most ``WING_WRAP_TOL`` of a source's flux into an
+        image of ``n_pixels`` (so that no correction, ``wings``, is needed).  A flux fraction of
+        1 - 1e-7, right for Gaussian-like PSFs, asks a beta = 3 Moffat of FWHM 4 px for 210 px
+        (capped at the image's diagonal); this asks for ~45 px: the renderer's canvases and
+        core patch shrink accordingly."""
+        r = np.geomspace(0.5, 1e6, 4000)
+        dens = wing_type.wing_density(r * r, params)
+        r_dens = r[np.searchsorted(-dens / wing_type.wing_density(0.0, params), -cls.WING_DENSITY_TOL)]
+        r_flux = r[np.searchsorted(-wing_type.wing_outside(r, params), -cls.WING_FLUX_BEYOND)]
+        wrap = 8.0 * wing_type.wing_density((2.0 * r) ** 2, params) * n_pixels
+        r_wrap = r[np.searchsorted(-wrap, -cls.WING_WRAP_TOL)]
+        return float(max(r_dens, r_flux, r_wrap))
 
     # ------------------------------------------------------------ pytree
     # A Renderer is a pytree: its tables are array leaves and only the sizes that shape the

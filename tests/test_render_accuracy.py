@@ -137,7 +137,8 @@ def test_heavy_wing_moffat_against_galsim(beta, fwhm, n, re, q):
     dx, dy = rng.uniform(-0.5, 0.5, 2)
     pa = rng.uniform(0, 180)
     renderer = Renderer(Image(np.zeros((SIZE, SIZE)), variance=1.0, pixel_scale=1.0, psf=psf))
-    assert renderer._wing_type is MoffatPSF
+    if beta <= 2:  # beyond, the wrapped light stays below Renderer.WING_WRAP_TOL uncorrected
+        assert renderer._wing_type is MoffatPSF
     model = _render_case(renderer, (n, re, q, pa, dx, dy, 0))
     truth, _ = ref.draw_sersic(n, re, q, pa, 1.0, psf, (SIZE, SIZE), 1.0, (dx, dy))
     assert np.abs(model - truth).max() <= 1e-3 * truth.max()
