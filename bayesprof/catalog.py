@@ -246,7 +246,8 @@ def segment(image, *, threshold=3.0, smooth_fwhm=None, min_area=10, deblend=True
         smooth = np.where(weight > 0.2, smooth / np.maximum(weight, 1e-12), 0.0)
     # the noise of the smoothed image, measured on it (correct for correlated noise too)
     _, noise_s = _clipped_sigma(smooth[(weight > 0.2) & ~bad])
-    snr = smooth / noise_s
+    with np.errstate(invalid="ignore", divide="ignore"):
+        snr = smooth / noise_s
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NoDetectionsWarning)  # nothing found: an empty map
         seg = detect_sources(snr, threshold, n_pixels=int(min_area), connectivity=8, mask=bad)

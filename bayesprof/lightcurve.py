@@ -202,13 +202,12 @@ def _solve_batch(renderers, stacks, points, data, weight, scale, sky, calibrate,
         renderers, stacks, points, data, weight, scale), None
 
 
-def _site_gradient(names, epoch, grad, b):
-    """The flux's gradient by the fit's latent parameters (``names`` order) for one epoch:
-    ``grad`` (the batch's gradient, entry ``b``) by each component parameter, added to the
-    site that holds it (and to the image's astrometric offset for the centres, its zeropoint
+def _site_gradient(index, epoch, grad, b):
+    """The flux's gradient by the fit's latent parameters (``index``: name -> position) for one
+    epoch: ``grad`` (the batch's gradient, entry ``b``) by each component parameter, added to
+    the site that holds it (and to the image's astrometric offset for the centres, its zeropoint
     correction for the scale); fixed sites take nothing."""
-    index = {n: i for i, n in enumerate(names)}
-    g = np.zeros(len(names))
+    g = np.zeros(len(index))
 
     def add(site, value):
         value = np.ravel(np.asarray(value, dtype=float))
@@ -334,8 +333,7 @@ def forced_photometry(fit, images, source=None, *, position=None, sky=True, cali
             g[1] += 1
         point_sites = ({p: s for p, s in model.parameter_sites(source, im).items() if p in ("xi", "eta")}
                        if point_from_fit else {})
-        meta[i] = dict(rows=rows, point_sites=point_sites, nuisance=model.image_nuisance_sites(im),
-                                      scale=float(scale))
+        meta[i] = dict(rows=rows, point_sites=point_sites, nuisance=model.image_nuisance_sites(im), scale=float(scale))
         return dict(renderer=Renderer(im, model.reference, **common[im.shape]),
                     stacks=stack_groups(list(comps.values())) if comps else [], point=point,
                     data=np.where(weight > 0, im.data, 0.0).astype(dtype), weight=weight,
@@ -372,12 +370,13 @@ def forced_photometry(fit, images, source=None, *, position=None, sky=True, cali
             dispatch(key)
     out = np.zeros((len(images), 6))
     G = np.zeros((len(images), len(fit.names)))
+    index = {n: k for k, n in enumerate(fit.names)}
     for idx, (res, grad) in pending:
         out[idx] = np.asarray(res)[: len(idx)]
         if gradient:
             grad = jax.tree_util.tree_map(np.asarray, grad)
             for b, i in enumerate(idx):
-                G[i] = _site_gradient(fit.names, meta[i], grad, b)
+                G[i] = _site_gradient(index, meta[i], grad, b)
     host_cov = G @ np.asarray(fit.covariance, dtype=float).reshape(len(fit.names), len(fit.names)) @ G.T
     err_stat, err_host = out[:, 1], np.sqrt(np.maximum(np.diag(host_cov), 0.0))
     n_pix = [int(np.count_nonzero(im.weight)) for im in images]
