@@ -71,6 +71,20 @@ def _round_sig(value, figures):
     return round(value, int(figures - 1 - np.floor(np.log10(abs(value)))))
 
 
+def _interval_text(med, lo, hi):
+    """``med +(hi - med) / -(med - lo)`` to the decimal of the spread's second significant figure;
+    values below 1e-3 or from 1e5 up in units of a common power of ten,
+    ``(3.56 +0.16 / -0.18) 1e-13``, so that a title stays short."""
+    spread = min(hi - med, med - lo)
+    if not spread > 0:
+        return f"{med:.4g}"
+    e = int(np.floor(np.log10(max(abs(med), spread))))
+    scale = 10.0**e if (e < -3 or e >= 5) else 1.0
+    d = int(max(0, 1 - np.floor(np.log10(spread / scale))))
+    text = f"{med / scale:.{d}f} +{(hi - med) / scale:.{d}f} / -{(med - lo) / scale:.{d}f}"
+    return text if scale == 1.0 else f"({text}) 1e{e}"
+
+
 def flux_to_mag_sigma(flux, sigma):
     """(AB magnitude, 1-sigma) of a flux in uJy and its 1-sigma (first-order propagation)."""
     flux = float(flux)
@@ -278,9 +292,7 @@ class Posterior:
             axes = np.asarray(fig.axes).reshape(len(names), len(names))
             for i, (label, col) in enumerate(zip(labels, cols)):
                 lo, med, hi = np.nanpercentile(col, [15.865, 50.0, 84.135])
-                spread = min(hi - med, med - lo)
-                d = int(max(0, 1 - np.floor(np.log10(spread)))) if spread > 0 else 3
-                axes[i, i].set_title(f"{label}\n{med:.{d}f} +{hi - med:.{d}f} / -{med - lo:.{d}f}", fontsize=8)
+                axes[i, i].set_title(f"{label}\n{_interval_text(med, lo, hi)}", fontsize=8)
         return fig
 
     def _scalar_names(self, var_names=None):

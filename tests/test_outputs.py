@@ -50,6 +50,15 @@ def test_corner_titles_to_the_precision_of_the_spread(caplog):
     assert f"{np.median(draws['gal.xi']):.4f} +" in titles["gal.xi"]
     assert f"{np.median(draws['gal.flux']):.0f} +" in titles["gal.flux"]
     assert f"{np.median(draws['gal.n']):.3f} +" in titles["gal.n"]
+    # a sky level of ~1e-13 (the GAMA data's units): a common power of ten, not 15 decimals
+    from bayesprof.results import _interval_text
+
+    sky = 3.56e-13 + 1.7e-14 * np.random.default_rng(1).standard_normal(4000)
+    lo, med, hi = np.percentile(sky, [15.865, 50.0, 84.135])
+    text = _interval_text(med, lo, hi)
+    assert text.endswith(") 1e-13") and len(text) < 30, text
+    assert abs(float(text[1:].split(" ")[0]) * 1e-13 / med - 1) < 0.01, text
+    assert _interval_text(1234.5, 1214.5, 1254.5) == "1234 +20 / -20"
     few = Posterior.__new__(Posterior)
     few.tree = az.from_dict({"posterior": {k: v[:, :5] for k, v in draws.items()}})
     few.corner()
