@@ -90,7 +90,7 @@ def residuals(scene, result, *, posterior=None, n_draws=64, figsize_per_row=3.0,
             chis.append((f"posterior median of {medians[1]}", np.where(good, (im.data - medians[0][k]) / sigma, np.nan)))
         for label, chi in chis:
             c2 = float(np.nanmean(chi**2)) if good.any() else float("nan")
-            panels.append((chi, f"(data - model)/sigma, {label}\nchi2/N = {c2:.3f}", dict(vmin=-5, vmax=5, cmap="RdBu_r")))
+            panels.append((chi, f"(data - model)/sigma\n{label}: chi2/N = {c2:.3f}", dict(vmin=-5, vmax=5, cmap="RdBu_r")))
         for j, (arr, title, kw) in enumerate(panels):
             ax = axes[k, j]
             art = ax.imshow(arr, origin="lower", interpolation="nearest", **kw)
