@@ -421,7 +421,8 @@ def _model_neighbours(scene, images, auto, label):
     with a window about its footprint (:func:`bayesprof.catalog.add_sources`): a
     :class:`~bayesprof.PointSource` if its measured half-light radius is at most
     :data:`POINT_SOURCE_MAX_RE_FWHM` PSF FWHMs, else a :class:`~bayesprof.Sersic`; structure
-    shared, flux per band, started from the detection's measurements.  Returns their names."""
+    shared, flux per band, started from the detection's measurements.  The scene's own sources
+    without a starting position start on the central object.  Returns the neighbours' names."""
     from .catalog import _psf_fwhm_px, add_sources, segment, sources_from_segmentation
     from .components import PointSource, Sersic
 
@@ -432,7 +433,15 @@ def _model_neighbours(scene, images, auto, label):
     target = _central_label(seg)
     if target is None:
         return []
-    found = [s for s in sources_from_segmentation(det, seg, reference=scene.images.reference) if s.id != target]
+    detected = sources_from_segmentation(det, seg, reference=scene.images.reference)
+    # the scene's own sources describe the central object: those without a starting position
+    # start on it (else each would start on the brightest object, which may be a neighbour)
+    centre = next(s for s in detected if s.id == target)
+    for src in scene.sources:
+        if "xi" in src.params and not any(k in scene._inits for k in (f"{src.name}.xi", f"{src.name}.eta")):
+            scene.set_init(f"{src.name}.xi", float(centre.xi))
+            scene.set_init(f"{src.name}.eta", float(centre.eta))
+    found = [s for s in detected if s.id != target]
     taken = {s.name for s in scene.sources} & {f"nb{s.id}" for s in found}
     if taken:
         raise ConfigError(f"{label}: scene: the source name(s) {sorted(taken)} are kept for neighbours: model")
