@@ -438,7 +438,7 @@ def _model_neighbours(scene, images, auto, label):
     # start on it (else each would start on the brightest object, which may be a neighbour)
     centre = next(s for s in detected if s.id == target)
     for src in scene.sources:
-        if "xi" in src.params and not any(k in scene._inits for k in (f"{src.name}.xi", f"{src.name}.eta")):
+        if "xi" in src.params and not (scene.has_init(f"{src.name}.xi") or scene.has_init(f"{src.name}.eta")):
             scene.set_init(f"{src.name}.xi", float(centre.xi))
             scene.set_init(f"{src.name}.eta", float(centre.eta))
     found = [s for s in detected if s.id != target]

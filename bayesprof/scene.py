@@ -378,6 +378,11 @@ class Scene:
         self._inits[site] = value
         self._built = None
 
+    def has_init(self, site) -> bool:
+        """Whether an initial value was given under ``site`` (a site or parameter name, as for
+        :meth:`set_init` or ``add(..., init=...)``)."""
+        return site in self._inits
+
     def fix(self, site, value):
         """Hold a site (or all sites of a parameter) at ``value``: it is not fitted."""
         self._check_param_ref(site, "fix")
