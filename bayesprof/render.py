@@ -237,8 +237,9 @@ class Renderer:
         The PSF is truncated at the radius enclosing this fraction of its flux (default
         1 - 1e-7) or at the image's diagonal, whichever is smaller: farther light joins no
         two pixels of the image.  Power-law wings (Moffat) are cut sooner, where their density
-        falls below 1e-6 of the peak, keeping at least 1 - 1e-4 of the flux
-        (:meth:`_wing_reach`).  The FFT canvas is the image plus that radius on every side.
+        falls below 1e-6 of the peak, keeping at least 1 - 1e-4 of the flux, and far enough that
+        the periodic copies wrap at most 1e-5 of it into the image (:meth:`_wing_reach`).  The
+        FFT canvas is the image plus that radius on every side.
     psf_radius : int, optional
         The PSF's truncation radius (pixels) instead of the default above, e.g. the largest of
         several images' defaults, to give their renderers one structure (:meth:`sampling`).
@@ -350,9 +351,9 @@ class Renderer:
         of the flux lies (the most it can leave out of an image's sum); and the radius whose
         periodic copies (period ~2R) wrap at most ``WING_WRAP_TOL`` of a source's flux into an
         image of ``n_pixels`` (so that no correction, ``wings``, is needed).  A flux fraction of
-        1 - 1e-7, right for Gaussian-like PSFs, asks a beta = 3 Moffat of FWHM 4 px for 210 px
-        (capped at the image's diagonal); this asks for ~45 px: the renderer's canvases and
-        core patch shrink accordingly."""
+        1 - 1e-7, right for Gaussian-like PSFs, asks a beta = 3 Moffat of FWHM 3.8 px for 210 px
+        (capped at the image's diagonal); this asks for 45 px in a 64 x 64 image: the renderer's
+        canvases and core patch shrink accordingly."""
         r = np.geomspace(0.5, 1e6, 4000)
         dens = wing_type.wing_density(r * r, params)
         r_dens = r[np.searchsorted(-dens / wing_type.wing_density(0.0, params), -cls.WING_DENSITY_TOL)]
