@@ -422,7 +422,7 @@ def _model_neighbours(scene, images, auto, label):
     :class:`~bayesprof.PointSource` if its measured half-light radius is at most
     :data:`POINT_SOURCE_MAX_RE_FWHM` PSF FWHMs, else a :class:`~bayesprof.Sersic`; structure
     shared, flux per band, started from the detection's measurements.  The scene's own sources
-    without a starting position start on the central object.  Returns the neighbours' names."""
+    without a starting position start on the central object."""
     from .catalog import _psf_fwhm_px, add_sources, segment, sources_from_segmentation
     from .components import PointSource, Sersic
 
@@ -432,7 +432,7 @@ def _model_neighbours(scene, images, auto, label):
     seg = segment(det)
     target = _central_label(seg)
     if target is None:
-        return []
+        return
     detected = sources_from_segmentation(det, seg, reference=scene.images.reference)
     # the scene's own sources describe the central object: those without a starting position
     # start on it (else each would start on the brightest object, which may be a neighbour)
@@ -448,8 +448,8 @@ def _model_neighbours(scene, images, auto, label):
     fwhm = (_psf_fwhm_px(det) or 0.0) * det.pixel_scale
     point = [s for s in found if np.isfinite(s.re) and s.re <= POINT_SOURCE_MAX_RE_FWHM * fwhm]
     extended = [s for s in found if s not in point]
-    added = add_sources(scene, point, PointSource, name="nb{id}") + add_sources(scene, extended, Sersic, name="nb{id}")
-    return [s.name for s in added]
+    add_sources(scene, point, PointSource, name="nb{id}")
+    add_sources(scene, extended, Sersic, name="nb{id}")
 
 
 def load_images(config: dict, base_dir=".", *, label="config"):

@@ -330,7 +330,7 @@ class Renderer:
             fold = cls._fold_factor(efour, 1e-7)
             k_over = cls._k_extent(efour, 1e-6)
         # the periodic copies (period ~2R) of a power-law wing wrap ~8 density(2R) per pixel
-        wings = wp is not None and 8.0 * float(type(psf).wing_density((2.0 * R) ** 2, wp)) * ny * nx > cls.WING_WRAP_TOL
+        wings = wp is not None and float(cls._wrapped_fraction(type(psf), wp, R, ny * nx)) > cls.WING_WRAP_TOL
         return {"psf_radius": R, "fold": fold, "oversample": max(1, int(np.ceil(k_over / (2 * np.pi) + 0.5))),
                 "wings": bool(wings)}
 
@@ -358,9 +358,14 @@ class Renderer:
         dens = wing_type.wing_density(r * r, params)
         r_dens = r[np.searchsorted(-dens / wing_type.wing_density(0.0, params), -cls.WING_DENSITY_TOL)]
         r_flux = r[np.searchsorted(-wing_type.wing_outside(r, params), -cls.WING_FLUX_BEYOND)]
-        wrap = 8.0 * wing_type.wing_density((2.0 * r) ** 2, params) * n_pixels
-        r_wrap = r[np.searchsorted(-wrap, -cls.WING_WRAP_TOL)]
+        r_wrap = r[np.searchsorted(-cls._wrapped_fraction(wing_type, params, r, n_pixels), -cls.WING_WRAP_TOL)]
         return float(max(r_dens, r_flux, r_wrap))
+
+    @staticmethod
+    def _wrapped_fraction(wing_type, params, R, n_pixels):
+        """Estimate of the fraction of a source's flux that the periodic copies (period ~2R) of a
+        PSF truncated at ``R`` px wrap into an image of ``n_pixels``: ~8 x density(2R) per pixel."""
+        return 8.0 * wing_type.wing_density((2.0 * np.asarray(R, dtype=float)) ** 2, params) * n_pixels
 
     # ------------------------------------------------------------ pytree
     # A Renderer is a pytree: its tables are array leaves and only the sizes that shape the
