@@ -223,10 +223,11 @@ class Renderer:
         Halo samples per pixel side; default chosen from the PSF (1 for PSF FWHM >~ 3 px).
     fold : int, optional
         The core's k-grid extends to ``fold`` x Nyquist (aliases up to there are folded in).
-        Default from the PSF: analytic PSFs, where ``|E(k)| < 1e-7`` beyond; interpolated stamps
+        Default from the PSF: analytic PSFs, where ``|E(k)| < 1e-7`` beyond; stamps
         (:class:`~bayesprof.psf.PixelPSF`), where at most ``PixelPSF.FOLD_TAIL`` (1e-4) of the
         integral of ``|E|`` along a k axis lies beyond (and the halo's band limit where at most
-        ``OVERSAMPLE_TAIL``, 1e-3, does), at most 16.
+        ``OVERSAMPLE_TAIL``, 1e-3, does), at most 16: 1 (and no oversampling) for a band-limited
+        stamp sampled at the image's pixels, 5-6 for a quintic-interpolated survey stamp.
     core_minor_px : float
         Minimum minor semi-axis of the Fourier-rendered core, in pixels.  Default
         ``max(2, 4 / oversample)``: the halo starts >= 4 halo samples from the centre.

@@ -149,18 +149,25 @@ def simulate_group_scene(seed: int = 0, snr=(50.0, 20.0, 8.0), size_r: int = 128
 def _draw_psf_at(image: Image, x: float, y: float, counts: float) -> np.ndarray:
     """GalSim drawing of ``counts`` in the image's pixelized PSF stamp centred at pixel (x, y).
 
-    The stamp (an effective PSF, pixel response included) is interpolated with GalSim's quintic
-    interpolant and sampled at the pixel centres (``method="no_pixel"``), independently of
-    bayesprof's Fourier renderer."""
+    The stamp (an effective PSF, pixel response included) is interpolated as the PSF says
+    (:attr:`~bayesprof.psf.PixelPSF.interpolant`) and sampled at the pixel centres, in real
+    space, independently of bayesprof's Fourier renderer: a band-limited stamp by the
+    Whittaker-Shannon sum over its samples (separable sincs), a quintic one by GalSim
+    (``method="no_pixel"``)."""
     from .psf import PixelPSF
 
-    galsim = _galsim()
     psf = image.psf
-    if not isinstance(psf, PixelPSF) or psf.pixel_scale is not None:
+    if not isinstance(psf, PixelPSF) or psf.pixel_scale is not None or psf.sampling not in (None, 1.0):
         raise TypeError("inject_point_source needs a PixelPSF sampled at the image's pixels")
+    ny, nx = image.shape
+    if psf.interpolant == "sinc":
+        sy, sx = psf.image.shape
+        wx = np.sinc(np.arange(nx)[:, None] - x - (np.arange(sx)[None, :] - (sx - 1) / 2.0))
+        wy = np.sinc(np.arange(ny)[:, None] - y - (np.arange(sy)[None, :] - (sy - 1) / 2.0))
+        return counts * (wy @ np.asarray(psf.image, dtype=float) @ wx.T)
+    galsim = _galsim()
     prof = galsim.InterpolatedImage(galsim.Image(np.asarray(psf.image, dtype=float), scale=1.0),
                                     x_interpolant="quintic", normalization="flux") * counts
-    ny, nx = image.shape
     offset = (x - (nx - 1) / 2.0, y - (ny - 1) / 2.0)
     return prof.drawImage(nx=nx, ny=ny, scale=1.0, offset=offset, method="no_pixel").array
 

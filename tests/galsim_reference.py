@@ -42,6 +42,8 @@ def galsim_psf(psf, pixel_scale, gsp):
     if isinstance(psf, MoffatPSF):
         return galsim.Moffat(beta=psf.beta, fwhm=psf.fwhm, gsparams=gsp), False
     if isinstance(psf, PixelPSF):
+        if psf.interpolant != "quintic":  # GalSim's sinc InterpolatedImage crashes (GalSim 2.x)
+            raise ValueError("the GalSim reference reads stamps with its quintic: give interpolant='quintic'")
         scale = psf.pixel_scale or pixel_scale
         ii = galsim.InterpolatedImage(galsim.Image(psf.image, scale=scale), x_interpolant="quintic",
                                       normalization="flux", flux=1.0,

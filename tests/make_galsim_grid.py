@@ -33,8 +33,8 @@ def make_psfs():
         "gauss2.2": GaussianPSF(2.2),
         "gauss4": GaussianPSF(4.0),
         "moffat2.5": MoffatPSF(2.0, beta=2.5),
-        "pixel1x": PixelPSF(ref.pixel_psf_stamp(1), pixel_scale=1.0),
-        "pixel3x": PixelPSF(ref.pixel_psf_stamp(3), pixel_scale=1.0 / 3),
+        "pixel1x": PixelPSF(ref.pixel_psf_stamp(1), pixel_scale=1.0, interpolant="quintic"),
+        "pixel3x": PixelPSF(ref.pixel_psf_stamp(3), pixel_scale=1.0 / 3, interpolant="quintic"),
     }
 
 
