@@ -16,7 +16,10 @@ MAP fit.  They are plain numpy, robust rather than exact:
   radius is the circular one divided by sqrt(q).
 
 For a group of sources, :class:`bayesprof.Scene` estimates one source after another on
-the residual image (data minus the sources estimated so far).
+the residual image (data minus the sources estimated so far).  In a blend, a source whose
+position is given is measured only on its **territory**: the pixels nearer to it than to any
+other given position (:func:`territories`), so that its aperture, size and shape do not take
+in its neighbours.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["background", "SourceEstimate", "estimate_source", "aperture_flux"]
+__all__ = ["background", "SourceEstimate", "estimate_source", "aperture_flux", "territories"]
 
 
 def background(data, mask, variance):
@@ -65,16 +68,27 @@ def _growth(img, good, x, y, rmax):
     return radii, flux, npix, r
 
 
-def estimate_source(data, mask, variance, *, position=None, box=None):
+def territories(shape, positions):
+    """Label image (``shape``) of the pixels nearest to each of ``positions`` ((x, y) pixels):
+    entry k is where position k is the nearest (a Voronoi partition of the image)."""
+    yy, xx = np.indices(shape)
+    pos = np.asarray(positions, dtype=float).reshape(-1, 2)
+    d2 = (xx[None] - pos[:, 0, None, None]) ** 2 + (yy[None] - pos[:, 1, None, None]) ** 2
+    return np.argmin(d2, axis=0)
+
+
+def estimate_source(data, mask, variance, *, position=None, box=None, territory=None):
     """Guess centre, counts, size and shape of the brightest source in an image.
 
     ``position``: optional (x, y) pixel guess (searched within 3 px); ``box``: optional
-    (x0, x1, y0, y1) window to search in.  The orientation is returned in pixel terms
-    (``theta``); the scene turns it into a PA east of north through the image's WCS.
+    (x0, x1, y0, y1) window to search in; ``territory``: optional boolean image, the only
+    pixels the source is measured on (its part of a blend, :func:`territories`).  The
+    orientation is returned in pixel terms (``theta``); the scene turns it into a PA east of
+    north through the image's WCS.
     """
     level, sigma = background(data, mask, variance)
     img = np.where(mask, 0.0, data - level)
-    good = ~mask
+    good = ~mask if territory is None else ~mask & territory
     ny, nx = img.shape
     x0, x1, y0, y1 = box if box is not None else (0, nx, 0, ny)
     smooth = ndimage.gaussian_filter(img, 1.5)
@@ -129,12 +143,15 @@ def estimate_source(data, mask, variance, *, position=None, box=None):
     return SourceEstimate(cx, cy, total, re_px, q, theta, R)
 
 
-def aperture_flux(data, mask, variance, x, y, radius_px):
-    """Background-subtracted counts inside a circle (pixels), masked pixels filled by the median."""
+def aperture_flux(data, mask, variance, x, y, radius_px, territory=None):
+    """Background-subtracted counts inside a circle (pixels), masked pixels filled by the median;
+    with ``territory`` (boolean image), inside the circle's part within it."""
     level, sigma = background(data, mask, variance)
     img = np.where(mask, 0.0, data - level)
     yy, xx = np.indices(img.shape)
     inside = np.hypot(xx - x, yy - y) <= max(radius_px, 1.0)
+    if territory is not None:
+        inside &= territory
     good = inside & ~mask
     n_in, n_good = np.count_nonzero(inside), np.count_nonzero(good)
     if n_good == 0:

@@ -45,7 +45,7 @@ import numpyro
 import numpyro.distributions as dist
 
 from . import components as comps
-from .estimate import aperture_flux, background, estimate_source
+from .estimate import aperture_flux, background, estimate_source, territories
 from .image import Image, ImageList, tangent_plane_offsets
 from .priors import PriorBlocks, SitePrior, default_prior, prior_text, support_text
 from .profiles import flux_to_counts
@@ -585,6 +585,37 @@ class SceneModel:
                 boxes[(s.name, im_name)] = (max(x0, 0), min(x1, im.nx), max(y0, 0), min(y1, im.ny))
         return boxes
 
+    def _territories(self, members):
+        """``territory(source, image)``: the boolean image of the pixels nearer to ``source``'s given
+        position than to any other source's (:func:`~bayesprof.estimate.territories`; sources at
+        one position share it), or None where fewer than two distinct positions are given in
+        that image or the source has none."""
+        inits = self.scene._inits
+        given = {}
+        for s in self.scene.sources:
+            if not (s.kind.is_offset or s.kind.is_calibration or s.kind.is_sky) \
+                    and f"{s.name}.xi" in inits and f"{s.name}.eta" in inits:
+                given[s.name] = (round(float(inits[f"{s.name}.xi"]), 6), round(float(inits[f"{s.name}.eta"]), 6))
+        labels = {}
+
+        def territory(name, im):
+            if name not in given:
+                return None
+            if im.name not in labels:
+                points = sorted({given[n] for n in given if im.name in members[n]})
+                if len(points) < 2:
+                    labels[im.name] = None
+                else:
+                    pm = im.pixel_map(self.reference)
+                    pix = [tuple(float(v) for v in pm(jnp.asarray(xi), jnp.asarray(eta))) for xi, eta in points]
+                    labels[im.name] = (territories(im.shape, pix), points)
+            if labels[im.name] is None:
+                return None
+            lab, points = labels[im.name]
+            return lab == points.index(given[name])
+
+        return territory
+
     # -- initial estimates, object after object on the residual
     def _estimate(self, members):
         scene = self.scene
@@ -592,6 +623,7 @@ class SceneModel:
         residual = {im.name: im.data.copy() for im in self.images}
         est = {}
         finest = min(im.pixel_scale for im in self.images)
+        territory = self._territories(members)
         for s in scene.sources:
             ims = [self.images[n] for n in members[s.name]]
             e = {}
@@ -621,7 +653,8 @@ class SceneModel:
                                      f"{float(user['eta']):g}) arcsec lies outside every one of its images "
                                      f"{[im.name for im in ims]}")
             box = self._boxes.get((s.name, ref_im.name))
-            g = estimate_source(residual[ref_im.name], ref_im.mask, ref_im.variance, position=position, box=box)
+            g = estimate_source(residual[ref_im.name], ref_im.mask, ref_im.variance, position=position, box=box,
+                                territory=territory(s.name, ref_im))
             sky = ref_im.pixel_to_sky(g.x, g.y)
             xi, eta = (float(v) for v in tangent_plane_offsets(sky, self.reference))
             J = np.asarray(pm.jacobian(jnp.asarray(xi), jnp.asarray(eta)))  # d(x,y)/d(xi,eta)
@@ -639,7 +672,8 @@ class SceneModel:
                 xk, yk = (float(v) for v in pmk(jnp.asarray(xi), jnp.asarray(eta)))
                 psf_r = float(im.psf.radius(im.pixel_scale, 0.9))
                 rad = max(radius_arcsec / im.pixel_scale, 2.0 * psf_r, 2.0)
-                c, c_err = aperture_flux(residual[im.name], im.mask, im.variance, xk, yk, rad)
+                c, c_err = aperture_flux(residual[im.name], im.mask, im.variance, xk, yk, rad,
+                                         territory=territory(s.name, im))
                 _, sig = background(residual[im.name], im.mask, im.variance)
                 floor = 3 * sig * np.sqrt(np.pi) * max(psf_r, 1.0)
                 per_ujy = float(flux_to_counts(1.0, im.zeropoint))
