@@ -5,13 +5,16 @@ The scene: one Sersic + a flat sky in the DECaLS DR9 g, r, z coadd of ``decals-g
 jointly (structure shared, flux per band).  Two runs, each in a fresh subprocess so that its
 peak memory is its own, on the same pixels:
 
-* ``stamps``: the survey's 63x63 PSF stamps (``bp.PixelPSF``), as a user would fit them;
+* ``stamps``: the survey's 63x63 PSF stamps (``bp.PixelPSF``), as a user would fit them (the
+  default interpolant: band-limited for these well-sampled stamps);
+* ``quintic``: the same stamps read with the quintic interpolant (the only one before
+  2026-12-06), which needs 5-6x folding;
 * ``gaussian``: Gaussian PSFs of the stamps' FWHM (measured by ``MoffatPSF.fit_stamp``).
 
 Reported: the MAP time (first, compilation included), NUTS warm-up and sampling times,
 min bulk ESS per second of sampling, the time of the per-draw log-likelihood pass, and peak RSS.
 
-Usage:  .venv/bin/python benchmarks/psf_stamps.py [--warmup 500] [--samples 500] [--chains 2]
+Usage:  .venv/bin/python benchmarks/psf_stamps.py [--warmup 500] [--samples 500] [--chains 2] [--kinds stamps,gaussian]
 The data are read from ``../shared/data/decals-grz`` (not bundled).
 """
 
@@ -45,7 +48,7 @@ def build(psf_kind):
             data = np.asarray(sci.data, dtype=float)[68:188, 68:188]
             invvar = np.asarray(ivar.data, dtype=float)[68:188, 68:188]
             stamp = np.asarray(ps[k].data, dtype=float)
-            psf = bp.PixelPSF(stamp)
+            psf = bp.PixelPSF(stamp, interpolant="quintic" if psf_kind == "quintic" else "auto")
             if psf_kind == "gaussian":
                 psf = bp.GaussianPSF(bp.MoffatPSF.fit_stamp(stamp, 0.262).fwhm)  # noqa: E501
             mask = ~(invvar > 0)
@@ -82,6 +85,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=500)
     ap.add_argument("--samples", type=int, default=500)
     ap.add_argument("--chains", type=int, default=2)
+    ap.add_argument("--kinds", default="stamps,quintic,gaussian", help="comma-separated: stamps, quintic, gaussian")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -93,7 +97,8 @@ def main():
           f"jax {jax.__version__}; NUTS {args.chains} x ({args.warmup} + {args.samples})")
     print(f"{'PSF':>9} {'MAP s':>6} {'warm-up s':>9} {'sampling s':>10} {'loglik s':>8} {'min ESS':>7} {'ESS/s':>6} "
           f"{'div':>4} {'RSS GiB':>7}")
-    for kind in ("stamps", "gaussian"):
+    ap_kinds = args.kinds.split(",")
+    for kind in ap_kinds:
         out = subprocess.run([sys.executable, __file__, "--child", kind, "--warmup", str(args.warmup), "--samples",
                               str(args.samples), "--chains", str(args.chains)], capture_output=True, text=True)
         if out.returncode != 0:
