@@ -36,7 +36,7 @@ import lineax as lx
 import numpy as np
 import optax
 import optimistix as optx
-from numpyro.infer import MCMC, NUTS
+from numpyro.infer.hmc import hmc
 
 from .diagnostics import FitWarning, check_map
 from .results import Posterior, flux_to_mag_sigma, wrap_angles
@@ -508,6 +508,12 @@ def _image_chi2(model, pixels):
 
 
 @jax.jit
+def _constrain_draws(model, u):
+    """The site values (physical units) of every row of ``u`` (draws x parameters)."""
+    return jax.vmap(model.constrain)(u)
+
+
+@jax.jit
 def _draw_log_likelihoods(model, u):
     """Each image's log-likelihood at every row of ``u`` (draws x parameters), 8 draws at a time:
     memory bounded by 8 renders whatever the number of draws."""
@@ -516,13 +522,15 @@ def _draw_log_likelihoods(model, u):
 
 class _PhaseProgress:
     """One progress bar per NUTS phase over all chains (``chains x steps`` transitions),
-    labelled "warm-up" and then "sampling", whatever the chain method: numpyro's own bars are
-    one per chain, interleaved, each restarting at 0."""
+    labelled "warm-up" and then "sampling", whatever the chain method.
+
+    The compiled sampler reports each transition through :func:`_tick` with the bar's number,
+    so one compiled program serves every call; ``_BARS`` maps the numbers of the bars open now
+    to their objects (parallel chains call back from several threads)."""
 
     def __init__(self, enabled):
-        import threading
-
-        self.enabled, self.bar, self.lock = enabled, None, threading.Lock()
+        self.enabled, self.bar = enabled, None
+        self.key = next(_BAR_KEYS)
 
     def start(self, label, total):
         if self.enabled:
@@ -530,32 +538,116 @@ class _PhaseProgress:
 
             self.close()
             self.bar = tqdm(total=total, desc=f"NUTS {label}", unit="step", dynamic_ncols=True)
+            _BARS[self.key] = self
 
     def tick(self, step):
         """One transition of each chain in ``step`` (a chain's counter; under ``vmap`` the
         callback gets the vectorised chains' counters at once)."""
         if self.bar is not None:
-            with self.lock:  # parallel chains call back from several threads
+            with _BARS_LOCK:
                 self.bar.update(int(np.size(step)))
 
     def close(self):
+        _BARS.pop(self.key, None)
         if self.bar is not None:
             self.bar.close()
             self.bar = None
 
 
-class _NUTSWithProgress(NUTS):
-    """NUTS that reports every transition of every chain to a :class:`_PhaseProgress`."""
+_BARS: dict = {}
+_BAR_KEYS = __import__("itertools").count()
+_BARS_LOCK = __import__("threading").Lock()
 
-    def __init__(self, *args, progress, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._progress = progress
 
-    def sample(self, state, model_args, model_kwargs):
-        new = super().sample(state, model_args, model_kwargs)
-        if self._progress.enabled:
-            jax.debug.callback(self._progress.tick, new.i)  # per device (parallel) or per vectorised batch
-        return new
+def _tick(key, step):
+    bar = _BARS.get(int(np.ravel(key)[0]))
+    if bar is not None:
+        bar.tick(step)
+
+
+def _nuts_potential(model, u_map, L):
+    """The potential of the whitened coordinates z (u = u_map + L z): numpyro's ``potential_fn_gen``."""
+    return lambda z: model.potential(u_map + L @ z)
+
+
+_NUTS_FIELDS = ("diverging", "num_steps", "accept_prob", "energy", "potential_energy", "step_size")
+
+
+def _run(model, u_map, L, z0, key, bar, state, num_warmup, num_samples, options, progress, vectorized):
+    """NUTS (numpyro's functional :func:`~numpyro.infer.hmc.hmc`) for one chain, or for a batch
+    of chains in lockstep (``vectorized``: ``z0`` and ``key`` carry a leading chain axis, each
+    transition is vmapped and reported once for the batch).  ``state`` None: the warm-up from
+    ``z0``, returning the adapted state; else the sampling from ``state``, returning the draws
+    and NUTS's statistics per draw.  ``hmc`` keeps its adaptation schedule in its closure, so
+    it is built here, inside the compiled program, whose structure then depends only on the
+    model's structure and the settings."""
+    init_kernel, sample_kernel = hmc(potential_fn_gen=_nuts_potential, algo="NUTS")
+    dense_mass, target_accept_prob, max_tree_depth = options
+    args = (model, u_map, L)
+
+    def init(z, k):
+        return init_kernel(z, num_warmup, dense_mass=dense_mass, target_accept_prob=target_accept_prob,
+                           max_tree_depth=max_tree_depth, model_args=args, rng_key=k)
+
+    def transition(st):
+        return sample_kernel(st, model_args=args)
+
+    if vectorized:
+        init, transition = jax.vmap(init), jax.vmap(transition)
+    start = init(z0, key)  # also sets the schedule in the closure when ``state`` is given
+
+    def step(st):
+        st = transition(st)
+        if progress:
+            jax.debug.callback(_tick, bar, st.i)
+        return st
+
+    if state is None:
+        return jax.lax.fori_loop(0, num_warmup, lambda _, st: step(st), start)
+
+    def draw(st, _):
+        st = step(st)
+        stats = (st.diverging, st.num_steps, st.accept_prob, st.energy, st.potential_energy,
+                 st.adapt_state.step_size)
+        return st, (st.z, stats)
+
+    z, stats = jax.lax.scan(draw, state, None, length=num_samples)[1]
+    if vectorized:  # (draws, chains, ...) -> (chains, draws, ...)
+        z, stats = jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), (z, stats))
+    return z, stats
+
+
+_STATIC = ("num_warmup", "num_samples", "options", "progress", "batch")
+
+
+@partial(jax.jit, static_argnames=_STATIC)
+def _warmup_batch(model, u_map, L, z0, keys, bar, num_warmup, num_samples, options, progress, batch):
+    if batch == "vectorized":
+        return _run(model, u_map, L, z0, keys, bar, None, num_warmup, num_samples, options, progress, True)
+    return jax.lax.map(lambda a: _run(model, u_map, L, *a, bar, None, num_warmup, num_samples, options, progress,
+                                      False), (z0, keys))
+
+
+@partial(jax.jit, static_argnames=_STATIC)
+def _sample_batch(model, u_map, L, z0, keys, bar, state, num_warmup, num_samples, options, progress, batch):
+    if batch == "vectorized":
+        return _run(model, u_map, L, z0, keys, bar, state, num_warmup, num_samples, options, progress, True)
+    return jax.lax.map(lambda a: _run(model, u_map, L, a[0], a[1], bar, a[2], num_warmup, num_samples, options,
+                                      progress, False), (z0, keys, state))
+
+
+def _warmup_one(model, u_map, L, z0, key, bar, num_warmup, num_samples, options, progress):
+    return _run(model, u_map, L, z0, key, bar, None, num_warmup, num_samples, options, progress, False)
+
+
+def _sample_one(model, u_map, L, z0, key, bar, state, num_warmup, num_samples, options, progress):
+    return _run(model, u_map, L, z0, key, bar, state, num_warmup, num_samples, options, progress, False)
+
+
+# one chain per device; module-level so that their compiled programs are reused between calls
+_warmup_parallel = jax.pmap(_warmup_one, in_axes=(None, None, None, 0, 0, None), static_broadcasted_argnums=(6, 7, 8, 9))
+_sample_parallel = jax.pmap(_sample_one, in_axes=(None, None, None, 0, 0, None, 0),
+                            static_broadcasted_argnums=(7, 8, 9, 10))
 
 
 def sample(scene, init=None, *, num_warmup=500, num_samples=1000, num_chains=4, seed=0, dense_mass=False,
@@ -574,8 +666,9 @@ def sample(scene, init=None, *, num_warmup=500, num_samples=1000, num_chains=4, 
     dense_mass : bool
         Adapt a dense mass matrix (default: diagonal; the MAP covariance already whitens).
     chain_method : {"auto", "vectorized", "sequential", "parallel"}
-        numpyro's; "vectorized" batches the chains through one render (good on GPUs and on a
-        single CPU device); "parallel" runs each chain on its own device.  "auto" (default):
+        "vectorized" batches the chains through one render (good on GPUs and on a single CPU
+        device); "sequential" runs them one after another in one program (memory of one
+        chain); "parallel" runs each chain on its own device.  "auto" (default):
         "parallel" when JAX has a device per chain, else "vectorized".  On a multi-core CPU,
         ``numpyro.set_host_device_count(num_chains)`` at the start of the session (before JAX
         starts) gives one CPU device per chain (the ``bayesprof`` command does this): on the
@@ -609,40 +702,41 @@ def sample(scene, init=None, *, num_warmup=500, num_samples=1000, num_chains=4, 
     if not whiten:
         L = np.eye(d)
     L = jnp.asarray(L)
+    if chain_method not in ("auto", "vectorized", "sequential", "parallel"):
+        raise ValueError(f"chain_method must be 'auto', 'vectorized', 'sequential' or 'parallel', not {chain_method!r}")
     if chain_method == "auto":
         chain_method = "parallel" if num_chains > 1 and jax.local_device_count() >= num_chains else "vectorized"
-    potential = jax.jit(lambda z: model.potential(u_map + L @ z))
+    if chain_method == "parallel" and jax.local_device_count() < num_chains:
+        raise ValueError(f"chain_method='parallel' needs a device per chain: {num_chains} chains, "
+                         f"{jax.local_device_count()} devices (numpyro.set_host_device_count before JAX starts)")
     progress = _PhaseProgress(bool(progress_bar))
-    kernel = _NUTSWithProgress(potential_fn=potential, dense_mass=dense_mass, target_accept_prob=target_accept_prob,
-                               max_tree_depth=max_tree_depth, progress=progress)
-    mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
-                chain_method=chain_method, progress_bar=False)
+    options = (bool(dense_mass), float(target_accept_prob), int(max_tree_depth))
     key = jax.random.PRNGKey(seed)
     k_init, k_run = jax.random.split(key)
-    z0 = 0.5 * jax.random.normal(k_init, (num_chains, d) if num_chains > 1 else (d,))
-    fields = ("diverging", "num_steps", "accept_prob", "energy", "potential_energy", "adapt_state.step_size")
+    z0 = 0.5 * jax.random.normal(k_init, (num_chains, d), dtype=u_map.dtype)
+    keys = jax.random.split(k_run, num_chains)
+    bar = jnp.asarray([progress.key])
+    static = (int(num_warmup), int(num_samples), options, progress.enabled)
+    if chain_method == "parallel":
+        warmup, draws = _warmup_parallel, _sample_parallel
+    else:
+        warmup, draws = partial(_warmup_batch, batch=chain_method), partial(_sample_batch, batch=chain_method)
     t0 = time.perf_counter()
     try:
         progress.start("warm-up", num_chains * num_warmup)
-        mcmc.warmup(k_run, init_params=z0, extra_fields=fields, collect_warmup=False)
-        jax.block_until_ready(mcmc.post_warmup_state)  # dispatch is asynchronous (parallel chains)
+        state = jax.block_until_ready(warmup(model, u_map, L, z0, keys, bar, *static))
         t1 = time.perf_counter()
         progress.start("sampling", num_chains * num_samples)
-        mcmc.run(mcmc.post_warmup_state.rng_key, extra_fields=fields)
-        z = mcmc.get_samples(group_by_chain=True)
-        jax.block_until_ready(z)
+        z, stats = jax.block_until_ready(draws(model, u_map, L, z0, keys, bar, state, *static))
         t2 = time.perf_counter()
     finally:
         progress.close()
     warmup_time, elapsed = t1 - t0, t2 - t1
-    extra = mcmc.get_extra_fields(group_by_chain=True)
+    extra = dict(zip(_NUTS_FIELDS, (np.asarray(a) for a in stats)))  # (chains, draws)
     z = np.asarray(z)
-    if z.ndim == 2:
-        z = z[None]
     C, S, _ = z.shape
     u = np.asarray(u_map)[None, None, :] + z @ np.asarray(L).T
-    constrain = jax.jit(jax.vmap(model.constrain))
-    flat = constrain(jnp.asarray(u.reshape(C * S, d)))
+    flat = _constrain_draws(model, jnp.asarray(u.reshape(C * S, d)))
     posterior = {}
     for s in model.sites:
         if s.fixed is not None:
@@ -657,18 +751,14 @@ def sample(scene, init=None, *, num_warmup=500, num_samples=1000, num_chains=4, 
         loglik = {f"obs[{im.name}]": ll[..., k] for k, im in enumerate(model.images)}
     loglik_time = time.perf_counter() - t3
 
-    def chains(a):
-        a = np.asarray(a)
-        return a.reshape((C, S) + a.shape[1:]) if a.ndim == 1 else a
-
     stats = {
-        "diverging": chains(extra["diverging"]),
-        "n_steps": chains(extra["num_steps"]),
-        "tree_depth": np.floor(np.log2(chains(extra["num_steps"]) + 1)).astype(int),
-        "acceptance_rate": chains(extra["accept_prob"]),
-        "energy": chains(extra["energy"]),
-        "lp": -chains(extra["potential_energy"]),
-        "step_size": chains(extra["adapt_state.step_size"]),
+        "diverging": extra["diverging"],
+        "n_steps": extra["num_steps"],
+        "tree_depth": np.floor(np.log2(extra["num_steps"] + 1)).astype(int),
+        "acceptance_rate": extra["accept_prob"],
+        "energy": extra["energy"],
+        "lp": -extra["potential_energy"],
+        "step_size": extra["step_size"],
     }
     post = Posterior.from_samples(model, posterior, stats, loglik, map_result=init, sampling_time_s=elapsed,
                                   num_warmup=num_warmup)
