@@ -262,6 +262,30 @@ def test_scene_of_the_same_structure_reuses_the_compiled_fit(three_images):
     assert abs(float(fit_b.values["gal.xi"]) + 0.6) < 5 * float(fit_b.sigmas["gal.xi"])
 
 
+def test_scene_of_the_same_structure_reuses_the_compiled_sampler(three_images):
+    """NUTS on a second scene of the same structure runs the first one's compiled warm-up and
+    sampling programs (no new compilation), and samples the second scene's posterior."""
+    from bayesprof import inference
+
+    def scene_of(images, xi):
+        scene = bp.Scene(images)
+        scene.add("gal", bp.Sersic, init={"xi": xi, "eta": -0.1})
+        scene.add("sky", bp.FlatSky)
+        return scene
+
+    nuts = dict(num_warmup=40, num_samples=40, num_chains=2, chain_method="vectorized", progress_bar=False)
+    scene_a = scene_of(three_images, 0.2)
+    bp.sample(scene_a, bp.fit_map(scene_a), **nuts)
+    compiled = (inference._warmup_batch._cache_size(), inference._sample_batch._cache_size())
+    other = bp.Sersic(xi=-0.6, eta=0.4, flux=35.0, re=1.1, n=2.5, q=0.5, pa=120.0)
+    images_b = [small_image(im.name, im.band, seed=10 + k, gal=other) for k, im in enumerate(three_images)]
+    scene_b = scene_of(images_b, -0.6)
+    post = bp.sample(scene_b, bp.fit_map(scene_b), **nuts)
+    assert (inference._warmup_batch._cache_size(), inference._sample_batch._cache_size()) == compiled
+    xi = post.flat("gal.xi")
+    assert abs(xi.mean() + 0.6) < 5 * xi.std()
+
+
 def test_territories_are_the_nearest_position():
     """Each pixel belongs to the nearest given position (ties: the first)."""
     from bayesprof.estimate import territories
