@@ -308,7 +308,7 @@ class PixelPSF(PSF):
         the stamp whole.  ``untrimmed_shape`` is the shape given.
     """
 
-    #: the largest |transform| on the Nyquist boundary, relative to the sum, at which ``"auto"``
+    #: the largest modulus of the transform on the Nyquist boundary, relative to the sum, at which ``"auto"``
     #: takes a stamp as band-limited
     BANDLIMIT_TOL = 1e-2
 
