@@ -24,6 +24,8 @@ support), where the posterior density includes the transforms' Jacobians:
 
 from __future__ import annotations
 
+import itertools
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -555,8 +557,8 @@ class _PhaseProgress:
 
 
 _BARS: dict = {}
-_BAR_KEYS = __import__("itertools").count()
-_BARS_LOCK = __import__("threading").Lock()
+_BAR_KEYS = itertools.count()
+_BARS_LOCK = threading.Lock()
 
 
 def _tick(key, step):
@@ -645,7 +647,8 @@ def _sample_one(model, u_map, L, z0, key, bar, state, num_warmup, num_samples, o
 
 
 # one chain per device; module-level so that their compiled programs are reused between calls
-_warmup_parallel = jax.pmap(_warmup_one, in_axes=(None, None, None, 0, 0, None), static_broadcasted_argnums=(6, 7, 8, 9))
+_warmup_parallel = jax.pmap(_warmup_one, in_axes=(None, None, None, 0, 0, None),
+                            static_broadcasted_argnums=(6, 7, 8, 9))
 _sample_parallel = jax.pmap(_sample_one, in_axes=(None, None, None, 0, 0, None, 0),
                             static_broadcasted_argnums=(7, 8, 9, 10))
 
