@@ -15,7 +15,7 @@ Classes
     an oversampled PSF; odd or even size; any normalisation).  **Centring convention**:
     the PSF centre is at 0-indexed array position ((nx-1)/2, (ny-1)/2), i.e. the central
     pixel for odd sizes and the corner shared by the four central pixels for even sizes
-    (GalSim's ``true_center``).  **Interpolation**: a sampled stamp (its transform on the
+    (GalSim's ``true_center``).  **Interpolation**: a well-sampled stamp (its transform on the
     Nyquist boundary at most ``PixelPSF.BANDLIMIT_TOL`` = 1e-2 of its sum) is taken as
     band-limited (sinc interpolation): exact for a PSF sampled above Nyquist, closer to the
     sampled PSF than the quintic whenever that holds, and the renderer then needs no folding

@@ -147,7 +147,7 @@ def simulate_group_scene(seed: int = 0, snr=(50.0, 20.0, 8.0), size_r: int = 128
 
 
 def _draw_psf_at(image: Image, x: float, y: float, counts: float) -> np.ndarray:
-    """GalSim drawing of ``counts`` in the image's pixelized PSF stamp centred at pixel (x, y).
+    """``counts`` drawn in the image's pixelized PSF stamp centred at pixel (x, y).
 
     The stamp (an effective PSF, pixel response included) is interpolated as the PSF says
     (:attr:`~bayesprof.psf.PixelPSF.interpolant`) and sampled at the pixel centres, in real
