@@ -54,7 +54,8 @@ Configuration (relative paths are relative to the configuration file)::
                                          #   all but the object at (or nearest) the centre, or model
                                          #   them (neighbours: model)
         psf: KiDS/G279148psfim.fits  # a PSF image (or PSFEx file), {file: ..., pixel_scale: ...,
-                                     #   includes_pixel: true, plane: k (of a PSF cube)},
+                                     #   includes_pixel: true, plane: k (of a PSF cube),
+                                     #   interpolant: auto | sinc | quintic},
                                      #   {gaussian: {fwhm: 0.9}} or
                                      #   {moffat: {fwhm: 0.9, beta: 3}} (FWHM in arcsec)
         zeropoint: 0.0               # AB zeropoint, or a header keyword (e.g. MAGZERO); default 0
@@ -225,15 +226,17 @@ def _psf(v, base, where):
         raise ConfigError(f"{where}: expected a PSF file name or a mapping with one of gaussian, moffat or file, "
                           f"not {_type_name(v)} {v!r}")
     if "file" in v:
-        _check_keys(v, ("file", "pixel_scale", "includes_pixel", "plane"), where)
+        _check_keys(v, ("file", "pixel_scale", "includes_pixel", "plane", "interpolant"), where)
         path = _file(v["file"], base, f"{where}.file")
         scale = v.get("pixel_scale")
         if scale is not None:
             _check_value(scale, "positive", f"{where}.pixel_scale")
         inc = _check_value(v.get("includes_pixel", True), "bool", f"{where}.includes_pixel")
         plane = _check_value(v["plane"], "count0", f"{where}.plane") if "plane" in v else None
+        interpolant = _check_value(v.get("interpolant", "auto"), ("auto", "sinc", "quintic"), f"{where}.interpolant")
         try:
-            return PixelPSF(_read_fits_2d(path, None, plane)[0], pixel_scale=scale, includes_pixel=inc)
+            return PixelPSF(_read_fits_2d(path, None, plane)[0], pixel_scale=scale, includes_pixel=inc,
+                            interpolant=interpolant)
         except (ValueError, OSError) as err:
             raise ConfigError(f"{where}.file: {err}") from None
     _check_keys(v, ("gaussian", "moffat", "file"), where)

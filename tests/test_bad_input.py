@@ -156,6 +156,8 @@ ERRORS = [
      ValueError, ["gal.beta", "beta > 1"]),
     ("prior Normal scale < 0", _with(lambda s: s.set_prior("gal.xi", dist.Normal(0.0, -1.0, validate_args=False))),
      ValueError, ["gal.xi", "invalid"]),
+    ("stamp interpolant unknown", lambda: bp.PixelPSF(np.ones((15, 15)), interpolant="cubic"), ValueError,
+     ["interpolant", "cubic"]),
     ("prior not a distribution", _with(lambda s: s.set_prior("gal.n", 3.0)), TypeError, ["numpyro distribution"]),
     ("tie cycle", _with(lambda s: (s.add("g2", bp.Sersic), s.tie("gal.re", "g2.re"), s.tie("g2.re", "gal.re"))),
      ValueError, ["cycle"]),

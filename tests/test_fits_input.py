@@ -94,6 +94,10 @@ def test_planes_of_cubes(tmp_path):
         cli._psf({"file": "psf.fits"}, tmp_path, "images[0].psf")
     with pytest.raises(cli.ConfigError, match="plane: must be an integer >= 0"):
         cli._psf({"file": "psf.fits", "plane": -1}, tmp_path, "images[0].psf")
+    forced = cli._psf({"file": "psf.fits", "plane": 2, "interpolant": "quintic"}, tmp_path, "images[0].psf")
+    assert forced.interpolant == "quintic"
+    with pytest.raises(cli.ConfigError, match="interpolant: must be one of auto, sinc, quintic, not 'cubic'"):
+        cli._psf({"file": "psf.fits", "plane": 2, "interpolant": "cubic"}, tmp_path, "images[0].psf")
     data = rng.normal(size=(3, 20, 24))
     fits.writeto(tmp_path / "cube.fits", data)
     im = bp.Image.from_fits(tmp_path / "cube.fits", plane=1, sigma=1.0, pixel_scale=0.3)
