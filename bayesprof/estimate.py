@@ -70,11 +70,13 @@ def _growth(img, good, x, y, rmax):
 
 def territories(shape, positions):
     """Label image (``shape``) of the pixels nearest to each of ``positions`` ((x, y) pixels):
-    entry k is where position k is the nearest (a Voronoi partition of the image)."""
+    entry k is where position k is the nearest (a Voronoi partition of the image).  A k-d tree
+    query per pixel: memory grows with the pixels, not with pixels x positions."""
+    from scipy.spatial import cKDTree
+
     yy, xx = np.indices(shape)
     pos = np.asarray(positions, dtype=float).reshape(-1, 2)
-    d2 = (xx[None] - pos[:, 0, None, None]) ** 2 + (yy[None] - pos[:, 1, None, None]) ** 2
-    return np.argmin(d2, axis=0)
+    return cKDTree(pos).query(np.column_stack([xx.ravel(), yy.ravel()]))[1].reshape(shape)
 
 
 def estimate_source(data, mask, variance, *, position=None, box=None, territory=None):

@@ -287,7 +287,7 @@ def test_scene_of_the_same_structure_reuses_the_compiled_sampler(three_images):
 
 
 def test_territories_are_the_nearest_position():
-    """Each pixel belongs to the nearest given position (ties: the first)."""
+    """Each pixel belongs to the nearest given position."""
     from bayesprof.estimate import territories
 
     lab = territories((5, 8), [(1.0, 2.0), (6.0, 2.0)])
