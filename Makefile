@@ -17,8 +17,9 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(VENV)/bin/bayesprof fit bayesprof/data/gama-kids-sdss/G279148.yaml --out demo_output
 
+# one worker per core (at most 4: each may hold a few GB), modules kept together (tests/conftest.py)
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadgroup
 
 # the API reference from the docstrings (any Sphinx warning fails; tests/test_docs.py does the same)
 docs: install
