@@ -19,7 +19,7 @@ demo: install
 
 # one worker per core (at most 4: each may hold a few GB), modules kept together (tests/conftest.py)
 test: install
-	$(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadgroup
+	$(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadscope
 
 # the API reference from the docstrings (any Sphinx warning fails; tests/test_docs.py does the same)
 docs: install

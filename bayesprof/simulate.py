@@ -117,18 +117,24 @@ GROUP_GALAXIES = (
 GROUP_COLOURS = ((-0.5, 1.5), (-0.8, 2.0), (-0.3, 1.0), (-1.0, 2.5))
 
 
-def simulate_group_scene(seed: int = 0, snr=(50.0, 20.0, 8.0), size_r: int = 128):
+def simulate_group_scene(seed: int = 0, snr=(50.0, 20.0, 8.0), size_r: int = 128, galaxies=GROUP_GALAXIES,
+                         colours=GROUP_COLOURS):
     """The seed tutorial's second example, simulated: four overlapping galaxies in r, W1, NUV.
 
     Images as :func:`simulate_seed_scene` but r is ``size_r`` px (0.262"/px); noise gives peak
-    S/N ``snr`` on the brightest pixel of each image.  Returns ``(images, galaxies)``:
-    ``galaxies`` is a list of dicts with xi, eta, re, n, q, pa and ``flux`` per band (uJy).
+    S/N ``snr`` on the brightest pixel of each image.  ``galaxies``: tuples (xi, eta arcsec,
+    r AB mag, re arcsec, n, q, pa deg east of north), default :data:`GROUP_GALAXIES`;
+    ``colours``: per galaxy the AB magnitude offsets (W1 - r, NUV - r).  Returns
+    ``(images, galaxies)``: ``galaxies`` is a list of dicts with xi, eta, re, n, q, pa and
+    ``flux`` per band (uJy).
     """
     from .profiles import mag_to_flux
 
+    if len(galaxies) != len(colours):
+        raise ValueError(f"simulate_group_scene: {len(galaxies)} galaxies but {len(colours)} colours")
     rng = np.random.default_rng(seed)
     gals = []
-    for (xi, eta, mag, re, n, q, pa), (c_w1, c_nuv) in zip(GROUP_GALAXIES, GROUP_COLOURS):
+    for (xi, eta, mag, re, n, q, pa), (c_w1, c_nuv) in zip(galaxies, colours):
         flux = {"r": float(mag_to_flux(mag)), "W1": float(mag_to_flux(mag + c_w1)),
                 "NUV": float(mag_to_flux(mag + c_nuv))}
         gals.append({"xi": xi, "eta": eta, "re": re, "n": n, "q": q, "pa": pa, "flux": flux})

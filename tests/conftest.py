@@ -5,9 +5,10 @@ of the process, so a full run grew to ~6 GB and once crashed inside XLA's compil
 the suite (a segfault in ``backend_compile``).  JAX's in-memory caches are therefore cleared
 after each module.
 
-``make test`` runs the suite on several processes (pytest-xdist, ``--dist loadgroup``): the
+``make test`` runs the suite on several processes (pytest-xdist, ``--dist loadscope``): the
 tests of one module stay together on one worker (they share module-scoped fits), each
-notebook is a group of its own, and the notebooks start first (they are the longest items).
+notebook is a class of its own (``test_notebooks.py``), and the notebooks start first (they
+are the longest items).
 Compiled programs go to JAX's persistent compilation cache, shared by the workers, the
 notebook kernels and the CLI subprocesses of one run, so a program of the same structure is
 compiled once per run rather than once per module or process.  The cache lives in
@@ -31,21 +32,19 @@ jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE
 
 
 # the notebooks by decreasing run time (03: ~7-11 min on 2 cores; the others 2-3 min)
-NOTEBOOK_ORDER = ["03_supernova_light_curve", "01_joint_models", "04_space_and_ground", "02_posterior_analysis"]
+NOTEBOOK_ORDER = ["TestNotebook03", "TestNotebook01", "TestNotebook04", "TestNotebook02"]
 
 
-def _notebook_rank(item):
-    if not item.module.__name__.endswith("test_notebooks") or "[" not in item.name:
-        return len(NOTEBOOK_ORDER)
-    return next((i for i, n in enumerate(NOTEBOOK_ORDER) if n in item.name), len(NOTEBOOK_ORDER) - 1)
+def _rank(item):
+    """Position of a notebook's test in NOTEBOOK_ORDER; every other test after them."""
+    name = item.cls.__name__ if item.cls is not None else ""
+    return NOTEBOOK_ORDER.index(name) if name in NOTEBOOK_ORDER else len(NOTEBOOK_ORDER)
 
 
 def pytest_collection_modifyitems(config, items):
-    """One xdist group per module, one per notebook; notebooks first (stable order otherwise)."""
-    for item in items:
-        group = item.name if _notebook_rank(item) < len(NOTEBOOK_ORDER) else item.module.__name__
-        item.add_marker(pytest.mark.xdist_group(group))
-    items.sort(key=_notebook_rank)
+    """The notebooks first, longest first (the order of the rest unchanged): pytest-xdist hands
+    out scopes in collection order, so the longest items start at once."""
+    items.sort(key=_rank)
 
 
 @pytest.fixture(autouse=True, scope="module")

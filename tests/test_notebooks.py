@@ -18,8 +18,7 @@ NAMES = ["01_joint_models.ipynb", "02_posterior_analysis.ipynb", "03_supernova_l
 CELL_TIMEOUT_S = 1500  # the 8-exposure MAP of notebook 03 takes 5-13 min on 2 cores
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_notebook_runs(name, monkeypatch):
+def _run(name, monkeypatch):
     path = NOTEBOOKS / name
     nb = nbformat.read(path, as_version=4)
     monkeypatch.setenv("BAYESPROF_QUICK", "1")
@@ -29,6 +28,28 @@ def test_notebook_runs(name, monkeypatch):
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
     assert not errors, errors
+
+
+# one class per notebook: ``make test`` distributes the tests by class or module (pytest-xdist
+# ``--dist loadscope``), so the four notebooks can run on different workers
+class TestNotebook01:
+    def test_runs(self, monkeypatch):
+        _run(NAMES[0], monkeypatch)
+
+
+class TestNotebook02:
+    def test_runs(self, monkeypatch):
+        _run(NAMES[1], monkeypatch)
+
+
+class TestNotebook03:
+    def test_runs(self, monkeypatch):
+        _run(NAMES[2], monkeypatch)
+
+
+class TestNotebook04:
+    def test_runs(self, monkeypatch):
+        _run(NAMES[3], monkeypatch)
 
 
 def test_notebooks_are_stripped():
