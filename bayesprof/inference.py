@@ -575,14 +575,19 @@ def _nuts_potential(model, u_map, L):
 _NUTS_FIELDS = ("diverging", "num_steps", "accept_prob", "energy", "potential_energy", "step_size")
 
 
-def _run(model, u_map, L, z0, key, bar, state, num_warmup, num_samples, options, progress, vectorized):
-    """NUTS (numpyro's functional :func:`~numpyro.infer.hmc.hmc`) for one chain, or for a batch
-    of chains in lockstep (``vectorized``: ``z0`` and ``key`` carry a leading chain axis, each
-    transition is vmapped and reported once for the batch).  ``state`` None: the warm-up from
-    ``z0``, returning the adapted state; else the sampling from ``state``, returning the draws
-    and NUTS's statistics per draw.  ``hmc`` keeps its adaptation schedule in its closure, so
-    it is built here, inside the compiled program, whose structure then depends only on the
-    model's structure and the settings."""
+def _run(model, u_map, L, z0, key, bar, state, resume, n_steps, num_warmup, num_samples, options, progress,
+         vectorized):
+    """``n_steps`` NUTS transitions (numpyro's functional :func:`~numpyro.infer.hmc.hmc`) for one
+    chain, or for a batch of chains in lockstep (``vectorized``: ``z0``, ``key`` and ``state``
+    carry a leading chain axis, each transition is vmapped and reported once for the batch).
+
+    One program serves both phases, so that a model's NUTS is compiled once: ``resume`` False
+    starts from ``z0`` (the warm-up; ``state`` is only a placeholder of the state's shape and
+    ``n_steps`` is ``num_warmup``); True continues from ``state`` (the sampling).  Returns the
+    last state, and the positions and NUTS's statistics of the first ``num_samples`` transitions
+    (the draws, when resuming; ignored after the warm-up).  ``hmc`` keeps its adaptation
+    schedule in its closure, so it is built and initialised here, inside the compiled program,
+    whose structure then depends only on the model's structure and the settings."""
     init_kernel, sample_kernel = hmc(potential_fn_gen=_nuts_potential, algo="NUTS")
     dense_mass, target_accept_prob, max_tree_depth = options
     args = (model, u_map, L)
@@ -596,61 +601,66 @@ def _run(model, u_map, L, z0, key, bar, state, num_warmup, num_samples, options,
 
     if vectorized:
         init, transition = jax.vmap(init), jax.vmap(transition)
-    start = init(z0, key)  # also sets the schedule in the closure when ``state`` is given
+    start = init(z0, key)  # also sets the adaptation schedule in hmc's closure
+    st = jax.lax.cond(resume, lambda: state, lambda: start)
 
-    def step(st):
+    def stats_of(st):
+        return (st.z, (st.diverging, st.num_steps, st.accept_prob, st.energy, st.potential_energy,
+                       st.adapt_state.step_size))
+
+    buffers = jax.tree_util.tree_map(lambda a: jnp.zeros((num_samples,) + a.shape, a.dtype),
+                                     jax.eval_shape(stats_of, st))
+
+    def body(i, carry):
+        st, buffers = carry
         st = transition(st)
         if progress:
             jax.debug.callback(_tick, bar, st.i)
-        return st
+        buffers = jax.lax.cond(resume & (i < num_samples),
+                               lambda b: jax.tree_util.tree_map(lambda buf, a: buf.at[i].set(a), b, stats_of(st)),
+                               lambda b: b, buffers)
+        return st, buffers
 
-    if state is None:
-        return jax.lax.fori_loop(0, num_warmup, lambda _, st: step(st), start)
-
-    def draw(st, _):
-        st = step(st)
-        stats = (st.diverging, st.num_steps, st.accept_prob, st.energy, st.potential_energy,
-                 st.adapt_state.step_size)
-        return st, (st.z, stats)
-
-    z, stats = jax.lax.scan(draw, state, None, length=num_samples)[1]
+    st, (z, stats) = jax.lax.fori_loop(0, n_steps, body, (st, buffers))
     if vectorized:  # (draws, chains, ...) -> (chains, draws, ...)
         z, stats = jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), (z, stats))
-    return z, stats
+    return st, z, stats
 
 
 _STATIC = ("num_warmup", "num_samples", "options", "progress", "batch")
 
 
 @partial(jax.jit, static_argnames=_STATIC)
-def _warmup_batch(model, u_map, L, z0, keys, bar, num_warmup, num_samples, options, progress, batch):
+def _nuts_batch(model, u_map, L, z0, keys, bar, state, resume, n_steps, num_warmup, num_samples, options, progress,
+                batch):
+    """NUTS for all chains on one device: vmapped in lockstep (``batch="vectorized"``) or one
+    after another (``"sequential"``, ``lax.map``); see :func:`_run`."""
     if batch == "vectorized":
-        return _run(model, u_map, L, z0, keys, bar, None, num_warmup, num_samples, options, progress, True)
-    return jax.lax.map(lambda a: _run(model, u_map, L, *a, bar, None, num_warmup, num_samples, options, progress,
-                                      False), (z0, keys))
+        return _run(model, u_map, L, z0, keys, bar, state, resume, n_steps, num_warmup, num_samples, options,
+                    progress, True)
+    return jax.lax.map(lambda a: _run(model, u_map, L, a[0], a[1], bar, a[2], resume, n_steps, num_warmup,
+                                      num_samples, options, progress, False), (z0, keys, state))
 
 
-@partial(jax.jit, static_argnames=_STATIC)
-def _sample_batch(model, u_map, L, z0, keys, bar, state, num_warmup, num_samples, options, progress, batch):
-    if batch == "vectorized":
-        return _run(model, u_map, L, z0, keys, bar, state, num_warmup, num_samples, options, progress, True)
-    return jax.lax.map(lambda a: _run(model, u_map, L, a[0], a[1], bar, a[2], num_warmup, num_samples, options,
-                                      progress, False), (z0, keys, state))
+@partial(jax.jit, static_argnames=("num_warmup", "options"))
+def _nuts_start(model, u_map, L, z0, keys, num_warmup, options):
+    """The chains' initial NUTS states (chains first): only its shape is used (``eval_shape``),
+    as the placeholder ``state`` of the warm-up call."""
+    init_kernel, _ = hmc(potential_fn_gen=_nuts_potential, algo="NUTS")
+    dense_mass, target_accept_prob, max_tree_depth = options
+    return jax.vmap(lambda z, k: init_kernel(z, num_warmup, dense_mass=dense_mass,
+                                             target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth,
+                                             model_args=(model, u_map, L), rng_key=k))(z0, keys)
 
 
-def _warmup_one(model, u_map, L, z0, key, bar, num_warmup, num_samples, options, progress):
-    return _run(model, u_map, L, z0, key, bar, None, num_warmup, num_samples, options, progress, False)
+def _nuts_one(model, u_map, L, z0, key, bar, state, resume, n_steps, num_warmup, num_samples, options, progress):
+    return _run(model, u_map, L, z0, key, bar, state, resume, n_steps, num_warmup, num_samples, options, progress,
+                False)
 
 
-def _sample_one(model, u_map, L, z0, key, bar, state, num_warmup, num_samples, options, progress):
-    return _run(model, u_map, L, z0, key, bar, state, num_warmup, num_samples, options, progress, False)
-
-
-# one chain per device; module-level so that their compiled programs are reused between calls
-_warmup_parallel = jax.pmap(_warmup_one, in_axes=(None, None, None, 0, 0, None),
-                            static_broadcasted_argnums=(6, 7, 8, 9))
-_sample_parallel = jax.pmap(_sample_one, in_axes=(None, None, None, 0, 0, None, 0),
-                            static_broadcasted_argnums=(7, 8, 9, 10))
+# one chain per device; module-level so that its compiled program is reused between calls
+_nuts_parallel = jax.pmap(_nuts_one, in_axes=(None, None, None, 0, 0, None, 0, None, None),
+                          static_broadcasted_argnums=(9, 10, 11, 12))
 
 
 def sample(scene, init=None, *, num_warmup=500, num_samples=1000, num_chains=4, seed=0, dense_mass=False,
@@ -721,16 +731,20 @@ def sample(scene, init=None, *, num_warmup=500, num_samples=1000, num_chains=4, 
     bar = jnp.asarray([progress.key])
     static = (int(num_warmup), int(num_samples), options, progress.enabled)
     if chain_method == "parallel":
-        warmup, draws = _warmup_parallel, _sample_parallel
+        nuts = _nuts_parallel
     else:
-        warmup, draws = partial(_warmup_batch, batch=chain_method), partial(_sample_batch, batch=chain_method)
+        nuts = partial(_nuts_batch, batch=chain_method)
+    placeholder = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype),
+                                         _nuts_start.eval_shape(model, u_map, L, z0, keys, int(num_warmup), options))
     t0 = time.perf_counter()
     try:
         progress.start("warm-up", num_chains * num_warmup)
-        state = jax.block_until_ready(warmup(model, u_map, L, z0, keys, bar, *static))
+        state = jax.block_until_ready(nuts(model, u_map, L, z0, keys, bar, placeholder, False, int(num_warmup),
+                                           *static)[0])
         t1 = time.perf_counter()
         progress.start("sampling", num_chains * num_samples)
-        z, stats = jax.block_until_ready(draws(model, u_map, L, z0, keys, bar, state, *static))
+        _, z, stats = jax.block_until_ready(nuts(model, u_map, L, z0, keys, bar, state, True, int(num_samples),
+                                                 *static))
         t2 = time.perf_counter()
     finally:
         progress.close()

@@ -263,8 +263,8 @@ def test_scene_of_the_same_structure_reuses_the_compiled_fit(three_images):
 
 
 def test_scene_of_the_same_structure_reuses_the_compiled_sampler(three_images):
-    """NUTS on a second scene of the same structure runs the first one's compiled warm-up and
-    sampling programs (no new compilation), and samples the second scene's posterior."""
+    """NUTS compiles one program for its warm-up and sampling phases, a second scene of the same
+    structure runs it (no new compilation), and it samples the second scene's posterior."""
     from bayesprof import inference
 
     def scene_of(images, xi):
@@ -275,13 +275,16 @@ def test_scene_of_the_same_structure_reuses_the_compiled_sampler(three_images):
 
     nuts = dict(num_warmup=40, num_samples=40, num_chains=2, chain_method="vectorized", progress_bar=False)
     scene_a = scene_of(three_images, 0.2)
-    bp.sample(scene_a, bp.fit_map(scene_a), **nuts)
-    compiled = (inference._warmup_batch._cache_size(), inference._sample_batch._cache_size())
+    fit_a = bp.fit_map(scene_a)
+    before = inference._nuts_batch._cache_size()
+    bp.sample(scene_a, fit_a, **nuts)
+    compiled = inference._nuts_batch._cache_size()
+    assert compiled == before + 1  # one program for the warm-up and the sampling
     other = bp.Sersic(xi=-0.6, eta=0.4, flux=35.0, re=1.1, n=2.5, q=0.5, pa=120.0)
     images_b = [small_image(im.name, im.band, seed=10 + k, gal=other) for k, im in enumerate(three_images)]
     scene_b = scene_of(images_b, -0.6)
     post = bp.sample(scene_b, bp.fit_map(scene_b), **nuts)
-    assert (inference._warmup_batch._cache_size(), inference._sample_batch._cache_size()) == compiled
+    assert inference._nuts_batch._cache_size() == compiled
     xi = post.flat("gal.xi")
     assert abs(xi.mean() + 0.6) < 5 * xi.std()
 
