@@ -2,7 +2,7 @@ PYTHON ?= python3.12
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo test docs bench bench-joint calibration clean
+.PHONY: install demo test docs bench bench-joint bench-group calibration clean
 
 # Creates .venv once and (re)installs only when pyproject.toml changed.
 install: $(VENV)/.installed
@@ -32,6 +32,11 @@ bench: install
 bench-joint: install
 	bash benchmarks/setup_astrophot_venv.sh
 	$(PY) benchmarks/joint.py
+
+# ten galaxies in r + W1 + NUV, bayesprof vs AstroPhot's group model (same venv as bench-joint)
+bench-group: install
+	bash benchmarks/setup_astrophot_venv.sh
+	$(PY) benchmarks/group.py
 
 # simulation-based calibration, 2 x 120 fits (~30 min)
 calibration: install
