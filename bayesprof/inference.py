@@ -353,13 +353,14 @@ def _physical_mode(model, x, cov, grad_log_jacobian):
 
 def _levenberg_marquardt(rtol, atol, verbose, dtype):
     """optimistix's Levenberg–Marquardt with a bolder trust region: the first damping is 0.01
-    (optimistix's: 1; the columns are standardised, so 1 halves every early step), it drops 4x
+    (optimistix's: 1; the columns are standardised, so 1 halves every early step), it drops 8x
     after a step whose actual reduction is >= 50 % of the predicted one (optimistix's default:
-    3.5x at >= 99 %); a step that achieves < 10 % is rejected and the damping rises 4x.  Against
-    8x at >= 25 % and rejection below 1 % (used before), on simulated blends this takes 10, 69 and 60
-    steps instead of 14, 75 and 95 (4, 4 and 16 Sersics, ``benchmarks/scaling.py`` scenes), 20
-    instead of 25 on the seed's four-galaxy group, and 9 instead of 8 on the seed scene, to the
-    same chi2 within 0.04.
+    3.5x at >= 99 %); a step that achieves < 10 % is rejected and the damping rises 16x: a
+    Gauss–Newton step barely shortens until the damping nears the curvature, so smaller
+    increments waste rejected steps (and a Jacobian each).  Against 4x / 4x (used before), on six
+    simulated scenes (``benchmarks/RESULTS.md``: the seed scene, ``benchmarks/group.py``'s ten
+    galaxies, ``benchmarks/scaling.py``'s 4 and 16 Sersics, two each) this takes 6, 28, 12, 51,
+    41 and 21 steps instead of 6, 31, 10, 69, 46 and 20, to the same chi2 within 0.03.
 
     Each step solves the damped normal equations ``(J^T J + lambda I) dz = -J^T r`` by Cholesky
     (lineax ``Normal``) in float64: the columns are standardised, so squaring the condition
@@ -367,7 +368,7 @@ def _levenberg_marquardt(rtol, atol, verbose, dtype):
     4 ms for 19 000 x 56 on the 2-core CPU).  In float32 the QR's accuracy is kept."""
     solver_ = lx.Normal(lx.Cholesky()) if np.dtype(dtype) == np.float64 else lx.QR()
     solver = optx.LevenbergMarquardt(rtol=rtol, atol=atol, verbose=verbose, linear_solver=solver_)
-    region = _TrustRegion(high_cutoff=0.5, high_constant=4.0, low_cutoff=0.1, low_constant=0.25,
+    region = _TrustRegion(high_cutoff=0.5, high_constant=8.0, low_cutoff=0.1, low_constant=1 / 16,
                           initial_step_size=100.0)
     return eqx.tree_at(lambda s: s.search, solver, region)
 
