@@ -33,7 +33,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from astrophot_seed import counts_per_ujy, gaussian_kernel, psf_width, sersic_total_over_ie  # noqa: E402
+from astrophot_seed import convert_cov, counts_per_ujy, gaussian_kernel, psf_width, sersic_total_over_ie  # noqa: E402
 
 PARAMS = ("xi", "eta", "re", "n", "q", "pa")
 
@@ -118,17 +118,6 @@ def main(argv=None):
             out += [x[idx[f"Ie[{n}]"]] * tot / counts_per_ujy(zps[n]) for n in names]
         return np.array(out)
 
-    def convert_cov(x, cov):
-        x = np.asarray(x, dtype=float)
-        J = np.zeros((len(keys), len(x)))
-        for j in range(len(x)):
-            h = 1e-6 * max(abs(x[j]), 1e-3)
-            xp, xm = x.copy(), x.copy()
-            xp[j] += h
-            xm[j] -= h
-            J[:, j] = (to_bayesprof(xp) - to_bayesprof(xm)) / (2 * h)
-        return J @ cov @ J.T
-
     x0 = joint.get_values().detach().clone()
     got = dict(zip(keys, to_bayesprof(x0.numpy())))
     assert all(abs(got[k_] - start[k_]) < 1e-6 * max(1.0, abs(start[k_])) for k_ in keys), "start conversion"
@@ -142,7 +131,7 @@ def main(argv=None):
         runs.append(res)
     res = runs[-1]
     x = joint.get_values().detach().clone().numpy()
-    sig = np.sqrt(np.diag(convert_cov(x, res.covariance_matrix.detach().numpy())))
+    sig = np.sqrt(np.diag(convert_cov(to_bayesprof, x, res.covariance_matrix.detach().numpy())))
     vals = to_bayesprof(x)
     values, sigmas = dict(zip(keys, map(float, vals))), dict(zip(keys, map(float, sig)))
     pulls = {}
@@ -159,7 +148,7 @@ def main(argv=None):
                        max_iter=args.strict_max_iter).fit()
     strict_time = time.perf_counter() - t0
     xs = joint.get_values().detach().clone().numpy()
-    sig_s = np.sqrt(np.diag(convert_cov(xs, strict.covariance_matrix.detach().numpy())))
+    sig_s = np.sqrt(np.diag(convert_cov(to_bayesprof, xs, strict.covariance_matrix.detach().numpy())))
     vals_s = to_bayesprof(xs)
     conv = []
     for k_, v1, v2, s2 in zip(keys, vals, vals_s, sig_s):

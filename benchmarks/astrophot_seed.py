@@ -200,6 +200,20 @@ def psf_width(fwhm, pixel_scale, name, mode):
     return 2 * half + 1
 
 
+def convert_cov(transform, x, cov):
+    """The covariance ``cov`` of AstroPhot's parameters ``x`` carried to ``transform(x)`` (bayesprof's
+    conventions) through a central-difference Jacobian."""
+    x = np.asarray(x, dtype=float)
+    J = np.zeros((len(transform(x)), len(x)))
+    for j in range(len(x)):
+        h = 1e-6 * max(abs(x[j]), 1e-3)
+        xp, xm = x.copy(), x.copy()
+        xp[j] += h
+        xm[j] -= h
+        J[:, j] = (transform(xp) - transform(xm)) / (2 * h)
+    return J @ cov @ J.T
+
+
 def load_scene(path):
     d = np.load(path, allow_pickle=False)
     names = [str(n) for n in d["names"]]
@@ -318,18 +332,6 @@ def main(argv=None):
             out[f"gal.flux[{b}]"] = x[idx[f"Ie[{b}]"]] * tot / counts_per_ujy(zps[b])
         return np.array([out[k_] for k_ in out_keys])
 
-    def convert_cov(x, cov):
-        x = np.asarray(x, dtype=float)
-        y0 = to_bayesprof(x)
-        J = np.zeros((len(y0), len(x)))
-        for j in range(len(x)):
-            h = 1e-6 * max(abs(x[j]), 1e-3)
-            xp, xm = x.copy(), x.copy()
-            xp[j] += h
-            xm[j] -= h
-            J[:, j] = (to_bayesprof(xp) - to_bayesprof(xm)) / (2 * h)
-        return J @ cov @ J.T
-
     x0 = joint.get_values().detach().clone()
     assert np.allclose(to_bayesprof(x0.numpy())[:6], [init["xi"], init["eta"], init["re"], init["n"], init["q"], init["pa"]])
 
@@ -354,7 +356,7 @@ def main(argv=None):
         chi2_img[n] = {"chi2": float(r.sum()), "npix": int(r.size), "chi2_per_pix": float(r.mean())}
     npix = sum(v["npix"] for v in chi2_img.values())
     lm_vals = to_bayesprof(x_lm.numpy())
-    lm_cov_b = convert_cov(x_lm.numpy(), cov)
+    lm_cov_b = convert_cov(to_bayesprof, x_lm.numpy(), cov)
     lm_sig = np.sqrt(np.diag(lm_cov_b))
     truth_vec = np.array([truth[k_] for k_ in out_keys])
 

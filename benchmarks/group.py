@@ -91,13 +91,10 @@ def pull_stats(values, sigmas, truth):
 
 
 def write_data(images, gals, start, path):
-    out = {"names": np.array([im.name for im in images])}
-    for im in images:
-        out[f"{im.name}_data"] = np.asarray(im.data, dtype=np.float64)
-        out[f"{im.name}_variance"] = np.broadcast_to(np.asarray(im.variance, dtype=np.float64), im.data.shape).copy()
-        out[f"{im.name}_pixel_scale"] = np.array(float(im.pixel_scale))
-        out[f"{im.name}_psf_fwhm"] = np.array(float(im.psf.fwhm))
-        out[f"{im.name}_zeropoint"] = np.array(float(im.zeropoint))
+    sys.path.insert(0, str(HERE))
+    from seed_data import image_arrays
+
+    out = image_arrays(images)
     truth = truth_of(gals, [im.name for im in images])
     out["truth_keys"], out["truth_values"] = np.array(list(truth)), np.array(list(truth.values()))
     out["start_keys"], out["start_values"] = np.array(list(start)), np.array([float(v) for v in start.values()])

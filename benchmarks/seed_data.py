@@ -31,15 +31,23 @@ from bayesprof.simulate import simulate_seed_scene
 DEFAULT_PATH = Path(__file__).resolve().parent / ".cache" / "seed_scene.npz"
 
 
-def write_seed_scene(path: Path = DEFAULT_PATH, seed: int = 0) -> Path:
-    images, truth = simulate_seed_scene(seed=seed)
-    out = {"names": np.array([im.name for im in images]), "seed": np.array(seed)}
+def image_arrays(images) -> dict:
+    """The npz entries of ``images`` (Gaussian PSFs) for a fitter that does not import bayesprof:
+    ``names`` and per image ``<name>_data``, ``_variance``, ``_pixel_scale``, ``_psf_fwhm``,
+    ``_zeropoint`` (see the module docstring)."""
+    out = {"names": np.array([im.name for im in images])}
     for im in images:
         out[f"{im.name}_data"] = np.asarray(im.data, dtype=np.float64)
         out[f"{im.name}_variance"] = np.broadcast_to(np.asarray(im.variance, dtype=np.float64), im.data.shape).copy()
         out[f"{im.name}_pixel_scale"] = np.array(float(im.pixel_scale))
         out[f"{im.name}_psf_fwhm"] = np.array(float(im.psf.fwhm))
         out[f"{im.name}_zeropoint"] = np.array(float(im.zeropoint))
+    return out
+
+
+def write_seed_scene(path: Path = DEFAULT_PATH, seed: int = 0) -> Path:
+    images, truth = simulate_seed_scene(seed=seed)
+    out = {**image_arrays(images), "seed": np.array(seed)}
     keys = list(truth)
     out["truth_keys"] = np.array(keys)
     out["truth_values"] = np.array([float(truth[k]) for k in keys])
