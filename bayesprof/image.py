@@ -886,6 +886,36 @@ class Image:
         sub.wcs = wcs
         return sub
 
+    def stamp(self, x: float, y: float, shape: tuple[int, int]) -> "Image":
+        """A cut-out of exactly ``shape`` (ny, nx) pixels about pixel ``(x, y)`` (0-indexed; the
+        stamp's pixel ``(nx // 2, ny // 2)`` is the image's pixel nearest to it), with its own WCS.
+
+        Where the stamp reaches beyond the image its pixels are masked (data 0, variance 1), so
+        stamps of one shape can be fitted as one batch whatever their position on the frame.
+        Noise, mask, PSF, zeropoint, band, time and name are kept.  A stamp that does not
+        overlap the image is a ValueError."""
+        from astropy.wcs import Sip
+
+        ny, nx = (int(n) for n in shape)
+        x0, y0 = int(np.floor(x + 0.5)) - nx // 2, int(np.floor(y + 0.5)) - ny // 2
+        xa, xb, ya, yb = max(x0, 0), min(x0 + nx, self.nx), max(y0, 0), min(y0 + ny, self.ny)
+        if xb <= xa or yb <= ya:
+            raise ValueError(f"{_describe(self._name)}: a {nx} x {ny} stamp about pixel ({x:.1f}, {y:.1f}) does not "
+                             f"overlap the image ({self.nx} x {self.ny} pixels)")
+        inside = (slice(ya - y0, yb - y0), slice(xa - x0, xb - x0))
+        frame = (slice(ya, yb), slice(xa, xb))
+        data, variance, mask = np.zeros((ny, nx)), np.ones((ny, nx)), np.ones((ny, nx), bool)
+        data[inside], variance[inside], mask[inside] = self.data[frame], self.variance[frame], self.mask[frame]
+        wcs = self.wcs.deepcopy()
+        wcs.wcs.crpix = wcs.wcs.crpix - np.array([x0, y0], float)
+        if wcs.sip is not None:
+            wcs.sip = Sip(wcs.sip.a, wcs.sip.b, wcs.sip.ap, wcs.sip.bp, wcs.sip.crpix - np.array([x0, y0], float))
+        wcs.pixel_shape = (nx, ny)
+        sub = Image.__new__(Image)
+        sub.__dict__.update(self.__dict__)
+        sub.data, sub.variance, sub.mask, sub.wcs = data, variance, mask, wcs
+        return sub
+
     def __repr__(self) -> str:
         parts = [
             repr(self._name) if self._name is not None else "<unnamed>",

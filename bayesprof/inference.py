@@ -292,7 +292,7 @@ def fit_map(scene, *, init=None, max_steps=200, rtol=1e-8, atol=1e-2, method="au
         u, steps, result, jac, res = _lm(model, u0, max_steps, rtol, atol, bool(verbose))
         u, jac, res = np.asarray(u), np.asarray(jac), np.asarray(res)
         hess = jac.T @ jac
-        pixels = res[: model.n_data]  # the whitened fitted pixels come first
+        pixels = res[: model.n_fitted]  # the whitened fitted pixels come first
         success = bool(result == optx.RESULTS.successful)
         message = "converged" if success else optx.RESULTS[result]
     else:
@@ -410,7 +410,7 @@ def _lm(model, u0, max_steps, rtol, atol, verbose):
     """The Levenberg–Marquardt solve from ``u0``; one compiled program per model structure (the
     pixel data are leaves of ``model``)."""
     data = model.data
-    big = _big(np.dtype(u0.dtype), int(model.n_data + model.size))
+    big = _big(np.dtype(u0.dtype), int(model.n_fitted + model.size))
     residuals = _block_jacobian_residuals(model)
     r0, J0 = model.residuals_and_jacobian(u0, data)
     col = jnp.sqrt(jnp.sum(J0 * J0, axis=0))
@@ -428,6 +428,74 @@ def _lm(model, u0, max_steps, rtol, atol, verbose):
     info = sol.state.f_info
     jac = info.jac.as_matrix() / scale
     return u, sol.stats["num_steps"], sol.result, jac, info.residual
+
+
+@partial(jax.jit, static_argnames=("max_steps", "rtol", "atol"))
+def _lm_batch(models, u0, max_steps, rtol, atol):
+    """:func:`_lm` over a batch: ``models`` is a stack of models of one structure (every leaf with
+    a leading batch axis), ``u0`` their start vectors ``(batch, size)``.  One compiled program
+    per structure and batch size; each model stops at its own convergence (the loop runs until
+    the last one has)."""
+    def one(m, u):
+        u, steps, result, jac, res = _lm.__wrapped__(m, u, max_steps, rtol, atol, False)
+        return u, steps, result == optx.RESULTS.successful, jac, res
+
+    return jax.vmap(one)(models, u0)
+
+
+def fit_map_batch(models, *, max_steps=200, rtol=1e-8, atol=1e-2, batch_size=None, warn=False) -> list:
+    """Levenberg–Marquardt MAP fits of many scene models of one structure (e.g. one galaxy in
+    cut-outs of the same shapes), vmapped: one compiled program for all of them.
+
+    models : list of :class:`~bayesprof.scene.SceneModel` (or scenes), same structure
+        (``model._structure``; normal likelihood).  Each starts from its own initial values.
+    batch_size : int, optional
+        Models solved together (default: all).  A last, smaller batch is padded with copies of
+        its last model (their results are dropped), so every call has the same shape.
+    warn : bool
+        Issue each result's flags as :class:`~bayesprof.diagnostics.FitWarning` (as
+        :func:`fit_map` does); off by default, the flags are in each result's ``flags``.
+
+    Returns one :class:`MapResult` per model, in order, equal to :func:`fit_map`'s to the
+    solver's tolerance; ``time_s`` is the batch's wall time shared equally."""
+    models = [m.build() if hasattr(m, "build") else m for m in models]
+    if not models:
+        return []
+    first = models[0]
+    for m in models:
+        if m.likelihood != "normal":
+            raise ValueError("fit_map_batch: Levenberg–Marquardt needs the normal likelihood")
+        if m._structure != first._structure:
+            raise ValueError("fit_map_batch: the models differ in structure (images' shapes, sources, sites); "
+                             "group them by model._structure")
+    starts = []
+    for m in models:
+        u0, inside = _start(m, {s.name: jnp.asarray(m.init_values[s.name], dtype=float) for s in m.latent})
+        for s, ok in zip(m.latent, inside):
+            if not ok:
+                raise ValueError(f"the initial value {np.asarray(m.init_values[s.name])} of {s.name} lies outside "
+                                 f"the support of its prior {s.prior.prior}")
+        starts.append(u0)
+    size = len(models) if batch_size is None else max(1, min(int(batch_size), len(models)))
+    out = []
+    for a in range(0, len(models), size):
+        chunk, u0 = models[a:a + size], starts[a:a + size]
+        pad = size - len(chunk)
+        stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *(chunk + [chunk[-1]] * pad))
+        t0 = time.perf_counter()
+        u, steps, converged, jac, res = jax.block_until_ready(
+            _lm_batch(stacked, jnp.stack(u0 + [u0[-1]] * pad), max_steps, rtol, atol))
+        elapsed = (time.perf_counter() - t0) / len(chunk)
+        u, steps, converged, jac, res = (np.asarray(x) for x in (u, steps, converged, jac, res))
+        for i, m in enumerate(chunk):
+            success = bool(converged[i])
+            message = "converged" if success else f"Levenberg–Marquardt stopped before converging ({int(steps[i])} steps)"
+            fit = _finish(m, u[i], jac[i].T @ jac[i], int(steps[i]), success, message, elapsed, res[i][: m.n_fitted])
+            if warn:
+                for flag in fit.flags:
+                    warnings.warn(flag.message, FitWarning, stacklevel=2)
+            out.append(fit)
+    return out
 
 
 @partial(jax.jit, static_argnames=("max_steps", "tol"))
@@ -504,8 +572,8 @@ def _image_chi2(model, pixels):
     image after image (as :meth:`SceneModel.residuals` orders them)."""
     out, i = {}, 0
     for im, plan in zip(model.images, model._plans):
-        size = int(plan["index"].size)
-        out[im.name] = (float(np.sum(pixels[i:i + size] ** 2)), size)
+        size = int(plan["index"].size)  # masked pixels among them have zero residual
+        out[im.name] = (float(np.sum(pixels[i:i + size] ** 2)), int(np.count_nonzero(plan["good"])))
         i += size
     return out
 

@@ -552,7 +552,8 @@ class SceneModel:
         # the fitted pixels in the concatenation of the raveled images (whitened_residuals)
         starts = np.cumsum([0] + [p["good"].size for p in self._plans])
         self._fitted = np.concatenate([start + p["index"] for start, p in zip(starts, self._plans)])
-        self.n_data = int(sum(np.count_nonzero(p["good"]) for p in self._plans))
+        self.n_data = int(sum(np.count_nonzero(p["good"]) for p in self._plans))  # unmasked fitted pixels
+        self.n_fitted = int(self._fitted.size)  # rows of pixel residuals (masked ones are zero)
         self._structure = _Structure(self._structure_key(), self)
 
     # -- checks and structure
@@ -860,16 +861,19 @@ class SceneModel:
                     continue
                 box = self._boxes.get((s.name, im.name))
                 groups.setdefault(box, {}).setdefault((s.kind, self.knots.get(s.name)), []).append(s)
-            good = ~im.mask
+            # the fitted pixels are the windows' (or the whole image's), masked ones included with
+            # zero weight: the residual vector's length, hence the structure, does not depend on the
+            # mask, so cut-outs with different masks (neighbours, frame edges) share compiled programs
+            fitted = np.ones(im.shape, bool)
             if sources and all(((s.name, im.name) in self._boxes) or s.kind.is_sky for s in sources) and groups:
-                in_window = np.zeros(im.shape, bool)
+                fitted = np.zeros(im.shape, bool)
                 for box in groups:
                     x0, x1, y0, y1 = box
-                    in_window[y0:y1, x0:x1] = True
-                good = good & in_window
+                    fitted[y0:y1, x0:x1] = True
             if not sources:
-                good = np.zeros(im.shape, bool)
-            index = np.flatnonzero(good.ravel())
+                fitted = np.zeros(im.shape, bool)
+            good = fitted & ~im.mask
+            index = np.flatnonzero(fitted.ravel())
             position = np.full(good.size, -1)  # pixel -> its row among the image's fitted pixels
             position[index] = np.arange(index.size)
             render_groups = []
@@ -905,7 +909,7 @@ class SceneModel:
                               for g in p["groups"]),
                         tuple(stack_key(st) for st in p["skies"])) for p in self._plans)
         sites = tuple((s.name, s.shape, s.fixed is None) for s in self.sites)
-        return sites, images, self.likelihood, self.dof, self.n_data
+        return sites, images, self.likelihood, self.dof, self.n_fitted
 
     def tree_flatten(self):
         plans = [{"leaves": {k: p[k] for k in self._PLAN_LEAVES},
@@ -1214,7 +1218,7 @@ class SceneModel:
 
     def residuals(self, u, data=None):
         """Least-squares residuals at unconstrained ``u``: the whitened fitted pixels (image after
-        image, ``n_data`` of them) then the prior terms.
+        image, ``n_fitted`` of them, zero at masked pixels) then the prior terms.
 
         ``0.5 * sum(residuals(u)**2)`` is the potential energy (negative log posterior in the
         unconstrained space, with Jacobians) up to a constant, for the normal likelihood.
@@ -1255,7 +1259,7 @@ class SceneModel:
         window's pixels only, scattered into the site columns.  The cost
         is linear in the number of sources (about one render per source parameter), and the result
         equals ``jax.jacfwd(self.residuals)`` to rounding.  Used by the Levenberg–Marquardt MAP;
-        dense, shape ``(n_data + prior terms, size)``.
+        dense, shape ``(n_fitted + prior terms, size)``.
         """
         u = jnp.asarray(u)
         ones = jnp.ones_like(u)

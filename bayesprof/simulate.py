@@ -24,7 +24,7 @@ from .psf import GaussianPSF, MoffatPSF
 from .scenes import SEED_IMAGES, seed_benchmark_galaxy
 
 __all__ = ["galsim_sersic", "draw_galaxies", "simulate_seed_scene", "simulate_group_scene", "point_source_snr",
-           "inject_point_source", "simulate_transient", "add_noise"]
+           "inject_point_source", "simulate_transient", "add_noise", "simulate_field", "FIELD_BANDS"]
 
 
 def _galsim():
@@ -278,3 +278,69 @@ def add_noise(images, rng) -> ImageList:
         new.data = im.data + rng.normal(0.0, 1.0, im.shape) * np.sqrt(im.variance)
         out.append(new)
     return ImageList(out, reference=images.reference if isinstance(images, ImageList) else None)
+
+
+#: the two images of :func:`simulate_field`: (name, pixel scale arcsec, PSF, AB zeropoint, noise
+#: sigma in counts, colour: AB mag offset from the first band)
+FIELD_BANDS = (("r", 0.2, MoffatPSF(fwhm=0.8, beta=3.0), 27.0, 1.0, 0.0),
+               ("i", 0.3, GaussianPSF(fwhm=1.0), 27.0, 1.5, -0.4))
+
+
+def simulate_field(seed: int = 0, n_galaxies: int = 20, size_arcsec: float = 60.0, bands=FIELD_BANDS,
+                   mag_range=(20.0, 22.5), re_range=(0.4, 1.2), n_range=(0.8, 3.0), q_range=(0.4, 0.9),
+                   positions=None):
+    """A field of Sersic galaxies drawn by GalSim in images of different pixel scales and PSFs,
+    covering the same ``size_arcsec`` square of sky (north up, east left, centres on the
+    default sky reference), with Gaussian noise.
+
+    Galaxies: uniform positions (or ``positions``, (xi, eta) arcsec about the field's centre),
+    r magnitudes uniform in ``mag_range``, ``re`` (arcsec), ``n``, ``q`` uniform in their
+    ranges, PA uniform; each band's magnitude is r plus the band's colour.  Each galaxy is drawn
+    on its own GalSim stamp (size chosen by GalSim) added to the frame, so a field of thousands
+    of galaxies costs one stamp per galaxy, not one frame.
+
+    Returns ``(images, truth)``: an ImageList and an astropy Table with ``id``, ``ra``, ``dec``
+    (deg), ``xi``, ``eta`` (arcsec), ``re``, ``n``, ``q``, ``pa`` and ``flux_<band>`` (uJy).
+    """
+    from astropy.table import Table
+
+    from .image import sky_from_offsets
+    from .profiles import mag_to_flux
+
+    galsim = _galsim()
+    rng = np.random.default_rng(seed)
+    half = 0.5 * float(size_arcsec)
+    if positions is None:
+        xi, eta = rng.uniform(-0.9 * half, 0.9 * half, (2, n_galaxies))
+    else:
+        xi, eta = (np.asarray(a, float) for a in np.asarray(positions, float).T)
+        n_galaxies = xi.size
+    mag = rng.uniform(*mag_range, n_galaxies)
+    truth = Table({"id": np.arange(n_galaxies), "xi": xi, "eta": eta, "re": rng.uniform(*re_range, n_galaxies),
+                   "n": rng.uniform(*n_range, n_galaxies), "q": rng.uniform(*q_range, n_galaxies),
+                   "pa": rng.uniform(0.0, 180.0, n_galaxies)})
+    images = []
+    for name, scale, psf, zp, sigma, colour in bands:
+        size = int(round(size_arcsec / scale))
+        blank = Image(np.zeros((size, size)), sigma=sigma, pixel_scale=scale, psf=psf, zeropoint=zp, band=name,
+                      name=name)
+        frame = galsim.ImageD(size, size, scale=scale)  # galsim pixel (1, 1) is our (0, 0)
+        gpsf = _galsim_psf(psf)
+        flux = mag_to_flux(mag + colour)
+        truth[f"flux_{name}"] = flux
+        c = (size - 1) / 2.0
+        for k in range(n_galaxies):
+            gal = Sersic(xi=0.0, eta=0.0, flux=float(flux[k]), re=float(truth["re"][k]), n=float(truth["n"][k]),
+                         q=float(truth["q"][k]), pa=float(truth["pa"][k]))
+            prof = galsim.Convolve(galsim_sersic(gal, float(flux_to_counts(float(flux[k]), zp))), gpsf)
+            x, y = c - xi[k] / scale, c + eta[k] / scale
+            stamp = prof.drawImage(scale=scale, center=galsim.PositionD(x + 1.0, y + 1.0))
+            overlap = stamp.bounds & frame.bounds
+            if overlap.isDefined():
+                frame[overlap] += stamp[overlap]
+        data = frame.array + rng.normal(0.0, sigma, (size, size))
+        images.append(Image(data, sigma=sigma, pixel_scale=scale, psf=psf, zeropoint=zp, band=name, name=name))
+        del blank
+    pos = sky_from_offsets(xi, eta, images[0].center_sky()).icrs
+    truth["ra"], truth["dec"] = pos.ra.deg, pos.dec.deg
+    return ImageList(images), truth

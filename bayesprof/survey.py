@@ -1,0 +1,533 @@
+"""Catalogs: many objects fitted from a source list, batched on one device.
+
+:func:`fit_catalog` takes images (big frames in several bands and pixel scales, each with its
+WCS, PSF and zeropoint) and a source list (:class:`~bayesprof.catalog.SourceList`, or a table of
+RA/Dec with optional ``re``, ``q``, ``pa``, ``flux`` columns), and returns one astropy Table row
+per source:
+
+1. **Footprints.**  Each source's footprint radius (arcsec) is the largest half-size of its
+   ``extent`` (segmentation footprint, or ``max(4 re, 1")`` for a table entry) and at least
+   twice the widest PSF's half-light radius.
+2. **Groups.**  Sources whose footprints overlap (centre separation below the sum of their
+   radii) are blended: connected sets of them form one group, fitted together.  Isolated
+   sources are groups of one.
+3. **Stamps.**  Each group is cut from every image it falls on (:meth:`Image.stamp`) about the
+   members' mean position; the side covers every member's footprint plus ``margin`` and is
+   rounded up to one of ``size_classes`` (pixels of the finest image; the other images get
+   the same extent on the sky), so that groups of equal membership share stamp shapes.
+   Pixels beyond a frame's edge are masked (flag ``edge``); the footprints of sources outside
+   the group that reach into a stamp are masked too.
+4. **Scenes.**  Each group becomes a :class:`~bayesprof.Scene` with its stamps (tangent point:
+   the group's centre), one source of ``kind`` per member named ``s0, s1, ...`` (initial
+   position, and ``re``, ``q``, ``pa`` where the list has them; fluxes estimated from the
+   stamps) and a flat sky per image, with the usual sharing (structure shared, flux per band).
+5. **Batches.**  Groups whose models share a structure (same stamp shapes, PSF sampling and
+   membership count) are solved together by :func:`~bayesprof.inference.fit_map_batch`: one
+   compiled Levenberg–Marquardt program per structure, ``batch_size`` objects per call.
+
+Columns of the output (units in the column metadata): ``id``, ``group`` (index of the blend
+group), ``n_group`` (members), ``ra``, ``dec`` (deg, ICRS, the fitted centre), ``ra_err``,
+``dec_err`` (arcsec on the sky), the shared structural parameters with ``_err`` (``re`` in
+arcsec, ``pa`` in degrees east of north, ``n``, ``q``; per band or image as ``re_<label>``
+when ``vary`` asks), ``flux_<band>`` and ``flux_<band>_err`` (microjansky), ``mag_<band>`` and
+``mag_<band>_err`` (AB), ``chi2nu_<image>`` (chi^2 per unmasked pixel of the group's stamp),
+``converged``, ``lm_steps``, ``status`` (the solver's message or the error that stopped the
+object), ``flags`` (comma-separated: ``blended``, ``edge``, ``prior_bound``, ``outside``,
+``noise``, ``not_converged``, ``failed``) and ``time_s`` (the object's share of its group's
+build and solve).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import components as comps
+from .catalog import SourceList, add_sources, sources_from_table
+from .image import ImageList, sky_from_offsets, tangent_plane_offsets
+from .inference import fit_map_batch
+from .results import flux_to_mag_sigma
+from .scene import Scene
+
+__all__ = ["fit_catalog", "plan_catalog", "CatalogPlan", "group_sources", "SIZE_CLASSES"]
+
+#: stamp sides (pixels of the finest image) that groups are rounded up to
+SIZE_CLASSES = (32, 48, 64, 96, 128, 192, 256, 384, 512)
+
+
+def _psf_hlr_arcsec(images):
+    return max(float(im.psf.radius(im.pixel_scale, 0.5)) * float(im.pixel_scale) for im in images)
+
+
+def _footprint_radii(sources, images):
+    floor = 2.0 * _psf_hlr_arcsec(images)
+    radii = []
+    for s in sources:
+        e = np.asarray(s.extent, float)
+        r = float(np.max(np.abs(e))) if np.all(np.isfinite(e)) else (4.0 * s.re if np.isfinite(s.re) else 1.0)
+        radii.append(max(r, floor))
+    return np.asarray(radii)
+
+
+def group_sources(xi, eta, radii) -> list[list[int]]:
+    """Blend groups: indices of sources whose footprints (circles of ``radii`` arcsec about
+    ``(xi, eta)``, tangent-plane arcsec) overlap, directly or through other members; each group
+    sorted, groups in order of their first member."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    xy = np.column_stack([np.asarray(xi, float), np.asarray(eta, float)])
+    radii = np.asarray(radii, float)
+    n = len(xy)
+    if n == 0:
+        return []
+    pairs = np.array(sorted(cKDTree(xy).query_pairs(2.0 * float(radii.max()))), dtype=int).reshape(-1, 2)
+    if pairs.size:
+        sep = np.hypot(*(xy[pairs[:, 0]] - xy[pairs[:, 1]]).T)
+        pairs = pairs[sep < radii[pairs[:, 0]] + radii[pairs[:, 1]]]
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    groups = {}
+    for i, lab in enumerate(labels):
+        groups.setdefault(lab, []).append(i)
+    return sorted(groups.values(), key=lambda g: g[0])
+
+
+@dataclass
+class _Group:
+    index: int
+    members: list  # indices into the source list
+    xi: float  # centre, arcsec about the field's reference
+    eta: float
+    half: float  # half-size of the stamp on the sky, arcsec
+
+
+def _size_class(side_px, size_classes):
+    for c in size_classes:
+        if c >= side_px:
+            return int(c)
+    top = int(size_classes[-1])
+    return int(np.ceil(side_px / top) * top)
+
+
+def _stamps(group, images, field_ref, size_classes, finest):
+    """The group's stamps ``{image name: Image}`` and whether any reaches beyond its frame."""
+    centre = sky_from_offsets(group.xi, group.eta, field_ref)
+    side = _size_class(2.0 * group.half / finest.pixel_scale, size_classes)
+    out, edge = {}, False
+    for im in images:
+        n = int(2 * np.ceil(0.5 * side * finest.pixel_scale / im.pixel_scale))
+        x, y = (float(v) for v in im.sky_to_pixel(centre))
+        x0, y0 = int(np.floor(x + 0.5)) - n // 2, int(np.floor(y + 0.5)) - n // 2
+        if x0 + n <= 0 or y0 + n <= 0 or x0 >= im.nx or y0 >= im.ny:
+            continue
+        st = im.stamp(x, y, (n, n))
+        if x0 < 0 or y0 < 0 or x0 + n > im.nx or y0 + n > im.ny:
+            edge = True
+        out[im.name] = st
+    return out, edge, side
+
+
+def _mask_neighbours(stamps, neighbours, field_ref, xi, eta, radii):
+    """Mask, in every stamp, the pixels within each neighbour's footprint radius of it."""
+    if not len(neighbours):
+        return stamps
+    coords = sky_from_offsets(xi[neighbours], eta[neighbours], field_ref)
+    out = {}
+    for name, st in stamps.items():
+        x, y = st.sky_to_pixel(coords)
+        r = radii[neighbours] / st.pixel_scale
+        yy, xx = np.mgrid[: st.ny, : st.nx]
+        extra = np.zeros(st.shape, bool)
+        for xk, yk, rk in zip(np.atleast_1d(x), np.atleast_1d(y), np.atleast_1d(r)):
+            if -rk <= xk < st.nx + rk and -rk <= yk < st.ny + rk:
+                extra |= (xx - xk) ** 2 + (yy - yk) ** 2 < rk * rk
+        out[name] = st.with_mask(extra) if extra.any() else st
+    return out
+
+
+def _as_sources(sources, images):
+    if isinstance(sources, SourceList):
+        return sources
+    if isinstance(sources, list) and all(hasattr(s, "coord") for s in sources):
+        return SourceList(sources)
+    return sources_from_table(sources, image=images[0])
+
+
+@dataclass
+class CatalogPlan:
+    """The blend groups of a source list on a set of images (:func:`plan_catalog`): the sources,
+    their tangent-plane positions ``xi``, ``eta`` (arcsec about ``field_ref``, the first
+    source) and footprint radii (arcsec), and the groups (:class:`_Group`, with each group's
+    stamp half-size on the sky)."""
+
+    sources: SourceList
+    field_ref: object
+    xi: np.ndarray
+    eta: np.ndarray
+    radii: np.ndarray
+    groups: list
+
+
+def plan_catalog(images, sources, *, stamp_scale=2.0, margin=None) -> CatalogPlan:
+    """Footprints, blend groups and stamp sizes of ``sources`` on ``images`` (module docstring):
+    the part of :func:`fit_catalog` that looks at the whole list, so that any subset of the
+    groups can be fitted on its own (a partition of a Dask run) with the same result."""
+    from astropy.coordinates import SkyCoord
+
+    images = images if isinstance(images, ImageList) else ImageList(list(images))
+    sources = _as_sources(sources, images)
+    if len(sources) == 0:
+        return CatalogPlan(sources, None, np.zeros(0), np.zeros(0), np.zeros(0), [])
+    field_ref = sources[0].coord
+    xi, eta = (np.atleast_1d(np.asarray(a, float))
+               for a in tangent_plane_offsets(SkyCoord([s.coord for s in sources]), field_ref))
+    radii = _footprint_radii(sources, images)
+    margin = 2.0 * _psf_hlr_arcsec(images) if margin is None else float(margin)
+    groups = []
+    for k, members in enumerate(group_sources(xi, eta, radii)):
+        cx, cy = float(np.mean(xi[members])), float(np.mean(eta[members]))
+        half = float(np.max(np.maximum(np.abs(xi[members] - cx), np.abs(eta[members] - cy))
+                            + stamp_scale * radii[members])) + margin
+        groups.append(_Group(k, members, cx, cy, half))
+    return CatalogPlan(sources, field_ref, xi, eta, radii, groups)
+
+
+def _default_batch_size():
+    import jax
+
+    return 1 if jax.default_backend() == "cpu" else 64
+
+
+def fit_catalog(images, sources, *, kind=None, vary=None, sky=comps.FlatSky, size_classes=SIZE_CLASSES,
+                stamp_scale=2.0, margin=None, batch_size=None, max_steps=200, rtol=1e-8, atol=1e-2, groups=None,
+                plan=None, progress=False):
+    """MAP fits of every source of a list in every image, blended ones together, batched by
+    structure (module docstring); returns an astropy Table, one row per source in the list's
+    order.
+
+    images : ImageList or list of Image
+        Frames (or one cut-out per band) with WCS, PSF, zeropoint and band; several pixel
+        scales and PSFs are fine.  Image names must be unique (they name the chi^2 columns).
+    sources : SourceList, or a table with ``ra``, ``dec`` (deg) and optional ``id``, ``re``
+        (arcsec), ``q``, ``pa`` (deg east of north), ``flux`` (microjansky), ``radius`` (arcsec)
+        (:func:`~bayesprof.catalog.sources_from_table`, measured on the first image where
+        missing).
+    kind : component class
+        Profile of every source (default :class:`~bayesprof.Sersic`).
+    vary : dict, optional
+        Sharing rules (:meth:`~bayesprof.Scene.add`; default: structure shared, flux per band).
+    sky : component class or None
+        Sky of every stamp (default :class:`~bayesprof.FlatSky`, one level per image).
+    size_classes : sequence of int
+        Stamp sides (pixels of the finest image) that groups are rounded up to.
+    stamp_scale : float
+        The stamp reaches ``stamp_scale`` footprint radii beyond each member (default 2: with
+        1, the flat sky absorbs the profiles' wings and fluxes come out ~0.8 sigma low).
+    margin : float, optional
+        Arcsec added around that (default: twice the widest PSF's half-light radius).
+    batch_size : int, optional
+        Objects solved together by one vmapped call (default: 1 on a CPU, where a batch runs
+        until its slowest member converges and gains nothing; 64 on accelerators).
+    max_steps, rtol, atol
+        As :func:`~bayesprof.fit_map`.
+    groups : sequence of int, optional
+        Fit only these blend groups (indices into ``plan.groups``); their rows come out in
+        the list's order.  Default: all.
+    plan : CatalogPlan, optional
+        :func:`plan_catalog`'s result for these images and sources (computed if not given).
+    progress : bool
+        A progress bar over the objects (tqdm).
+    """
+    from tqdm.auto import tqdm
+
+    images = images if isinstance(images, ImageList) else ImageList(list(images))
+    if len(images) == 0:
+        raise ValueError("fit_catalog: no images")
+    for im in images:
+        if im.psf is None:
+            raise ValueError(f"fit_catalog: image {im.name!r} has no PSF")
+    kind = comps.Sersic if kind is None else kind
+    batch_size = _default_batch_size() if batch_size is None else int(batch_size)
+    plan = plan_catalog(images, sources, stamp_scale=stamp_scale, margin=margin) if plan is None else plan
+    chosen = plan.groups if groups is None else [plan.groups[k] for k in groups]
+    sources, field_ref, xi, eta, radii = plan.sources, plan.field_ref, plan.xi, plan.eta, plan.radii
+    if not chosen:
+        return _table([], images)
+    finest = min(images, key=lambda im: im.pixel_scale)
+    from scipy.spatial import cKDTree
+
+    tree = cKDTree(np.column_stack([xi, eta]))
+    rows = {}
+    bar = tqdm(total=sum(len(g.members) for g in chosen), disable=not progress, desc="fit_catalog", unit="obj")
+    built = {}  # structure -> [(group, model, edge, build seconds)]
+    for g in chosen:
+        t0 = time.perf_counter()
+        try:
+            stamps, edge, _ = _stamps(g, images, field_ref, size_classes, finest)
+            if not stamps:
+                raise ValueError("the group falls on no image")
+            near = tree.query_ball_point([g.xi, g.eta], np.sqrt(2.0) * g.half + float(radii.max()))
+            neighbours = np.array(sorted(set(near) - set(g.members)), dtype=int)
+            stamps = _mask_neighbours(stamps, neighbours, field_ref, xi, eta, radii)
+            centre = sky_from_offsets(g.xi, g.eta, field_ref)
+            scene = Scene(ImageList(list(stamps.values()), reference=centre))
+            for j, i in enumerate(g.members):
+                add_sources(scene, [sources[i]], kind, name=f"s{j}", vary=vary, window_pad=None)
+            if sky is not None:
+                scene.add("sky", sky)
+            model = scene.build()
+        except Exception as err:  # an object that cannot be set up is flagged, never stops the run
+            for i in g.members:
+                rows[i] = _failed_row(sources[i], g, f"{type(err).__name__}: {err}", time.perf_counter() - t0)
+            bar.update(len(g.members))
+            continue
+        built.setdefault(model._structure, []).append((g, model, edge, time.perf_counter() - t0))
+
+    for items in built.values():
+        size = min(batch_size, len(items))
+        for a in range(0, len(items), size):
+            chunk = items[a:a + size]
+            try:
+                fits = fit_map_batch([m for _, m, _, _ in chunk], max_steps=max_steps, rtol=rtol, atol=atol,
+                                     batch_size=size)
+            except Exception as err:
+                for g, _, _, dt in chunk:
+                    for i in g.members:
+                        rows[i] = _failed_row(sources[i], g, f"{type(err).__name__}: {err}", dt)
+                    bar.update(len(g.members))
+                continue
+            for (g, model, edge, dt), fit in zip(chunk, fits):
+                for j, i in enumerate(g.members):
+                    rows[i] = _row(sources[i], g, j, fit, edge, (dt + fit.time_s) / len(g.members))
+                bar.update(len(g.members))
+    bar.close()
+    return _table([rows[i] for i in sorted(rows)], images)
+
+
+def _base_row(source, group):
+    return {"id": source.id, "group": group.index, "n_group": len(group.members)}
+
+
+def _failed_row(source, group, message, dt):
+    row = _base_row(source, group)
+    row.update({"ra": source.ra, "dec": source.dec, "converged": False, "lm_steps": 0, "status": message,
+                "flags": "failed" + (",blended" if len(group.members) > 1 else ""), "time_s": dt})
+    return row
+
+
+def _row(source, group, j, fit, edge, dt):
+    from .results import sky_position_table
+
+    model = fit.model
+    name = f"s{j}"
+    row = _base_row(source, group)
+    v, s = fit.values, fit.sigmas
+    pos = sky_position_table([name], [float(v[f"{name}.xi"])], [float(v[f"{name}.eta"])],
+                             [float(s.get(f"{name}.xi", 0.0))], [float(s.get(f"{name}.eta", 0.0))], model.reference)
+    row.update({k: float(pos[k][0]) for k in ("ra", "dec", "ra_err", "dec_err")})
+    for site in model.sites:
+        if site.source != name or site.param in ("xi", "eta"):
+            continue
+        value, err = float(np.ravel(v[site.name])[0]), float(np.ravel(s.get(site.name, 0.0))[0])
+        label = site.param if site.dim is None else f"{site.param}_{site.label}"
+        row[label], row[f"{label}_err"] = value, err
+        if site.param == "flux":
+            band = site.label if site.dim is not None else "all"
+            row[f"mag_{band}"], row[f"mag_{band}_err"] = flux_to_mag_sigma(value, err)
+    for im_name, (chi2, npix) in fit.image_chi2().items():
+        row[f"chi2nu_{im_name}"] = chi2 / npix if npix else float("nan")
+    flags = []
+    if len(group.members) > 1:
+        flags.append("blended")
+    if edge:
+        flags.append("edge")
+    mine = lambda f: f.subject == name or f.subject.startswith(name + ".")  # noqa: E731
+    if any(f.kind == "prior bound" and mine(f) for f in fit.flags):
+        flags.append("prior_bound")
+    if any(f.kind == "outside images" and mine(f) for f in fit.flags):
+        flags.append("outside")
+    if any(f.kind == "noise" for f in fit.flags):
+        flags.append("noise")
+    if not fit.success:
+        flags.append("not_converged")
+    row.update({"converged": bool(fit.success), "lm_steps": int(fit.iterations), "status": fit.message,
+                "flags": ",".join(flags), "time_s": dt})
+    return row
+
+
+_UNITS = {"ra": "deg", "dec": "deg", "ra_err": "arcsec", "dec_err": "arcsec", "re": "arcsec", "re_err": "arcsec",
+          "pa": "deg", "pa_err": "deg", "time_s": "s"}
+
+
+def _table(rows, images):
+    from astropy.table import Table
+
+    names = []
+    for r in rows:
+        for k in r:
+            if k not in names:
+                names.append(k)
+    tail = ["converged", "lm_steps", "status", "flags", "time_s"]
+    names = [k for k in names if k not in tail] + tail
+    cols = {}
+    for k in names:
+        values = [r.get(k) for r in rows]
+        if k in ("status", "flags"):
+            cols[k] = [str(x) if x is not None else "" for x in values]
+        elif k == "converged":
+            cols[k] = np.array([bool(x) for x in values])
+        elif k in ("id", "group", "n_group", "lm_steps"):
+            cols[k] = np.array([int(x) if x is not None else -1 for x in values])
+        else:
+            cols[k] = np.array([float(x) if x is not None else np.nan for x in values])
+    table = Table(cols)
+    for k, unit in _UNITS.items():
+        if k in table.colnames:
+            table[k].unit = unit
+    for k in table.colnames:
+        if k.startswith("flux_"):
+            table[k].unit = "uJy"
+        elif k.startswith("mag_"):
+            table[k].unit = "mag"
+            table[k].description = "AB magnitude"
+    table.meta["images"] = ",".join(images.names)
+    return table
+
+
+# ---------------------------------------------------------------------------
+# many processes and machines: Dask
+# ---------------------------------------------------------------------------
+
+def _partitions(plan, size):
+    """Blend groups cut into partitions of about ``size`` objects (a group is never split),
+    in the groups' order (the list's order of their first members)."""
+    parts, current, count = [], [], 0
+    for k, g in enumerate(plan.groups):
+        if current and count + len(g.members) > size:
+            parts.append(current)
+            current, count = [], 0
+        current.append(k)
+        count += len(g.members)
+    if current:
+        parts.append(current)
+    return parts
+
+
+def _fit_partition(images, sources, plan_kw, groups, fit_kw):
+    """One Dask task: the rows of ``groups`` (the plan is recomputed on the worker from the
+    whole list, so neighbours outside the partition are masked as in one run)."""
+    plan = plan_catalog(images, sources, **plan_kw)
+    return fit_catalog(images, sources, plan=plan, groups=groups, **fit_kw)
+
+
+def _write_atomic(table, path):
+    """Write ``table`` to ``path`` (format from the suffix: .parquet or .fits) whole or not at
+    all: a temporary file in the same folder, then renamed."""
+    import os
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fmt = "parquet" if path.suffix == ".parquet" else "fits"
+    table.write(tmp, format=fmt, overwrite=True)
+    os.replace(tmp, path)
+
+
+def _local_cluster(n_workers, cache_dir):
+    """A LocalCluster of single-threaded worker processes (one per core by default); XLA
+    keeps to one thread per worker and the workers share a persistent compilation cache."""
+    import os
+
+    from distributed import LocalCluster
+
+    n_workers = n_workers or os.cpu_count() or 1
+    env = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+           "OMP_NUM_THREADS": "1", "JAX_COMPILATION_CACHE_DIR": os.environ.get("JAX_COMPILATION_CACHE_DIR",
+                                                                               str(cache_dir))}
+    return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None, env=env)
+
+
+def run_catalog(images, sources, out, *, client=None, scheduler=None, n_workers=None, partition_size=64,
+                retries=2, progress=True, stamp_scale=2.0, margin=None, **fit_kw):
+    """:func:`fit_catalog` on a Dask cluster, written as it goes; returns the final Table.
+
+    The blend groups are cut into partitions of about ``partition_size`` objects (a group is
+    never split); each partition is a task, and each finished partition is written at once to
+    ``out/parts/part-NNNNN.parquet`` (atomically).  A rerun with the same ``out`` skips the
+    partitions already written, so a run killed at any point loses only the partitions in
+    flight; a worker that dies has its partition retried (``retries``) on another.  At the end
+    the partitions are joined, in the list's order, into ``out/catalog.parquet`` and
+    ``out/catalog.fits``.  ``out/plan.json`` records the partitions; a rerun with another
+    partitioning (other sources, ``partition_size`` or stamps) is refused rather than mixed.
+
+    client : distributed.Client, optional
+        Use this cluster.  ``scheduler``: or connect to one at this address (e.g. one started
+        by dask-jobqueue's ``SLURMCluster``/``PBSCluster``, README).  Default: a LocalCluster
+        of ``n_workers`` single-threaded processes (default one per core), closed at the end.
+    fit_kw
+        Passed to :func:`fit_catalog` (``kind``, ``vary``, ``sky``, ``batch_size``, ...).
+    """
+    import hashlib
+    import json
+
+    from astropy.table import Table, vstack
+    from tqdm.auto import tqdm
+
+    images = images if isinstance(images, ImageList) else ImageList(list(images))
+    out = Path(out)
+    (out / "parts").mkdir(parents=True, exist_ok=True)
+    plan_kw = {"stamp_scale": stamp_scale, "margin": margin}
+    plan = plan_catalog(images, sources, **plan_kw)
+    sources = plan.sources
+    parts = _partitions(plan, partition_size)
+    manifest = {"format": "bayesprof catalog run 1", "n_sources": len(sources),
+                "ids": hashlib.sha1(json.dumps([str(s.id) for s in sources]).encode()).hexdigest(),
+                "images": images.names, "partitions": parts}
+    plan_path = out / "plan.json"
+    if plan_path.exists():
+        old = json.loads(plan_path.read_text())
+        if old != manifest:
+            raise ValueError(f"run_catalog: {out} holds a run of other sources or another partitioning; give a new "
+                             "output folder (or delete it) to start afresh")
+    else:
+        tmp = plan_path.with_name(".plan.json.tmp")
+        tmp.write_text(json.dumps(manifest))
+        tmp.replace(plan_path)
+    path = lambda k: out / "parts" / f"part-{k:05d}.parquet"  # noqa: E731
+    todo = [k for k in range(len(parts)) if not path(k).exists()]
+    n_objects = lambda ks: sum(len(plan.groups[g].members) for k in ks for g in parts[k])  # noqa: E731
+    bar = tqdm(total=len(sources), initial=len(sources) - n_objects(todo), disable=not progress, desc="catalog",
+               unit="obj")
+    own_client = own_cluster = None
+    if todo:
+        from distributed import Client, as_completed
+
+        if client is None:
+            if scheduler is None:
+                own_cluster = _local_cluster(n_workers, out / ".jax_cache")
+            client = own_client = Client(scheduler if scheduler is not None else own_cluster)
+        try:
+            [images_f, sources_f] = client.scatter([images, sources], broadcast=True)
+            futures = {client.submit(_fit_partition, images_f, sources_f, plan_kw, parts[k], fit_kw, retries=retries,
+                                     key=f"bayesprof-part-{k}-{manifest['ids'][:8]}", pure=False): k for k in todo}
+            for fut in as_completed(futures):
+                k = futures[fut]
+                _write_atomic(fut.result(), path(k))
+                bar.update(n_objects([k]))
+        finally:
+            if own_client is not None:
+                own_client.close()
+            if own_cluster is not None:
+                own_cluster.close()
+    bar.close()
+    table = vstack([Table.read(path(k), format="parquet") for k in range(len(parts))], metadata_conflicts="silent")
+    order = {str(s.id): i for i, s in enumerate(sources)}
+    table = table[np.argsort([order[str(i)] for i in table["id"]], kind="stable")]
+    _write_atomic(table, out / "catalog.parquet")
+    _write_atomic(table, out / "catalog.fits")
+    return table
+
