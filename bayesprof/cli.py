@@ -1,4 +1,5 @@
-"""Command line: ``bayesprof fit CONFIG.yaml --out DIR`` (also ``python -m bayesprof.cli fit ...``).
+"""Command line: ``bayesprof fit CONFIG.yaml --out DIR`` (also ``python -m bayesprof.cli fit ...``)
+and ``bayesprof catalog CONFIG.yaml --out DIR`` (:func:`run_catalog_config`, below).
 
 A thin layer over the library: :func:`run_config` reads a declarative YAML (or JSON)
 configuration, loads the images (:meth:`bayesprof.Image.from_fits`), builds the scene with
@@ -118,8 +119,8 @@ import yaml
 from .catalog import neighbour_mask
 from .diagnostics import FitWarning
 
-__all__ = ["ConfigError", "run_config", "replot", "resummarise", "load_config", "load_images", "build_scene", "main",
-           "console"]
+__all__ = ["ConfigError", "run_config", "run_catalog_config", "replot", "resummarise", "load_config", "load_images",
+           "build_scene", "main", "console"]
 
 TOP_KEYS = ("images", "scene", "neighbours", "map", "nuts")
 NEIGHBOURS = ("mask", "model")
@@ -794,6 +795,124 @@ def resummarise(out_dir, log=print):
 
 
 # ----------------------------------------------------------------------------- command line
+CATALOG_KEYS = ("images", "sources", "model", "stamps", "map", "run")
+CATALOG_SOURCE_KEYS = ("file", "ra", "dec", "id", "re", "q", "pa", "flux", "detect")
+DETECT_KEYS = {"image": "name", "threshold": "positive", "min_area": "count"}
+CATALOG_MODEL_KEYS = ("kind", "vary", "sky")
+STAMP_KEYS = {"stamp_scale": "positive", "margin": "positive"}
+RUN_KEYS = {"partition_size": "count", "workers": "count", "batch_size": "count", "dask": "bool", "scheduler": "name"}
+CATALOG_MAP_KEYS = {"max_steps": "count", "rtol": "positive", "atol": "positive"}
+
+
+def _catalog_settings(d, rules, where):
+    """As :func:`_settings`, with the rule "name" (a non-empty string) too."""
+    out = {}
+    if d is None or d is True:
+        return out
+    _check_keys(d, tuple(rules), where)
+    for k, v in d.items():
+        if rules[k] == "name":
+            if not isinstance(v, str) or not v:
+                raise ConfigError(f"{where}.{k}: expected a non-empty string, not {v!r}")
+            out[k] = v
+        else:
+            out[k] = _check_value(v, rules[k], f"{where}.{k}")
+    return out
+
+
+def _catalog_sources(d, images, base, where):
+    """The source list of a catalog configuration: a table file with column names, or detection."""
+    from astropy.table import Table
+
+    from .catalog import segment, sources_from_segmentation, sources_from_table
+
+    if isinstance(d, str):
+        d = {"file": d}
+    _check_keys(d, CATALOG_SOURCE_KEYS, where)
+    if ("file" in d) == ("detect" in d):
+        raise ConfigError(f"{where}: give either file (a table of RA/Dec) or detect (detection on an image)")
+    if "detect" in d:
+        det = _catalog_settings(d["detect"] if isinstance(d["detect"], dict) else {}, DETECT_KEYS, f"{where}.detect")
+        name = det.pop("image", images.names[0])
+        if name not in images.names:
+            raise ConfigError(f"{where}.detect.image: no image named {name!r}; images are {images.names}")
+        im = images[name]
+        return sources_from_segmentation(im, segment(im, **det), reference=images.reference)
+    path = pathlib.Path(_file(d["file"], base, f"{where}.file"))
+    try:
+        table = Table.read(path)
+    except Exception as err:  # astropy raises many kinds for unreadable tables
+        raise ConfigError(f"{where}.file: cannot read {path.name} as a table: {err}") from None
+    cols = {k: d.get(k, k) for k in ("ra", "dec", "id", "re", "q", "pa", "flux")}
+    for k in ("ra", "dec"):
+        if cols[k] not in table.colnames:
+            raise ConfigError(f"{where}: the table {path.name} has no column {cols[k]!r} ({k}); columns: "
+                              f"{', '.join(table.colnames)}")
+    cols = {k: (v if v in table.colnames else None) for k, v in cols.items()}
+    return sources_from_table(table, image=images[0], **cols)
+
+
+def run_catalog_config(config, out_dir, *, base_dir=None, label=None, workers=None, scheduler=None, progress=True,
+                       log=print):
+    """Fit a catalog as a configuration describes (:func:`bayesprof.survey.run_catalog`)::
+
+        images: [...]                     # as for `bayesprof fit`: frames (or cut-outs) per band
+        sources: {file: objects.fits, ra: RA, dec: DEC, id: ID}   # columns re, q, pa, flux optional
+          # or: sources: {detect: {image: r, threshold: 3, min_area: 10}}
+        model: {kind: Sersic, vary: {flux: band}, sky: FlatSky}   # sky: none for no sky
+        stamps: {stamp_scale: 2, margin: 1.0}
+        map: {max_steps: 200}
+        run: {partition_size: 64, workers: 2, batch_size: 1, dask: true, scheduler: tcp://host:8786}
+
+    Writes ``DIR/catalog.fits``, ``DIR/catalog.parquet``, ``DIR/parts/`` (one Parquet file per
+    finished partition; a rerun skips them) and ``DIR/plan.json``; returns the table.  With
+    ``dask: false`` the objects are fitted in this process and only the two catalog files are
+    written."""
+    from .scenefile import KINDS
+    from .survey import fit_catalog, run_catalog, _write_atomic
+
+    if isinstance(config, (str, pathlib.Path)):
+        path = pathlib.Path(config)
+        cfg, label = load_config(path), label or path.name
+        base = path.resolve().parent if base_dir is None else pathlib.Path(base_dir)
+    else:
+        cfg, label = config, label or "config"
+        base = pathlib.Path.cwd() if base_dir is None else pathlib.Path(base_dir)
+    _check_keys(cfg, CATALOG_KEYS, label)
+    model = cfg.get("model") or {}
+    _check_keys(model, CATALOG_MODEL_KEYS, f"{label}: model")
+    kind = model.get("kind", "Sersic")
+    if kind not in KINDS or KINDS[kind].is_sky or KINDS[kind].is_nuisance():
+        raise ConfigError(f"{label}: model.kind: must be a source profile such as Sersic, not {kind!r}")
+    sky = model.get("sky", "FlatSky")
+    if sky not in (None, "none") and (sky not in KINDS or not KINDS[sky].is_sky):
+        raise ConfigError(f"{label}: model.sky: must be FlatSky, PlaneSky or none, not {sky!r}")
+    fit_kw = {"kind": KINDS[kind], "vary": model.get("vary"), "sky": None if sky in (None, "none") else KINDS[sky]}
+    fit_kw.update(_catalog_settings(cfg.get("map"), CATALOG_MAP_KEYS, f"{label}: map"))
+    plan_kw = _catalog_settings(cfg.get("stamps"), STAMP_KEYS, f"{label}: stamps")
+    run = _catalog_settings(cfg.get("run"), RUN_KEYS, f"{label}: run")
+    if "batch_size" in run:
+        fit_kw["batch_size"] = run.pop("batch_size")
+    images = load_images(cfg, base, label=label)
+    sources = _catalog_sources(cfg.get("sources"), images, base, f"{label}: sources")
+    log(f"{len(sources)} sources on {len(images)} images ({', '.join(images.names)})")
+    t0 = time.perf_counter()
+    out = pathlib.Path(out_dir)
+    if run.get("dask", True):
+        table = run_catalog(images, sources, out, n_workers=workers or run.get("workers"),
+                            scheduler=scheduler or run.get("scheduler"), partition_size=run.get("partition_size", 64),
+                            progress=progress, **plan_kw, **fit_kw)
+    else:
+        table = fit_catalog(images, sources, progress=progress, **plan_kw, **fit_kw)
+        out.mkdir(parents=True, exist_ok=True)
+        _write_atomic(table, out / "catalog.parquet")
+        _write_atomic(table, out / "catalog.fits")
+    n_ok = int(np.sum(table["converged"])) if len(table) else 0
+    log(f"{n_ok} of {len(table)} objects converged; wrote {out}/catalog.fits and catalog.parquet in "
+        f"{time.perf_counter() - t0:.0f} s")
+    return table
+
+
 def _parser():
     p = argparse.ArgumentParser(prog="bayesprof", description="Joint Bayesian fits of galaxies to many images.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -805,6 +924,13 @@ def _parser():
     for name in ("num-warmup", "num-samples", "num-chains", "seed"):
         f.add_argument(f"--{name}", type=int, metavar="N", help=f"override nuts.{name.replace('-', '_')}")
     f.add_argument("--no-progress", action="store_true", help="no NUTS progress bar")
+    c = sub.add_parser("catalog", help="fit every object of a source list in a set of images (Dask)",
+                       description=run_catalog_config.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("config", metavar="CONFIG.yaml", help="the catalog configuration (YAML or JSON)")
+    c.add_argument("--out", required=True, metavar="DIR", help="output folder (a rerun skips finished partitions)")
+    c.add_argument("--workers", type=int, metavar="N", help="local Dask workers (default: one per core)")
+    c.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler, e.g. tcp://host:8786")
+    c.add_argument("--no-progress", action="store_true", help="no progress bar")
     for name, text in (("plot", "redraw the figures of a finished output folder (no refit)"),
                        ("summary", "print the MAP and posterior summaries of a finished output folder (no refit)")):
         sp = sub.add_parser(name, help=text, description=text)
@@ -842,6 +968,11 @@ def main(argv=None, *, device_per_chain=False) -> int:
     try:
         if args.command in ("plot", "summary"):
             (replot if args.command == "plot" else resummarise)(args.out, log=lambda *a, **k: print(*a, **k, flush=True))
+            return 0
+        if args.command == "catalog":
+            path = pathlib.Path(args.config)
+            run_catalog_config(path, args.out, workers=args.workers, scheduler=args.scheduler,
+                               progress=not args.no_progress, log=lambda *a, **k: print(*a, **k, flush=True))
             return 0
         path = pathlib.Path(args.config)
         cfg = load_config(path)

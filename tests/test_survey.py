@@ -1,0 +1,151 @@
+"""Catalogs (bayesprof.survey): blend groups, stamps, batched fits against single fits, a GalSim
+field with known truth, and the Dask run's partitions (rerun, refusal of another layout)."""
+
+import numpy as np
+import pytest
+from astropy.coordinates import SkyCoord
+import astropy.units as u
+
+import bayesprof as bp
+from bayesprof.inference import fit_map_batch
+from bayesprof.simulate import draw_galaxies, simulate_field
+from bayesprof.survey import _partitions, fit_catalog, group_sources, plan_catalog, run_catalog
+
+# two images of one field: pixel scales and PSFs differ (Gaussian PSFs keep the programs small)
+BANDS = (("r", 0.2, bp.GaussianPSF(fwhm=0.8), 27.0, 1.0, 0.0),
+         ("i", 0.3, bp.GaussianPSF(fwhm=1.0), 27.0, 1.5, -0.4))
+# five isolated galaxies, a blended pair (1.6" apart) and one 1.5" inside the frame's east edge
+POSITIONS = [(-12.0, -12.0), (0.0, -12.0), (12.0, -12.0), (-12.0, 0.0), (12.0, 1.0), (-0.8, 11.5), (0.8, 12.5),
+             (18.5, 14.0)]
+PAIR, EDGE = (5, 6), 7
+
+
+@pytest.fixture(scope="module")
+def field():
+    return simulate_field(3, size_arcsec=40.0, positions=POSITIONS, bands=BANDS, mag_range=(18.5, 19.5),
+                          re_range=(0.5, 0.7), n_range=(1.0, 2.5))
+
+
+@pytest.fixture(scope="module")
+def fitted(field):
+    images, truth = field
+    return fit_catalog(images, truth[["id", "ra", "dec"]])
+
+
+def test_groups_are_the_connected_sets_of_overlapping_footprints():
+    xi = np.array([0.0, 1.5, 3.0, 10.0, 20.0])
+    eta = np.zeros(5)
+    # 0-1 and 1-2 overlap (chain), 3 alone (7" from 2 with radii 1 + 1), 4 alone
+    assert group_sources(xi, eta, np.ones(5)) == [[0, 1, 2], [3], [4]]
+    # larger footprints join 3 to the chain: 10 - 3 = 7 < 4 + 4
+    assert group_sources(xi, eta, np.full(5, 4.0)) == [[0, 1, 2, 3], [4]]
+
+
+def test_stamp_keeps_the_sky_on_its_pixels_and_masks_beyond_the_frame():
+    rng = np.random.default_rng(0)
+    im = bp.Image(rng.normal(size=(50, 60)), sigma=1.0, pixel_scale=0.2, psf=bp.GaussianPSF(fwhm=0.8))
+    st = im.stamp(3.2, 47.6, (20, 16))  # reaches beyond the left and top edges
+    assert st.shape == (20, 16)
+    x0, y0 = 3 - 8, 48 - 10  # the stamp's pixel (8, 10) is the frame's pixel nearest (3.2, 47.6)
+    coord = im.pixel_to_sky(4.3, 45.1)
+    xs, ys = st.sky_to_pixel(coord)
+    assert abs(float(xs) - (4.3 - x0)) < 1e-9 and abs(float(ys) - (45.1 - y0)) < 1e-9
+    assert st.mask[:, : -x0].all() and st.mask[50 - y0:, :].all()
+    inside = ~st.mask
+    assert inside.sum() == (16 + x0) * (50 - y0)
+    np.testing.assert_array_equal(st.data[inside].reshape(50 - y0, 16 + x0), im.data[y0:, : 16 + x0])
+    with pytest.raises(ValueError, match="does not overlap"):
+        im.stamp(-30.0, 10.0, (20, 16))
+
+
+def test_batched_fits_equal_single_fits_and_masks_do_not_change_the_structure():
+    rng = np.random.default_rng(1)
+    psf = bp.GaussianPSF(fwhm=0.8)
+    models = []
+    for k in range(3):
+        g = bp.Sersic(xi=rng.uniform(-0.3, 0.3), eta=rng.uniform(-0.3, 0.3), flux=200.0, re=0.8, n=1.5, q=0.7,
+                      pa=40.0 * k)
+        blank = bp.Image(np.zeros((32, 32)), sigma=0.05, pixel_scale=0.2, psf=psf, zeropoint=23.9, name="r")
+        mask = np.zeros((32, 32), bool)
+        mask[: 4 * k, :5] = True  # a different mask for each
+        im = bp.Image(draw_galaxies(g, blank) + rng.normal(0, 0.05, (32, 32)), sigma=0.05, pixel_scale=0.2,
+                      psf=psf, zeropoint=23.9, name="r", mask=mask)
+        scene = bp.Scene(bp.ImageList([im]))
+        scene.add("gal", bp.Sersic)
+        scene.add("sky", bp.FlatSky)
+        models.append(scene.build())
+    assert len({m._structure for m in models}) == 1
+    assert len({m.n_data for m in models}) == 3  # the unmasked pixels differ
+    batch = fit_map_batch(models, batch_size=2)  # two calls, the second padded
+    for m, b in zip(models, batch):
+        single = bp.fit_map(m)
+        assert b.success and b.iterations == single.iterations
+        assert b.n_data == single.n_data == m.n_data
+        assert abs(b.chi2 - single.chi2) < 1e-8 * single.chi2
+        for k, s in single.sigmas.items():
+            assert abs(float(b.values[k]) - float(single.values[k])) < 1e-6 * float(s), k
+            assert abs(float(b.sigmas[k]) - float(s)) < 1e-6 * float(s), k
+
+
+def test_field_of_galsim_galaxies_recovers_the_truth(field, fitted):
+    images, truth = field
+    tab = fitted
+    assert list(tab["id"]) == list(truth["id"])  # the list's order
+    assert tab["converged"].all(), list(tab["status"])
+    # the pair is one group, flagged; the others are alone
+    assert tab["group"][PAIR[0]] == tab["group"][PAIR[1]] and all("blended" in tab["flags"][i] for i in PAIR)
+    assert (tab["n_group"] == 1).sum() == len(POSITIONS) - 2
+    assert "edge" in tab["flags"][EDGE] and "edge" not in tab["flags"][0]
+    assert tab["ra"].unit == u.deg and tab["re"].unit == u.arcsec and tab["flux_r"].unit == u.uJy
+    # positions, structure and fluxes within 4.5 sigma of the truth (pairs included), the
+    # errors from the Gauss-Newton covariance
+    fitted_pos = SkyCoord(tab["ra"], tab["dec"])
+    true_pos = SkyCoord(truth["ra"] * u.deg, truth["dec"] * u.deg)
+    dra, ddec = true_pos.spherical_offsets_to(fitted_pos)
+    assert np.all(np.abs(dra.to_value(u.arcsec)) < 4.5 * tab["ra_err"]), np.asarray(dra.to_value(u.arcsec))
+    assert np.all(np.abs(ddec.to_value(u.arcsec)) < 4.5 * tab["dec_err"])
+    for col in ("re", "n", "q", "flux_r", "flux_i"):
+        pull = np.asarray((tab[col] - truth[col]) / tab[col + "_err"])
+        assert np.all(np.abs(pull) < 4.5), (col, np.round(pull, 2))
+    pa_diff = (np.asarray(tab["pa"]) - np.asarray(truth["pa"]) + 90.0) % 180.0 - 90.0
+    assert np.all(np.abs(pa_diff) < 4.5 * np.asarray(tab["pa_err"]) + 0.5)
+    # magnitudes from the fluxes, residuals consistent with the noise in both images
+    np.testing.assert_allclose(tab["mag_r"], 23.9 - 2.5 * np.log10(tab["flux_r"]), rtol=1e-12)
+    for name in ("r", "i"):
+        assert np.all(np.abs(tab[f"chi2nu_{name}"] - 1) < 0.15), np.asarray(tab[f"chi2nu_{name}"])
+
+
+def test_dask_run_equals_one_process_and_reruns_only_missing_partitions(field, fitted, tmp_path):
+    from distributed import Client, LocalCluster
+
+    images, truth = field
+    cat = truth[["id", "ra", "dec"]]
+    out = tmp_path / "run"
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        first = run_catalog(images, cat, out, client=client, partition_size=3, progress=False)
+        parts = sorted((out / "parts").glob("part-*.parquet"))
+        groups = plan_catalog(images, cat).groups
+        assert len(groups) == len(POSITIONS) - 1 and len(parts) == len(_partitions(plan_catalog(images, cat), 3)) == 3
+        for col in ("ra", "dec", "re", "n", "q", "flux_r", "flux_i"):
+            np.testing.assert_allclose(first[col], fitted[col], rtol=1e-9, atol=1e-12)
+        # an interrupted run: one partition missing; the rerun fits only that one
+        kept = {p: p.stat().st_mtime_ns for p in parts[1:]}
+        parts[0].unlink()
+        (out / "catalog.fits").unlink()
+        second = run_catalog(images, cat, out, client=client, partition_size=3, progress=False)
+        assert all(p.stat().st_mtime_ns == t for p, t in kept.items())
+        assert parts[0].exists()
+        for col in first.colnames:
+            if col == "time_s":
+                continue
+            if first[col].dtype.kind == "f":
+                np.testing.assert_allclose(second[col], first[col], rtol=1e-9, atol=1e-12, err_msg=col)
+            else:
+                assert list(second[col]) == list(first[col]), col
+        from astropy.table import Table
+
+        on_disk = Table.read(out / "catalog.fits")
+        assert list(on_disk["id"]) == list(first["id"])
+        with pytest.raises(ValueError, match="another partitioning"):
+            run_catalog(images, cat, out, client=client, partition_size=2, progress=False)
