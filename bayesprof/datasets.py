@@ -67,7 +67,7 @@ def _read(p: pathlib.Path, hdu: int = 0) -> np.ndarray:
         return np.asarray(f[hdu].data, dtype=float)
 
 
-def gama_kids_sdss(galaxy: str = "G279148", mask_neighbours: bool = True) -> ImageList:
+def gama_kids_sdss(galaxy: str = "G279148", mask_neighbours: bool = True, folder=None) -> ImageList:
     """KiDS r and SDSS r images of one GAMA galaxy (names ``"KiDS"``, ``"SDSS"``; bands
     ``"KiDS-r"``, ``"SDSS-r"``, zeropoint 0).
 
@@ -78,10 +78,18 @@ def gama_kids_sdss(galaxy: str = "G279148", mask_neighbours: bool = True) -> Ima
     (-11 % to -25 % of their sum); ``MoffatPSF.fit_stamp(image.psf.image, 0.2)`` gives a
     Moffat fitted to their core instead (notebook 01 shows what that changes).  Both
     cut-outs have correlated noise: see :func:`bayesprof.catalog.noise_correlation_factor`.
+
+    ``folder``: read the galaxy from this copy of the data set (with ``KiDS/`` and ``SDSS/``,
+    e.g. the ten galaxies of ProFit's example data) instead of the bundled one (G279148 only).
     """
     images = []
     for survey, scale in (("KiDS", 0.2), ("SDSS", 0.339)):
-        stem = path("gama-kids-sdss", survey, f"{galaxy}fitim.fits").parent / galaxy
+        if folder is None:
+            stem = path("gama-kids-sdss", survey, f"{galaxy}fitim.fits").parent / galaxy
+        else:
+            stem = pathlib.Path(folder) / survey / galaxy
+            if not stem.with_name(galaxy + "fitim.fits").is_file():
+                raise FileNotFoundError(f"no {survey} cut-out of {galaxy} in {folder}")
         data = _read(stem.with_name(galaxy + "fitim.fits"))
         sigma = _read(stem.with_name(galaxy + "sigma.fits"))
         mask = _read(stem.with_name(galaxy + "mskim.fits")) != 0

@@ -52,7 +52,7 @@ from .inference import fit_map_batch
 from .results import flux_to_mag_sigma
 from .scene import Scene
 
-__all__ = ["fit_catalog", "plan_catalog", "CatalogPlan", "group_sources", "SIZE_CLASSES"]
+__all__ = ["fit_catalog", "fit_cutouts", "run_catalog", "plan_catalog", "CatalogPlan", "group_sources", "SIZE_CLASSES"]
 
 #: stamp sides (pixels of the finest image) that groups are rounded up to
 SIZE_CLASSES = (32, 48, 64, 96, 128, 192, 256, 384, 512)
@@ -257,37 +257,52 @@ def fit_catalog(images, sources, *, kind=None, vary=None, sky=comps.FlatSky, siz
     chosen = plan.groups if groups is None else [plan.groups[k] for k in groups]
     sources, field_ref, xi, eta, radii = plan.sources, plan.field_ref, plan.xi, plan.eta, plan.radii
     if not chosen:
-        return _table([], images)
+        return _table([], images.names)
     finest = min(images, key=lambda im: im.pixel_scale)
     from scipy.spatial import cKDTree
 
     tree = cKDTree(np.column_stack([xi, eta]))
-    rows = {}
     bar = tqdm(total=sum(len(g.members) for g in chosen), disable=not progress, desc="fit_catalog", unit="obj")
-    built = {}  # structure -> [(group, model, edge, build seconds)]
-    for g in chosen:
-        t0 = time.perf_counter()
-        try:
-            stamps, edge, _ = _stamps(g, images, field_ref, size_classes, finest)
-            if not stamps:
-                raise ValueError("the group falls on no image")
-            near = tree.query_ball_point([g.xi, g.eta], np.sqrt(2.0) * g.half + float(radii.max()))
-            neighbours = np.array(sorted(set(near) - set(g.members)), dtype=int)
-            stamps = _mask_neighbours(stamps, neighbours, field_ref, xi, eta, radii)
-            centre = sky_from_offsets(g.xi, g.eta, field_ref)
-            scene = Scene(ImageList(list(stamps.values()), reference=centre))
-            for j, i in enumerate(g.members):
-                add_sources(scene, [sources[i]], kind, name=f"s{j}", vary=vary, window_pad=None)
-            if sky is not None:
-                scene.add("sky", sky)
-            model = scene.build()
-        except Exception as err:  # an object that cannot be set up is flagged, never stops the run
-            for i in g.members:
-                rows[i] = _failed_row(sources[i], g, f"{type(err).__name__}: {err}", time.perf_counter() - t0)
-            bar.update(len(g.members))
-            continue
-        built.setdefault(model._structure, []).append((g, model, edge, time.perf_counter() - t0))
+    rows, built = {}, {}
 
+    def stamps_of(g):
+        stamps, edge, _ = _stamps(g, images, field_ref, size_classes, finest)
+        if not stamps:
+            raise ValueError("the group falls on no image")
+        near = tree.query_ball_point([g.xi, g.eta], np.sqrt(2.0) * g.half + float(radii.max()))
+        neighbours = np.array(sorted(set(near) - set(g.members)), dtype=int)
+        return _mask_neighbours(stamps, neighbours, field_ref, xi, eta, radii), edge
+
+    for g in chosen:
+        _build(g, lambda g=g: stamps_of(g), sky_from_offsets(g.xi, g.eta, field_ref), sources, kind, vary, sky,
+               rows, built, bar)
+    _solve(built, sources, rows, bar, batch_size, max_steps, rtol, atol)
+    bar.close()
+    return _table([rows[i] for i in sorted(rows)], images.names)
+
+
+def _build(group, make_stamps, centre, sources, kind, vary, sky, rows, built, bar):
+    """Build the scene model of one group (its stamps from ``make_stamps()``, tangent point
+    ``centre``) into ``built[structure]``, or its members' failed rows into ``rows``."""
+    t0 = time.perf_counter()
+    try:
+        stamps, edge = make_stamps()
+        scene = Scene(ImageList(list(stamps.values()), reference=centre))
+        for j, i in enumerate(group.members):
+            add_sources(scene, [sources[i]], kind, name=f"s{j}", vary=vary, window_pad=None)
+        if sky is not None:
+            scene.add("sky", sky)
+        model = scene.build()
+    except Exception as err:  # an object that cannot be set up is flagged, never stops the run
+        for i in group.members:
+            rows[i] = _failed_row(sources[i], group, f"{type(err).__name__}: {err}", time.perf_counter() - t0)
+        bar.update(len(group.members))
+        return
+    built.setdefault(model._structure, []).append((group, model, edge, time.perf_counter() - t0))
+
+
+def _solve(built, sources, rows, bar, batch_size, max_steps, rtol, atol):
+    """Fit the built models, structure by structure in batches, into ``rows``."""
     for items in built.values():
         size = min(batch_size, len(items))
         for a in range(0, len(items), size):
@@ -305,8 +320,54 @@ def fit_catalog(images, sources, *, kind=None, vary=None, sky=comps.FlatSky, siz
                 for j, i in enumerate(g.members):
                     rows[i] = _row(sources[i], g, j, fit, edge, (dt + fit.time_s) / len(g.members))
                 bar.update(len(g.members))
+
+
+def fit_cutouts(cutouts, sources=None, *, kind=None, vary=None, sky=comps.FlatSky, size_classes=SIZE_CLASSES,
+                batch_size=None, max_steps=200, rtol=1e-8, atol=1e-2, progress=False):
+    """MAP fits of one object per set of cut-outs (e.g. survey cut-outs centred on each galaxy,
+    with neighbours already masked); returns an astropy Table as :func:`fit_catalog`, one row
+    per object in order.
+
+    cutouts : list of ImageList
+        The object's images (bands, pixel scales, PSFs may differ from object to object).  Each
+        image is padded (masked pixels) about the object to the next of ``size_classes`` along
+        each axis, so that objects of similar cut-outs share one compiled program.
+    sources : SourceList or table, optional
+        One entry per object (RA/Dec and optional ``re``, ``q``, ``pa``; ``id``).  Default: the
+        object at the centre of its first cut-out (``ImageList.reference``), ids 0, 1, ...
+    Other parameters as :func:`fit_catalog`.
+    """
+    from tqdm.auto import tqdm
+
+    from .catalog import CatalogSource
+
+    cutouts = [c if isinstance(c, ImageList) else ImageList(list(c)) for c in cutouts]
+    kind = comps.Sersic if kind is None else kind
+    batch_size = _default_batch_size() if batch_size is None else int(batch_size)
+    if sources is None:
+        sources = SourceList(CatalogSource(id=k, ra=float(c.reference.icrs.ra.deg), dec=float(c.reference.icrs.dec.deg))
+                             for k, c in enumerate(cutouts))
+    else:
+        sources = _as_sources(sources, cutouts[0]) if len(cutouts) else SourceList()
+    if len(sources) != len(cutouts):
+        raise ValueError(f"fit_cutouts: {len(sources)} sources for {len(cutouts)} sets of cut-outs")
+    bar = tqdm(total=len(cutouts), disable=not progress, desc="fit_cutouts", unit="obj")
+    rows, built = {}, {}
+
+    def stamps_of(ims):  # each cut-out padded about its own centre: no pixel is lost
+        return {im.name: im.stamp((im.nx - 1) / 2.0, (im.ny - 1) / 2.0, (_size_class(im.ny, size_classes),
+                                                                         _size_class(im.nx, size_classes)))
+                for im in ims}, False
+
+    for k, (ims, src) in enumerate(zip(cutouts, sources)):
+        g = _Group(k, [k], 0.0, 0.0, 0.0)
+        _build(g, lambda ims=ims: stamps_of(ims), src.coord, sources, kind, vary, sky, rows, built, bar)
+    _solve(built, sources, rows, bar, batch_size, max_steps, rtol, atol)
     bar.close()
-    return _table([rows[i] for i in sorted(rows)], images)
+    names = []
+    for c in cutouts:
+        names += [n for n in c.names if n not in names]
+    return _table([rows[i] for i in sorted(rows)], names)
 
 
 def _base_row(source, group):
@@ -364,7 +425,7 @@ _UNITS = {"ra": "deg", "dec": "deg", "ra_err": "arcsec", "dec_err": "arcsec", "r
           "pa": "deg", "pa_err": "deg", "time_s": "s"}
 
 
-def _table(rows, images):
+def _table(rows, image_names):
     from astropy.table import Table
 
     names = []
@@ -395,7 +456,7 @@ def _table(rows, images):
         elif k.startswith("mag_"):
             table[k].unit = "mag"
             table[k].description = "AB magnitude"
-    table.meta["images"] = ",".join(images.names)
+    table.meta["images"] = ",".join(image_names)
     return table
 
 
