@@ -15,8 +15,9 @@ per source:
    members' mean position; the side covers every member's footprint plus ``margin`` and is
    rounded up to one of ``size_classes`` (pixels of the finest image; the other images get
    the same extent on the sky), so that groups of equal membership share stamp shapes.
-   Pixels beyond a frame's edge are masked (flag ``edge``); the footprints of sources outside
-   the group that reach into a stamp are masked too.
+   Pixels beyond a frame's edge are masked (a member whose footprint reaches beyond the edge
+   of a frame it falls on gets flag ``edge``); the footprints of sources outside the group
+   that reach into a stamp are masked too.
 4. **Scenes.**  Each group becomes a :class:`~bayesprof.Scene` with its stamps (tangent point:
    the group's centre), one source of ``kind`` per member named ``s0, s1, ...`` (initial
    position, and ``re``, ``q``, ``pa`` where the list has them; fluxes estimated from the
@@ -114,22 +115,27 @@ def _size_class(side_px, size_classes):
     return int(np.ceil(side_px / top) * top)
 
 
-def _stamps(group, images, field_ref, size_classes, finest):
-    """The group's stamps ``{image name: Image}`` and whether any reaches beyond its frame."""
+def _stamps(group, images, field_ref, size_classes, finest, xi, eta, radii):
+    """The group's stamps ``{image name: Image}``, and the members whose footprint reaches
+    beyond the edge of a frame they fall on (flag ``edge``)."""
     centre = sky_from_offsets(group.xi, group.eta, field_ref)
     side = _size_class(2.0 * group.half / finest.pixel_scale, size_classes)
-    out, edge = {}, False
+    members = np.asarray(group.members)
+    where = sky_from_offsets(xi[members], eta[members], field_ref)
+    out, edge = {}, set()
     for im in images:
         n = int(2 * np.ceil(0.5 * side * finest.pixel_scale / im.pixel_scale))
         x, y = (float(v) for v in im.sky_to_pixel(centre))
         x0, y0 = int(np.floor(x + 0.5)) - n // 2, int(np.floor(y + 0.5)) - n // 2
         if x0 + n <= 0 or y0 + n <= 0 or x0 >= im.nx or y0 >= im.ny:
             continue
-        st = im.stamp(x, y, (n, n))
-        if x0 < 0 or y0 < 0 or x0 + n > im.nx or y0 + n > im.ny:
-            edge = True
-        out[im.name] = st
-    return out, edge, side
+        out[im.name] = im.stamp(x, y, (n, n))
+        mx, my = (np.atleast_1d(v) for v in im.sky_to_pixel(where))
+        r = radii[members] / im.pixel_scale
+        on = (mx > -0.5) & (mx < im.nx - 0.5) & (my > -0.5) & (my < im.ny - 0.5)
+        beyond = (mx - r < -0.5) | (my - r < -0.5) | (mx + r > im.nx - 0.5) | (my + r > im.ny - 0.5)
+        edge |= {int(i) for i in members[on & beyond]}
+    return out, edge
 
 
 def _mask_neighbours(stamps, neighbours, field_ref, xi, eta, radii):
@@ -266,7 +272,7 @@ def fit_catalog(images, sources, *, kind=None, vary=None, sky=comps.FlatSky, siz
     rows, built = {}, {}
 
     def stamps_of(g):
-        stamps, edge, _ = _stamps(g, images, field_ref, size_classes, finest)
+        stamps, edge = _stamps(g, images, field_ref, size_classes, finest, xi, eta, radii)
         if not stamps:
             raise ValueError("the group falls on no image")
         near = tree.query_ball_point([g.xi, g.eta], np.sqrt(2.0) * g.half + float(radii.max()))
@@ -282,8 +288,9 @@ def fit_catalog(images, sources, *, kind=None, vary=None, sky=comps.FlatSky, siz
 
 
 def _build(group, make_stamps, centre, sources, kind, vary, sky, rows, built, bar):
-    """Build the scene model of one group (its stamps from ``make_stamps()``, tangent point
-    ``centre``) into ``built[structure]``, or its members' failed rows into ``rows``."""
+    """Build the scene model of one group (its stamps and the set of its members at a frame's
+    edge from ``make_stamps()``, tangent point ``centre``) into ``built[structure]``, or its
+    members' failed rows into ``rows``."""
     t0 = time.perf_counter()
     try:
         stamps, edge = make_stamps()
@@ -318,7 +325,7 @@ def _solve(built, sources, rows, bar, batch_size, max_steps, rtol, atol):
                 continue
             for (g, model, edge, dt), fit in zip(chunk, fits):
                 for j, i in enumerate(g.members):
-                    rows[i] = _row(sources[i], g, j, fit, edge, (dt + fit.time_s) / len(g.members))
+                    rows[i] = _row(sources[i], g, j, fit, i in edge, (dt + fit.time_s) / len(g.members))
                 bar.update(len(g.members))
 
 
@@ -357,7 +364,7 @@ def fit_cutouts(cutouts, sources=None, *, kind=None, vary=None, sky=comps.FlatSk
     def stamps_of(ims):  # each cut-out padded about its own centre: no pixel is lost
         return {im.name: im.stamp((im.nx - 1) / 2.0, (im.ny - 1) / 2.0, (_size_class(im.ny, size_classes),
                                                                          _size_class(im.nx, size_classes)))
-                for im in ims}, False
+                for im in ims}, set()
 
     for k, (ims, src) in enumerate(zip(cutouts, sources)):
         g = _Group(k, [k], 0.0, 0.0, 0.0)

@@ -149,3 +149,31 @@ def test_dask_run_equals_one_process_and_reruns_only_missing_partitions(field, f
         assert list(on_disk["id"]) == list(first["id"])
         with pytest.raises(ValueError, match="another partitioning"):
             run_catalog(images, cat, out, client=client, partition_size=2, progress=False)
+
+
+def test_command_line_catalog_from_fits_frames_and_a_table(field, fitted, tmp_path):
+    from astropy.io import fits
+    from astropy.table import Table
+
+    from bayesprof.cli import main
+
+    images, truth = field
+    specs = []
+    for (name, scale, psf, zp, sigma, _), im in zip(BANDS, images):
+        fits.writeto(tmp_path / f"{name}.fits", im.data, im.wcs.to_header())
+        specs.append({"file": f"{name}.fits", "name": name, "band": name, "sigma": sigma, "zeropoint": zp,
+                      "psf": {"gaussian": {"fwhm": psf.fwhm}}})
+    truth[["id", "ra", "dec"]].write(tmp_path / "objects.ecsv")
+    config = {"images": specs, "sources": {"file": "objects.ecsv"}, "model": {"kind": "Sersic"},
+              "run": {"dask": False}}
+    import yaml
+
+    (tmp_path / "cat.yaml").write_text(yaml.safe_dump(config))
+    assert main(["catalog", str(tmp_path / "cat.yaml"), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    table = Table.read(tmp_path / "out" / "catalog.fits")
+    assert list(table["id"]) == list(truth["id"])
+    for col in ("ra", "dec", "re", "n", "flux_r", "flux_i"):
+        np.testing.assert_allclose(table[col], fitted[col], rtol=1e-7, atol=1e-10, err_msg=col)
+    # a malformed configuration: one line naming the key, exit status 2
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({**config, "model": {"kind": "FlatSky"}}))
+    assert main(["catalog", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "out2")]) == 2

@@ -1,0 +1,203 @@
+"""Catalog benchmark: batch MAP fits per second, their growth with the number of objects, Dask's
+gain with 2 workers, a GalSim field with known truth, and the ten GAMA galaxies (real data).
+
+Parts (``--parts``, default all):
+
+``cutouts``   single-band 64 x 64 GalSim Sersic cut-outs (0.2"/px, Moffat PSF FWHM 0.8" beta 3,
+              r = 19-21 mag, re 0.4-1.2", n 0.8-3, q 0.4-0.9) through ``fit_cutouts``: a first set
+              of ``--n`` (compile + fits), then other sets of ``--n`` and ``4 x --n`` objects of the
+              same structure (warm): fits/s and the time per object at both sizes; the same
+              for 3-band joint fits (g, r, i at 0.2"/px, Moffat PSFs of FWHM 0.9", 0.8", 0.75").
+``dask``      ``run_catalog`` on a field of isolated galaxies (one structure) with a LocalCluster
+              of 1 and of 2 single-threaded workers, each run from scratch on the same objects
+              after a warm-up run that fills the persistent compilation cache.
+``field``     a GalSim field (``--field-px`` square in r at 0.2"/px, plus i at 0.3"/px with
+              another PSF) of galaxies at a density of 1,000 per 2,000 x 2,000 r-pixels, blends
+              included: converged fraction, and the pulls (fit - truth) / sigma of the isolated
+              galaxies (re, n, q, r and i fluxes).
+``gama``      the ten GAMA galaxies (KiDS r + SDSS r cut-outs, ProFit's example data) through
+              ``fit_cutouts`` when ``--gama`` names their folder (``../shared/data/gama-kids-sdss``).
+
+Prints a Markdown table per part and writes every figure to ``benchmarks/.cache/catalog.json``.
+
+Usage:  .venv/bin/python benchmarks/catalog.py [--n 32] [--field-px 1000] [--parts cutouts,dask,field,gama]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+import bayesprof as bp  # noqa: E402
+from bayesprof.simulate import draw_galaxies, simulate_field  # noqa: E402
+from bayesprof.survey import fit_cutouts, run_catalog  # noqa: E402
+
+R_BAND = ("r", 0.2, bp.MoffatPSF(fwhm=0.8, beta=3.0), 0.0)
+THREE_BANDS = (("g", 0.2, bp.MoffatPSF(fwhm=0.9, beta=3.0), 0.6), R_BAND, ("i", 0.2, bp.MoffatPSF(fwhm=0.75, beta=3.0),
+                                                                          -0.4))
+
+
+def cutout_sets(seed, n, bands, size=64, sigma=0.05):
+    """``n`` objects, each an ImageList of GalSim cut-outs (one per band), and their truths."""
+    rng = np.random.default_rng(seed)
+    sets, truths = [], []
+    for _ in range(n):
+        mag = rng.uniform(19.0, 21.0)
+        gal = bp.Sersic(xi=rng.uniform(-0.4, 0.4), eta=rng.uniform(-0.4, 0.4), flux=1.0, re=rng.uniform(0.4, 1.2),
+                        n=rng.uniform(0.8, 3.0), q=rng.uniform(0.4, 0.9), pa=rng.uniform(0.0, 180.0))
+        ims = []
+        for name, scale, psf, colour in bands:
+            flux = float(bp.mag_to_flux(mag + colour))
+            blank = bp.Image(np.zeros((size, size)), sigma=sigma, pixel_scale=scale, psf=psf, zeropoint=23.9,
+                             band=name, name=name)
+            data = draw_galaxies(gal.replace(flux=flux), blank) + rng.normal(0.0, sigma, (size, size))
+            ims.append(bp.Image(data, sigma=sigma, pixel_scale=scale, psf=psf, zeropoint=23.9, band=name, name=name))
+        sets.append(bp.ImageList(ims))
+        truths.append(gal)
+    return sets, truths
+
+
+def part_cutouts(n):
+    out = {}
+    for label, bands in (("1 band", (R_BAND,)), ("3 bands", THREE_BANDS)):
+        first, _ = cutout_sets(1, n, bands)
+        t = time.perf_counter()
+        tab = fit_cutouts(first)
+        cold = time.perf_counter() - t
+        runs = {}
+        for k, m in ((2, n), (3, 4 * n)):
+            sets, _ = cutout_sets(k, m, bands)
+            t = time.perf_counter()
+            tab = fit_cutouts(sets)
+            dt = time.perf_counter() - t
+            runs[m] = {"time_s": dt, "fits_per_s": m / dt, "converged": int(np.sum(tab["converged"])),
+                       "mean_steps": float(np.mean(tab["lm_steps"]))}
+        out[label] = {"cold_s": cold, "cold_n": n, "warm": runs}
+        print(f"| {label} | first {n}: {cold:.1f} s | " + " | ".join(
+            f"{m}: {r['time_s']:.1f} s, {r['fits_per_s']:.2f} fits/s, {1e3 * r['time_s'] / m:.0f} ms/object, "
+            f"{r['converged']}/{m} converged, {r['mean_steps']:.1f} steps" for m, r in runs.items()) + " |", flush=True)
+    return out
+
+
+def grid_field(seed, n, spacing=10.0, bands=None):
+    side = int(np.ceil(np.sqrt(n)))
+    g = (np.arange(side) - (side - 1) / 2) * spacing
+    rng = np.random.default_rng(seed)
+    pos = np.array([(x, y) for x in g for y in g])[:n] + rng.uniform(-1.0, 1.0, (n, 2))
+    kw = {} if bands is None else {"bands": bands}
+    return simulate_field(seed, size_arcsec=side * spacing + 10.0, positions=pos, mag_range=(18.5, 20.0),
+                          re_range=(0.5, 0.7), **kw)
+
+
+def part_dask(n):
+    images, truth = grid_field(5, n)
+    cat = truth[["id", "ra", "dec"]]
+    out = {}
+    cache = Path(tempfile.mkdtemp(prefix="bp-dask-cache-"))
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(cache))
+    try:
+        for workers in (1, 2, 1, 2):  # the first two fill the compilation cache
+            folder = Path(tempfile.mkdtemp(prefix="bp-catalog-"))
+            t = time.perf_counter()
+            tab = run_catalog(images, cat, folder, n_workers=workers, partition_size=max(1, n // 8), progress=False)
+            dt = time.perf_counter() - t
+            shutil.rmtree(folder, ignore_errors=True)
+            out.setdefault(workers, []).append({"time_s": dt, "converged": int(np.sum(tab["converged"]))})
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    one, two = out[1][-1]["time_s"], out[2][-1]["time_s"]
+    print(f"| Dask, {n} objects | 1 worker {one:.1f} s | 2 workers {two:.1f} s | speed-up {one / two:.2f}x |",
+          flush=True)
+    return {"n": n, "runs": out, "speedup": one / two}
+
+
+def part_field(px):
+    n = int(round(1000 * (px / 2000.0) ** 2))
+    t = time.perf_counter()
+    images, truth = simulate_field(11, n_galaxies=n, size_arcsec=px * 0.2, mag_range=(19.0, 22.0),
+                                   re_range=(0.3, 1.2))
+    t_sim = time.perf_counter() - t
+    t = time.perf_counter()
+    tab = bp.survey.fit_catalog(images, truth[["id", "ra", "dec"]])
+    dt = time.perf_counter() - t
+    iso = np.asarray(tab["n_group"] == 1) & np.asarray(tab["converged"])
+    pulls = {}
+    for col in ("re", "n", "q", "flux_r", "flux_i"):
+        p = np.asarray((tab[col] - truth[col]) / tab[col + "_err"])[iso]
+        p = p[np.isfinite(p)]
+        pulls[col] = {"mean": float(np.mean(p)), "sd": float(np.std(p)), "n": int(p.size)}
+    conv = float(np.mean(tab["converged"]))
+    flags = {}
+    for f in tab["flags"]:
+        for k in str(f).split(","):
+            if k:
+                flags[k] = flags.get(k, 0) + 1
+    print(f"| field {px}x{px} r px, {n} galaxies | simulate {t_sim:.0f} s | fit {dt:.0f} s ({n / dt:.2f} /s) | "
+          f"converged {100 * conv:.1f} % | isolated {int(iso.sum())} | flags {flags} |", flush=True)
+    for col, p in pulls.items():
+        print(f"|   pull {col} | mean {p['mean']:+.3f} | sd {p['sd']:.3f} | n {p['n']} |")
+    return {"px": px, "n": n, "fit_s": dt, "converged": conv, "isolated": int(iso.sum()), "pulls": pulls,
+            "flags": flags, "groups": int(len(set(tab["group"])))}
+
+
+def part_gama(folder):
+    from bayesprof.datasets import gama_kids_sdss
+
+    gals = sorted(p.name[:-len("fitim.fits")] for p in (Path(folder) / "KiDS").glob("*fitim.fits"))
+    sets = [gama_kids_sdss(g, folder=folder) for g in gals]
+    t = time.perf_counter()
+    tab = fit_cutouts(sets)
+    dt = time.perf_counter() - t
+    tab["galaxy"] = gals
+    print(f"| GAMA, {len(gals)} galaxies (KiDS r + SDSS r) | {dt:.0f} s | {int(np.sum(tab['converged']))} converged |")
+    print("| galaxy | re (\") | n | q | PA | KiDS r mag | SDSS r mag | chi2/N KiDS | chi2/N SDSS | steps | flags |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in tab:
+        print(f"| {r['galaxy']} | {r['re']:.3f} ± {r['re_err']:.3f} | {r['n']:.2f} ± {r['n_err']:.2f} | {r['q']:.3f} | "
+              f"{r['pa']:.1f} | {r['mag_KiDS-r']:.3f} | {r['mag_SDSS-r']:.3f} | {r['chi2nu_KiDS']:.2f} | "
+              f"{r['chi2nu_SDSS']:.2f} | {r['lm_steps']} | {r['flags']} |")
+    return {"time_s": dt, "rows": [{k: (float(r[k]) if np.ndim(r[k]) == 0 and k not in ("galaxy", "flags", "status")
+                                       else str(r[k])) for k in tab.colnames} for r in tab]}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=32)
+    ap.add_argument("--dask-n", type=int, default=64)
+    ap.add_argument("--field-px", type=int, default=1000)
+    ap.add_argument("--gama", default=str(HERE.parent.parent / "shared" / "data" / "gama-kids-sdss"))
+    ap.add_argument("--parts", default="cutouts,dask,field,gama")
+    ap.add_argument("--out", default=str(HERE / ".cache" / "catalog.json"))
+    args = ap.parse_args()
+    import jax
+
+    parts = args.parts.split(",")
+    result = {"machine": {"python": platform.python_version(), "jax": jax.__version__, "bayesprof": "main",
+                          "cpus": os.cpu_count(), "backend": jax.default_backend(), "command": " ".join(sys.argv)}}
+    if "cutouts" in parts:
+        result["cutouts"] = part_cutouts(args.n)
+    if "dask" in parts:
+        result["dask"] = part_dask(args.dask_n)
+    if "field" in parts:
+        result["field"] = part_field(args.field_px)
+    if "gama" in parts and Path(args.gama).is_dir():
+        result["gama"] = part_gama(args.gama)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1, default=str))
+    print("wrote", args.out)
+
+
+if __name__ == "__main__":
+    main()
