@@ -11,7 +11,7 @@ from astropy import units as _u
 
 _ARCSEC = _u.arcsec
 
-__all__ = ["residuals", "windows", "light_curve"]
+__all__ = ["residuals", "windows", "light_curve", "thumbnails"]
 
 
 def _values(result):
@@ -105,6 +105,46 @@ def residuals(scene, result, *, posterior=None, n_draws=64, figsize_per_row=3.0,
                 _north_east(ax, im)
                 if show_windows:
                     _draw_windows(ax, scene, im.name)
+    return fig
+
+
+def thumbnails(fits, *, image=0, labels=None, ncols=2, size=1.6):
+    """A page of residual thumbnails for a catalog: per object, data | model | (data - model)/sigma
+    of one of its images at the MAP (``fits``: MapResults, e.g. from
+    ``bayesprof.fit_catalog(..., return_fits=True)``; None entries are skipped).
+
+    ``image``: the image's index or name in each object's scene; ``labels``: one title per
+    object (default: the chi^2/N).  Data and model share an asinh stretch per object; the
+    residuals run from -5 to 5 sigma.  Objects fill ``ncols`` triplets per row."""
+    import matplotlib.pyplot as plt
+    from astropy.visualization import AsinhStretch, ImageNormalize
+
+    items = [(k, f) for k, f in enumerate(fits) if f is not None]
+    nrows = max(1, -(-len(items) // ncols))
+    fig, axes = plt.subplots(nrows, 3 * ncols, figsize=(3 * ncols * size, nrows * size * 1.1), squeeze=False,
+                             layout="constrained")
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for slot, (k, fit) in enumerate(items):
+        model = fit.model
+        idx = image if isinstance(image, int) else model.images.names.index(image)
+        im = model.images[idx]
+        values = {n: v for n, v in fit.values.items() if n in model.site}
+        m = np.asarray(model.render_all(values)[idx])
+        good = np.asarray(model._plans[idx]["good"], bool).reshape(im.shape)
+        lo, hi = _stretch(im.data, good)
+        norm = ImageNormalize(vmin=lo, vmax=hi, stretch=AsinhStretch(0.1))
+        chi = np.where(good, (im.data - m) / np.sqrt(im.variance), np.nan)
+        c2 = float(np.nanmean(chi**2)) if good.any() else float("nan")
+        title = labels[k] if labels is not None else f"chi2/N {c2:.2f}"
+        row, col = divmod(slot, ncols)
+        for j, (arr, kw) in enumerate(((np.where(good, im.data, np.nan), dict(norm=norm, cmap="gray_r")),
+                                       (m, dict(norm=norm, cmap="gray_r")),
+                                       (chi, dict(vmin=-5, vmax=5, cmap="RdBu_r")))):
+            ax = axes[row, 3 * col + j]
+            ax.imshow(arr, origin="lower", interpolation="nearest", **kw)
+            ax.set_title(f"{title}: {('data', 'model', 'residual')[j]} ({im.name})" if j == 0 else
+                         ("model", "(d - m)/sigma")[j - 1], fontsize=6)
     return fig
 
 

@@ -211,7 +211,7 @@ def _default_batch_size():
 
 def fit_catalog(images, sources, *, kind=None, vary=None, sky=comps.FlatSky, size_classes=SIZE_CLASSES,
                 stamp_scale=2.0, margin=None, batch_size=None, max_steps=200, rtol=1e-8, atol=1e-2, groups=None,
-                plan=None, progress=False):
+                plan=None, progress=False, return_fits=False):
     """MAP fits of every source of a list in every image, blended ones together, batched by
     structure (module docstring); returns an astropy Table, one row per source in the list's
     order.
@@ -248,6 +248,9 @@ def fit_catalog(images, sources, *, kind=None, vary=None, sky=comps.FlatSky, siz
         :func:`plan_catalog`'s result for these images and sources (computed if not given).
     progress : bool
         A progress bar over the objects (tqdm).
+    return_fits : bool
+        Also return, per row, the :class:`~bayesprof.MapResult` of the object's group (None for
+        a failed one; its ``model`` holds the stamps: :func:`bayesprof.plot.thumbnails`).
     """
     from tqdm.auto import tqdm
 
@@ -263,13 +266,13 @@ def fit_catalog(images, sources, *, kind=None, vary=None, sky=comps.FlatSky, siz
     chosen = plan.groups if groups is None else [plan.groups[k] for k in groups]
     sources, field_ref, xi, eta, radii = plan.sources, plan.field_ref, plan.xi, plan.eta, plan.radii
     if not chosen:
-        return _table([], images.names)
+        return (_table([], images.names), []) if return_fits else _table([], images.names)
     finest = min(images, key=lambda im: im.pixel_scale)
     from scipy.spatial import cKDTree
 
     tree = cKDTree(np.column_stack([xi, eta]))
     bar = tqdm(total=sum(len(g.members) for g in chosen), disable=not progress, desc="fit_catalog", unit="obj")
-    rows, built = {}, {}
+    rows, built, fits = {}, {}, {}
 
     def stamps_of(g):
         stamps, edge = _stamps(g, images, field_ref, size_classes, finest, xi, eta, radii)
@@ -282,9 +285,10 @@ def fit_catalog(images, sources, *, kind=None, vary=None, sky=comps.FlatSky, siz
     for g in chosen:
         _build(g, lambda g=g: stamps_of(g), sky_from_offsets(g.xi, g.eta, field_ref), sources, kind, vary, sky,
                rows, built, bar)
-    _solve(built, sources, rows, bar, batch_size, max_steps, rtol, atol)
+    _solve(built, sources, rows, fits, bar, batch_size, max_steps, rtol, atol)
     bar.close()
-    return _table([rows[i] for i in sorted(rows)], images.names)
+    table = _table([rows[i] for i in sorted(rows)], images.names)
+    return (table, [fits.get(i) for i in sorted(rows)]) if return_fits else table
 
 
 def _build(group, make_stamps, centre, sources, kind, vary, sky, rows, built, bar):
@@ -308,8 +312,9 @@ def _build(group, make_stamps, centre, sources, kind, vary, sky, rows, built, ba
     built.setdefault(model._structure, []).append((group, model, edge, time.perf_counter() - t0))
 
 
-def _solve(built, sources, rows, bar, batch_size, max_steps, rtol, atol):
-    """Fit the built models, structure by structure in batches, into ``rows``."""
+def _solve(built, sources, rows, fits_out, bar, batch_size, max_steps, rtol, atol):
+    """Fit the built models, structure by structure in batches, into ``rows`` (and each
+    member's MapResult into ``fits_out``)."""
     for items in built.values():
         size = min(batch_size, len(items))
         for a in range(0, len(items), size):
@@ -326,11 +331,12 @@ def _solve(built, sources, rows, bar, batch_size, max_steps, rtol, atol):
             for (g, model, edge, dt), fit in zip(chunk, fits):
                 for j, i in enumerate(g.members):
                     rows[i] = _row(sources[i], g, j, fit, i in edge, (dt + fit.time_s) / len(g.members))
+                    fits_out[i] = fit
                 bar.update(len(g.members))
 
 
 def fit_cutouts(cutouts, sources=None, *, kind=None, vary=None, sky=comps.FlatSky, size_classes=SIZE_CLASSES,
-                batch_size=None, max_steps=200, rtol=1e-8, atol=1e-2, progress=False):
+                batch_size=None, max_steps=200, rtol=1e-8, atol=1e-2, progress=False, return_fits=False):
     """MAP fits of one object per set of cut-outs (e.g. survey cut-outs centred on each galaxy,
     with neighbours already masked); returns an astropy Table as :func:`fit_catalog`, one row
     per object in order.
@@ -359,7 +365,7 @@ def fit_cutouts(cutouts, sources=None, *, kind=None, vary=None, sky=comps.FlatSk
     if len(sources) != len(cutouts):
         raise ValueError(f"fit_cutouts: {len(sources)} sources for {len(cutouts)} sets of cut-outs")
     bar = tqdm(total=len(cutouts), disable=not progress, desc="fit_cutouts", unit="obj")
-    rows, built = {}, {}
+    rows, built, fits = {}, {}, {}
 
     def stamps_of(ims):  # each cut-out padded about its own centre: no pixel is lost
         return {im.name: im.stamp((im.nx - 1) / 2.0, (im.ny - 1) / 2.0, (_size_class(im.ny, size_classes),
@@ -369,12 +375,13 @@ def fit_cutouts(cutouts, sources=None, *, kind=None, vary=None, sky=comps.FlatSk
     for k, (ims, src) in enumerate(zip(cutouts, sources)):
         g = _Group(k, [k], 0.0, 0.0, 0.0)
         _build(g, lambda ims=ims: stamps_of(ims), src.coord, sources, kind, vary, sky, rows, built, bar)
-    _solve(built, sources, rows, bar, batch_size, max_steps, rtol, atol)
+    _solve(built, sources, rows, fits, bar, batch_size, max_steps, rtol, atol)
     bar.close()
     names = []
     for c in cutouts:
         names += [n for n in c.names if n not in names]
-    return _table([rows[i] for i in sorted(rows)], names)
+    table = _table([rows[i] for i in sorted(rows)], names)
+    return (table, [fits.get(i) for i in sorted(rows)]) if return_fits else table
 
 
 def _base_row(source, group):

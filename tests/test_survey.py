@@ -29,7 +29,7 @@ def field():
 @pytest.fixture(scope="module")
 def fitted(field):
     images, truth = field
-    return fit_catalog(images, truth[["id", "ra", "dec"]])
+    return fit_catalog(images, truth[["id", "ra", "dec"]], return_fits=True)
 
 
 def test_groups_are_the_connected_sets_of_overlapping_footprints():
@@ -89,7 +89,7 @@ def test_batched_fits_equal_single_fits_and_masks_do_not_change_the_structure():
 
 def test_field_of_galsim_galaxies_recovers_the_truth(field, fitted):
     images, truth = field
-    tab = fitted
+    tab, fits = fitted
     assert list(tab["id"]) == list(truth["id"])  # the list's order
     assert tab["converged"].all(), list(tab["status"])
     # the pair is one group, flagged; the others are alone
@@ -113,6 +113,15 @@ def test_field_of_galsim_galaxies_recovers_the_truth(field, fitted):
     np.testing.assert_allclose(tab["mag_r"], 23.9 - 2.5 * np.log10(tab["flux_r"]), rtol=1e-12)
     for name in ("r", "i"):
         assert np.all(np.abs(tab[f"chi2nu_{name}"] - 1) < 0.15), np.asarray(tab[f"chi2nu_{name}"])
+    # the pair shares one fit; a page of thumbnails shows every object's data, model and residual
+    assert fits[PAIR[0]] is fits[PAIR[1]] and all(f is not None and f.success for f in fits)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    fig = bp.plot.thumbnails(fits, image="i", ncols=2)
+    drawn = [ax for ax in fig.axes if ax.images]
+    assert len(drawn) == 3 * len(fits)
+    matplotlib.pyplot.close(fig)
 
 
 def test_dask_run_equals_one_process_and_reruns_only_missing_partitions(field, fitted, tmp_path):
@@ -128,7 +137,7 @@ def test_dask_run_equals_one_process_and_reruns_only_missing_partitions(field, f
         groups = plan_catalog(images, cat).groups
         assert len(groups) == len(POSITIONS) - 1 and len(parts) == len(_partitions(plan_catalog(images, cat), 3)) == 3
         for col in ("ra", "dec", "re", "n", "q", "flux_r", "flux_i"):
-            np.testing.assert_allclose(first[col], fitted[col], rtol=1e-9, atol=1e-12)
+            np.testing.assert_allclose(first[col], fitted[0][col], rtol=1e-9, atol=1e-12)
         # an interrupted run: one partition missing; the rerun fits only that one
         kept = {p: p.stat().st_mtime_ns for p in parts[1:]}
         parts[0].unlink()
@@ -173,7 +182,7 @@ def test_command_line_catalog_from_fits_frames_and_a_table(field, fitted, tmp_pa
     table = Table.read(tmp_path / "out" / "catalog.fits")
     assert list(table["id"]) == list(truth["id"])
     for col in ("ra", "dec", "re", "n", "flux_r", "flux_i"):
-        np.testing.assert_allclose(table[col], fitted[col], rtol=1e-7, atol=1e-10, err_msg=col)
+        np.testing.assert_allclose(table[col], fitted[0][col], rtol=1e-7, atol=1e-10, err_msg=col)
     # a malformed configuration: one line naming the key, exit status 2
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump({**config, "model": {"kind": "FlatSky"}}))
     assert main(["catalog", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "out2")]) == 2
