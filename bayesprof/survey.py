@@ -521,8 +521,10 @@ def _local_cluster(n_workers, cache_dir):
 
     n_workers = n_workers or os.cpu_count() or 1
     env = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
-           "OMP_NUM_THREADS": "1", "JAX_COMPILATION_CACHE_DIR": os.environ.get("JAX_COMPILATION_CACHE_DIR",
-                                                                               str(cache_dir))}
+           "OMP_NUM_THREADS": "1",
+           "JAX_COMPILATION_CACHE_DIR": os.environ.get("JAX_COMPILATION_CACHE_DIR", str(cache_dir)),
+           # every program, the small ones too: each worker would compile them again
+           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
     return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None, env=env)
 
 

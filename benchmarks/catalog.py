@@ -11,6 +11,10 @@ Parts (``--parts``, default all):
 ``dask``      ``run_catalog`` on a field of isolated galaxies (one structure) with a LocalCluster
               of 1 and of 2 single-threaded workers, each run from scratch on the same objects
               after a warm-up run that fills the persistent compilation cache.
+``kill``      the same field run three times with 2 workers: uninterrupted; with one worker
+              process killed (SIGKILL) once the first partition is written; and killed as a
+              whole (driver and cluster) after two partitions, then rerun.  The final tables
+              must equal the uninterrupted one.
 ``field``     a GalSim field (``--field-px`` square in r at 0.2"/px, plus i at 0.3"/px with
               another PSF) of galaxies at a density of 1,000 per 2,000 x 2,000 r-pixels, blends
               included: converged fraction, and the pulls (fit - truth) / sigma of the isolated
@@ -20,7 +24,8 @@ Parts (``--parts``, default all):
 
 Prints a Markdown table per part and writes every figure to ``benchmarks/.cache/catalog.json``.
 
-Usage:  .venv/bin/python benchmarks/catalog.py [--n 32] [--field-px 1000] [--parts cutouts,dask,field,gama]
+Usage:  .venv/bin/python benchmarks/catalog.py [--n 32] [--dask-n 64] [--field-px 1000]
+        [--parts cutouts,dask,kill,field,gama]
 """
 
 from __future__ import annotations
@@ -123,6 +128,83 @@ def part_dask(n):
     return {"n": n, "runs": out, "speedup": one / two}
 
 
+def _same(a, b):
+    """Whether two catalog tables agree (every column but the timings; floats to 1e-9)."""
+    if list(a["id"]) != list(b["id"]):
+        return False
+    for col in a.colnames:
+        if col == "time_s":
+            continue
+        if a[col].dtype.kind == "f":
+            if not np.allclose(a[col], b[col], rtol=1e-9, atol=1e-12, equal_nan=True):
+                return False
+        elif list(a[col]) != list(b[col]):
+            return False
+    return True
+
+
+def _kill_run(n, out):
+    """Child process: the run that the parent kills as a whole."""
+    images, truth = grid_field(6, n)
+    run_catalog(images, truth[["id", "ra", "dec"]], out, n_workers=2, partition_size=max(1, n // 8), progress=False)
+
+
+def part_kill(n):
+    """An uninterrupted run; a run in which one worker process is killed once the first
+    partition is written; and a run killed as a whole (its driver and cluster) after two
+    partitions, then rerun: the three final tables must agree."""
+    import signal
+    import subprocess
+    import threading
+
+    from distributed import Client
+
+    images, truth = grid_field(6, n)
+    cat = truth[["id", "ra", "dec"]]
+    root = Path(tempfile.mkdtemp(prefix="bp-kill-"))
+    part = max(1, n // 8)
+    ref = run_catalog(images, cat, root / "ref", n_workers=2, partition_size=part, progress=False)
+    # one worker killed (SIGKILL) as soon as the first partition is on disk: its nanny restarts it,
+    # the scheduler reassigns the partitions it held
+    from bayesprof.survey import _local_cluster
+
+    cluster = _local_cluster(2, root / ".jax_cache")
+    client = Client(cluster)
+    killed = {}
+
+    def killer():
+        while not list((root / "worker").glob("parts/part-*.parquet")):
+            time.sleep(0.2)
+        pids = client.run(os.getpid)
+        victim = sorted(pids.values())[0]
+        os.kill(victim, signal.SIGKILL)
+        killed["pid"] = victim
+
+    (root / "worker").mkdir()
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    try:
+        worker_run = run_catalog(images, cat, root / "worker", client=client, partition_size=part, progress=False)
+    finally:
+        client.close()
+        cluster.close()
+    # the whole run killed (SIGKILL to its process group) after two partitions, then rerun
+    child = subprocess.Popen([sys.executable, __file__, "--kill-child", str(root / "whole"), "--dask-n", str(n)],
+                             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while len(list((root / "whole").glob("parts/part-*.parquet"))) < 2 and child.poll() is None:
+        time.sleep(0.2)
+    os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
+    done = len(list((root / "whole").glob("parts/part-*.parquet")))
+    rerun = run_catalog(images, cat, root / "whole", n_workers=2, partition_size=part, progress=False)
+    result = {"n": n, "worker_killed": bool(killed), "worker_run_equal": _same(worker_run, ref),
+              "partitions_before_kill": done, "rerun_equal": _same(rerun, ref)}
+    shutil.rmtree(root, ignore_errors=True)
+    print(f"| kill, {n} objects | a worker killed mid-run: final table equal {result['worker_run_equal']} | whole run "
+          f"killed after {done} partitions, rerun: equal {result['rerun_equal']} |", flush=True)
+    return result
+
+
 def part_field(px):
     n = int(round(1000 * (px / 2000.0) ** 2))
     t = time.perf_counter()
@@ -178,9 +260,13 @@ def main():
     ap.add_argument("--dask-n", type=int, default=64)
     ap.add_argument("--field-px", type=int, default=1000)
     ap.add_argument("--gama", default=str(HERE.parent.parent / "shared" / "data" / "gama-kids-sdss"))
-    ap.add_argument("--parts", default="cutouts,dask,field,gama")
+    ap.add_argument("--parts", default="cutouts,dask,kill,field,gama")
     ap.add_argument("--out", default=str(HERE / ".cache" / "catalog.json"))
+    ap.add_argument("--kill-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.kill_child:
+        _kill_run(args.dask_n, args.kill_child)
+        return
     import jax
 
     parts = args.parts.split(",")
@@ -190,6 +276,8 @@ def main():
         result["cutouts"] = part_cutouts(args.n)
     if "dask" in parts:
         result["dask"] = part_dask(args.dask_n)
+    if "kill" in parts:
+        result["kill"] = part_kill(args.dask_n)
     if "field" in parts:
         result["field"] = part_field(args.field_px)
     if "gama" in parts and Path(args.gama).is_dir():
