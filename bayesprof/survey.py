@@ -232,8 +232,8 @@ def fit_catalog(images, sources, *, kind=None, vary=None, sky=comps.FlatSky, siz
     size_classes : sequence of int
         Stamp sides (pixels of the finest image) that groups are rounded up to.
     stamp_scale : float
-        The stamp reaches ``stamp_scale`` footprint radii beyond each member (default 2: with
-        1, the flat sky absorbs the profiles' wings and fluxes come out ~0.8 sigma low).
+        The stamp reaches ``stamp_scale`` footprint radii beyond each member (default 2; on 11
+        GalSim galaxies the mean flux pull was -0.84 with 1 and -0.08 with 2).
     margin : float, optional
         Arcsec added around that (default: twice the widest PSF's half-light radius).
     batch_size : int, optional
@@ -348,6 +348,7 @@ def fit_cutouts(cutouts, sources=None, *, kind=None, vary=None, sky=comps.FlatSk
     sources : SourceList or table, optional
         One entry per object (RA/Dec and optional ``re``, ``q``, ``pa``; ``id``).  Default: the
         object at the centre of its first cut-out (``ImageList.reference``), ids 0, 1, ...
+
     Other parameters as :func:`fit_catalog`.
     """
     from tqdm.auto import tqdm
