@@ -281,7 +281,7 @@ class CatalogSource:
     (pixels of the segment), ``snr`` (flux / its background noise).  Unknown values are NaN.
     """
 
-    id: int
+    id: int | str
     ra: float
     dec: float
     xi: float = float("nan")
@@ -438,7 +438,8 @@ def sources_from_table(table, *, ra="ra", dec="dec", id="id", flux="flux", re="r
     table : astropy Table, dict of arrays, structured array or DataFrame
         Column ``ra`` and ``dec`` in degrees (ICRS) are required; ``id``, ``flux`` (microjansky),
         ``re`` (arcsec), ``q``, ``pa`` (deg east of north) and ``radius`` (arcsec, the half-size of
-        the footprint) are optional (give None or a missing name to skip one).
+        the footprint) are optional (give None or a missing name to skip one).  Ids are kept as
+        integers where every one is an integer, else as strings; without them, 1, 2, ...
     image : Image, optional
         Measure the quantities the table lacks on this image, about each position (within 3
         pixels), inside a box of half-size ``radius`` (default ``max(4 re, default_radius)``).
@@ -460,9 +461,16 @@ def sources_from_table(table, *, ra="ra", dec="dec", id="id", flux="flux", re="r
     ids = None
     if id is not None:
         try:
-            ids = [int(v) for v in table[id]]
+            column = list(table[id])
         except (KeyError, ValueError, IndexError):
-            ids = None
+            column = None
+        if column is not None:  # integers where every id is one, else the ids as strings (survey names)
+            try:
+                ids = [int(v) for v in column]
+                if any(float(v) != i for v, i in zip(column, ids)):
+                    raise ValueError
+            except (ValueError, TypeError):
+                ids = [str(v) for v in column]
     out = SourceList()
     for k in range(n):
         coord = SkyCoord(ra_c[k] * u.deg, dec_c[k] * u.deg, frame="icrs")

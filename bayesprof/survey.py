@@ -346,7 +346,8 @@ def fit_cutouts(cutouts, sources=None, *, kind=None, vary=None, sky=comps.FlatSk
         image is padded (masked pixels) about the object to the next of ``size_classes`` along
         each axis, so that objects of similar cut-outs share one compiled program.
     sources : SourceList or table, optional
-        One entry per object (RA/Dec and optional ``re``, ``q``, ``pa``; ``id``).  Default: the
+        One entry per object (RA/Dec and optional ``re``, ``q``, ``pa``; ``id``, integers or
+        strings); what it lacks is estimated on the object's own stamps.  Default: the
         object at the centre of its first cut-out (``ImageList.reference``), ids 0, 1, ...
 
     Other parameters as :func:`fit_catalog`.
@@ -361,8 +362,8 @@ def fit_cutouts(cutouts, sources=None, *, kind=None, vary=None, sky=comps.FlatSk
     if sources is None:
         sources = SourceList(CatalogSource(id=k, ra=float(c.reference.icrs.ra.deg), dec=float(c.reference.icrs.dec.deg))
                              for k, c in enumerate(cutouts))
-    else:
-        sources = _as_sources(sources, cutouts[0]) if len(cutouts) else SourceList()
+    elif not isinstance(sources, SourceList):  # what the table lacks is estimated on each object's stamps
+        sources = sources_from_table(sources)
     if len(sources) != len(cutouts):
         raise ValueError(f"fit_cutouts: {len(sources)} sources for {len(cutouts)} sets of cut-outs")
     bar = tqdm(total=len(cutouts), disable=not progress, desc="fit_cutouts", unit="obj")
@@ -457,7 +458,9 @@ def _table(rows, image_names):
             cols[k] = [str(x) if x is not None else "" for x in values]
         elif k == "converged":
             cols[k] = np.array([bool(x) for x in values])
-        elif k in ("id", "group", "n_group", "lm_steps"):
+        elif k == "id":  # the list's own ids: integers or strings
+            cols[k] = np.array(values)
+        elif k in ("group", "n_group", "lm_steps"):
             cols[k] = np.array([int(x) if x is not None else -1 for x in values])
         else:
             cols[k] = np.array([float(x) if x is not None else np.nan for x in values])

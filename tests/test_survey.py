@@ -192,3 +192,25 @@ def test_command_line_catalog_from_fits_frames_and_a_table(field, fitted, tmp_pa
     # a malformed configuration: one line naming the key, exit status 2
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump({**config, "model": {"kind": "FlatSky"}}))
     assert main(["catalog", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "out2")]) == 2
+
+
+def test_cutouts_keep_string_ids_and_their_order():
+    """One object per set of cut-outs, ids as the survey names them (strings)."""
+    from astropy.table import Table
+
+    rng = np.random.default_rng(2)
+    psf = bp.GaussianPSF(fwhm=0.8)
+    sets, truths = [], []
+    for k in range(2):
+        g = bp.Sersic(xi=0.1, eta=-0.1, flux=100.0, re=0.7, n=1.5, q=0.7, pa=30.0 + 50 * k)
+        blank = bp.Image(np.zeros((40, 36)), sigma=0.05, pixel_scale=0.2, psf=psf, zeropoint=23.9, name="r", band="r")
+        im = bp.Image(draw_galaxies(g, blank) + rng.normal(0, 0.05, (40, 36)), sigma=0.05, pixel_scale=0.2, psf=psf,
+                      zeropoint=23.9, name="r", band="r")
+        sets.append(bp.ImageList([im]))
+        truths.append(g)
+    c = sets[0].reference
+    table = bp.fit_cutouts(sets, Table({"id": ["NGC A", "NGC B"], "ra": [c.ra.deg] * 2, "dec": [c.dec.deg] * 2}))
+    assert list(table["id"]) == ["NGC A", "NGC B"] and table["converged"].all()
+    for row, g in zip(table, truths):
+        assert abs(row["flux_r"] - g.flux) < 4.5 * row["flux_r_err"]
+        assert abs((row["pa"] - g.pa + 90) % 180 - 90) < 4.5 * row["pa_err"] + 0.5
