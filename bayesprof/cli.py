@@ -826,6 +826,8 @@ def _catalog_sources(d, images, base, where):
 
     from .catalog import segment, sources_from_segmentation, sources_from_table
 
+    if d is None:
+        raise ConfigError(f"{where}: missing (a table file of RA/Dec, or detect: {{image: ...}})")
     if isinstance(d, str):
         d = {"file": d}
     _check_keys(d, CATALOG_SOURCE_KEYS, where)
@@ -887,7 +889,13 @@ def run_catalog_config(config, out_dir, *, base_dir=None, label=None, workers=No
     sky = model.get("sky", "FlatSky")
     if sky not in (None, "none") and (sky not in KINDS or not KINDS[sky].is_sky):
         raise ConfigError(f"{label}: model.sky: must be FlatSky, PlaneSky or none, not {sky!r}")
-    fit_kw = {"kind": KINDS[kind], "vary": model.get("vary"), "sky": None if sky in (None, "none") else KINDS[sky]}
+    vary = model.get("vary") or {}
+    from .scene import VARY_MODES, parameter_names
+
+    _check_keys(vary, tuple(parameter_names(KINDS[kind])), f"{label}: model.vary")
+    for p, mode in vary.items():
+        _check_value(mode, VARY_MODES, f"{label}: model.vary.{p}")
+    fit_kw = {"kind": KINDS[kind], "vary": vary or None, "sky": None if sky in (None, "none") else KINDS[sky]}
     fit_kw.update(_catalog_settings(cfg.get("map"), CATALOG_MAP_KEYS, f"{label}: map"))
     plan_kw = _catalog_settings(cfg.get("stamps"), STAMP_KEYS, f"{label}: stamps")
     run = _catalog_settings(cfg.get("run"), RUN_KEYS, f"{label}: run")
