@@ -438,8 +438,9 @@ def sources_from_table(table, *, ra="ra", dec="dec", id="id", flux="flux", re="r
     table : astropy Table, dict of arrays, structured array or DataFrame
         Column ``ra`` and ``dec`` in degrees (ICRS) are required; ``id``, ``flux`` (microjansky),
         ``re`` (arcsec), ``q``, ``pa`` (deg east of north) and ``radius`` (arcsec, the half-size of
-        the footprint) are optional (give None or a missing name to skip one).  Ids are kept as
-        integers where every one is an integer, else as strings; without them, 1, 2, ...
+        the footprint) are optional (give None or a missing name to skip one).  Numeric ids that
+        are all integers stay integers; any others (names such as ``"007"``) are kept as
+        strings; without an id column, 1, 2, ...
     image : Image, optional
         Measure the quantities the table lacks on this image, about each position (within 3
         pixels), inside a box of half-size ``radius`` (default ``max(4 re, default_radius)``).
@@ -464,13 +465,15 @@ def sources_from_table(table, *, ra="ra", dec="dec", id="id", flux="flux", re="r
             column = list(table[id])
         except (KeyError, ValueError, IndexError):
             column = None
-        if column is not None:  # integers where every id is one, else the ids as strings (survey names)
+        if column is not None:  # numbers that are integers stay integers; anything else (names) strings
             try:
+                if any(isinstance(v, (str, bytes)) for v in column):
+                    raise ValueError
                 ids = [int(v) for v in column]
                 if any(float(v) != i for v, i in zip(column, ids)):
                     raise ValueError
             except (ValueError, TypeError):
-                ids = [str(v) for v in column]
+                ids = [v.decode() if isinstance(v, bytes) else str(v) for v in column]
     out = SourceList()
     for k in range(n):
         coord = SkyCoord(ra_c[k] * u.deg, dec_c[k] * u.deg, frame="icrs")

@@ -322,8 +322,6 @@ def simulate_field(seed: int = 0, n_galaxies: int = 20, size_arcsec: float = 60.
     images = []
     for name, scale, psf, zp, sigma, colour in bands:
         size = int(round(size_arcsec / scale))
-        blank = Image(np.zeros((size, size)), sigma=sigma, pixel_scale=scale, psf=psf, zeropoint=zp, band=name,
-                      name=name)
         frame = galsim.ImageD(size, size, scale=scale)  # galsim pixel (1, 1) is our (0, 0)
         gpsf = _galsim_psf(psf)
         flux = mag_to_flux(mag + colour)
@@ -340,7 +338,6 @@ def simulate_field(seed: int = 0, n_galaxies: int = 20, size_arcsec: float = 60.
                 frame[overlap] += stamp[overlap]
         data = frame.array + rng.normal(0.0, sigma, (size, size))
         images.append(Image(data, sigma=sigma, pixel_scale=scale, psf=psf, zeropoint=zp, band=name, name=name))
-        del blank
     pos = sky_from_offsets(xi, eta, images[0].center_sky()).icrs
     truth["ra"], truth["dec"] = pos.ra.deg, pos.dec.deg
     return ImageList(images), truth
