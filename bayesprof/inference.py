@@ -282,11 +282,7 @@ def fit_map(scene, *, init=None, max_steps=200, rtol=1e-8, atol=1e-2, method="au
     start = dict(model.init_values)
     if init is not None:
         start.update({k: v for k, v in dict(init).items() if k in model.site})
-    u0, inside = _start(model, {s.name: jnp.asarray(start[s.name], dtype=float) for s in model.latent})
-    for s, ok in zip(model.latent, inside):
-        if not ok:
-            raise ValueError(f"the initial value {np.asarray(start[s.name])} of {s.name} lies outside the support of "
-                             f"its prior {s.prior.prior}")
+    u0 = _checked_start(model, start)
     t0 = time.perf_counter()
     if method == "lm":
         u, steps, result, jac, res = _lm(model, u0, max_steps, rtol, atol, bool(verbose))
@@ -313,6 +309,17 @@ def fit_map(scene, *, init=None, max_steps=200, rtol=1e-8, atol=1e-2, method="au
 def _start_values(model, values):
     x = model.pack(values)
     return model.priors.unconstrain(x), model.priors.inside(x)
+
+
+def _checked_start(model, values):
+    """The unconstrained start vector of physical ``values``; ValueError naming the first latent
+    site whose value lies outside its prior's support."""
+    u0, inside = _start(model, {s.name: jnp.asarray(values[s.name], dtype=float) for s in model.latent})
+    for s, ok in zip(model.latent, inside):
+        if not ok:
+            raise ValueError(f"the initial value {np.asarray(values[s.name])} of {s.name} lies outside the support of "
+                             f"its prior {s.prior.prior}")
+    return u0
 
 
 def _start(model, values):
@@ -468,14 +475,7 @@ def fit_map_batch(models, *, max_steps=200, rtol=1e-8, atol=1e-2, batch_size=Non
         if m._structure != first._structure:
             raise ValueError("fit_map_batch: the models differ in structure (images' shapes, sources, sites); "
                              "group them by model._structure")
-    starts = []
-    for m in models:
-        u0, inside = _start(m, {s.name: jnp.asarray(m.init_values[s.name], dtype=float) for s in m.latent})
-        for s, ok in zip(m.latent, inside):
-            if not ok:
-                raise ValueError(f"the initial value {np.asarray(m.init_values[s.name])} of {s.name} lies outside "
-                                 f"the support of its prior {s.prior.prior}")
-        starts.append(u0)
+    starts = [_checked_start(m, m.init_values) for m in models]
     size = len(models) if batch_size is None else max(1, min(int(batch_size), len(models)))
     out = []
     for a in range(0, len(models), size):
