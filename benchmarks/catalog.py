@@ -18,7 +18,8 @@ Parts (``--parts``, default all):
 ``field``     a GalSim field (``--field-px`` square in r at 0.2"/px, plus i at 0.3"/px with
               another PSF) of galaxies at a density of 1,000 per 2,000 x 2,000 r-pixels, blends
               included: converged fraction, and the pulls (fit - truth) / sigma of the isolated
-              galaxies (re, n, q, r and i fluxes).
+              galaxies (re, n, q, r and i fluxes; q also for true q below and above 0.6, since a round
+              galaxy's axis ratio is measured low at low S/N).
 ``gama``      the ten GAMA galaxies (KiDS r + SDSS r cut-outs, ProFit's example data) through
               ``fit_cutouts`` when ``--gama`` names their folder (``../shared/data/gama-kids-sdss``).
 
@@ -216,10 +217,13 @@ def part_field(px):
     dt = time.perf_counter() - t
     iso = np.asarray(tab["n_group"] == 1) & np.asarray(tab["converged"])
     pulls = {}
-    for col in ("re", "n", "q", "flux_r", "flux_i"):
-        p = np.asarray((tab[col] - truth[col]) / tab[col + "_err"])[iso]
+    q_true = np.asarray(truth["q"])
+    for label, col, sel in (("re", "re", iso), ("n", "n", iso), ("q", "q", iso),
+                            ("q, true q < 0.6", "q", iso & (q_true < 0.6)), ("q, true q >= 0.6", "q", iso & (q_true >= 0.6)),
+                            ("flux_r", "flux_r", iso), ("flux_i", "flux_i", iso)):
+        p = np.asarray((tab[col] - truth[col]) / tab[col + "_err"])[sel]
         p = p[np.isfinite(p)]
-        pulls[col] = {"mean": float(np.mean(p)), "sd": float(np.std(p)), "n": int(p.size)}
+        pulls[label] = {"mean": float(np.mean(p)), "sd": float(np.std(p)), "n": int(p.size)}
     conv = float(np.mean(tab["converged"]))
     flags = {}
     for f in tab["flags"]:
