@@ -795,7 +795,7 @@ def resummarise(out_dir, log=print):
 
 
 # ----------------------------------------------------------------------------- command line
-CATALOG_KEYS = ("images", "sources", "model", "stamps", "map", "run")
+CATALOG_KEYS = ("images", "sources", "model", "neighbours", "stamps", "map", "run")
 CATALOG_SOURCE_KEYS = ("file", "ra", "dec", "id", "re", "q", "pa", "flux", "detect")
 DETECT_KEYS = {"image": "name", "threshold": "positive", "min_area": "count"}
 CATALOG_MODEL_KEYS = ("kind", "vary", "sky")
@@ -862,6 +862,7 @@ def run_catalog_config(config, out_dir, *, base_dir=None, label=None, workers=No
         sources: {file: objects.fits, ra: RA, dec: DEC, id: ID}   # columns re, q, pa, flux optional
           # or: sources: {detect: {image: r, threshold: 3, min_area: 10}}
         model: {kind: Sersic, vary: {flux: band}, sky: FlatSky}   # sky: none for no sky
+        neighbours: model                 # or mask: other groups' light subtracted (a second pass) or masked
         stamps: {stamp_scale: 2, margin: 1.0}
         map: {max_steps: 200}
         run: {partition_size: 64, workers: 2, batch_size: 1, dask: true, scheduler: tcp://host:8786}
@@ -895,7 +896,8 @@ def run_catalog_config(config, out_dir, *, base_dir=None, label=None, workers=No
     _check_keys(vary, tuple(parameter_names(KINDS[kind])), f"{label}: model.vary")
     for p, mode in vary.items():
         _check_value(mode, VARY_MODES, f"{label}: model.vary.{p}")
-    fit_kw = {"kind": KINDS[kind], "vary": vary or None, "sky": None if sky in (None, "none") else KINDS[sky]}
+    fit_kw = {"kind": KINDS[kind], "vary": vary or None, "sky": None if sky in (None, "none") else KINDS[sky],
+              "neighbours": _check_value(cfg.get("neighbours", "model"), ("model", "mask"), f"{label}: neighbours")}
     fit_kw.update(_catalog_settings(cfg.get("map"), CATALOG_MAP_KEYS, f"{label}: map"))
     plan_kw = _catalog_settings(cfg.get("stamps"), STAMP_KEYS, f"{label}: stamps")
     run = _catalog_settings(cfg.get("run"), RUN_KEYS, f"{label}: run")

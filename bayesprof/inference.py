@@ -450,7 +450,7 @@ def _lm_batch(models, u0, max_steps, rtol, atol):
     return jax.vmap(one)(models, u0)
 
 
-def fit_map_batch(models, *, max_steps=200, rtol=1e-8, atol=1e-2, batch_size=None, warn=False) -> list:
+def fit_map_batch(models, *, starts=None, max_steps=200, rtol=1e-8, atol=1e-2, batch_size=None, warn=False) -> list:
     """Levenberg–Marquardt MAP fits of many scene models of one structure (e.g. one galaxy in
     cut-outs of the same shapes), vmapped: one compiled program for all of them.
 
@@ -459,6 +459,9 @@ def fit_map_batch(models, *, max_steps=200, rtol=1e-8, atol=1e-2, batch_size=Non
     batch_size : int, optional
         Models solved together (default: all).  A last, smaller batch is padded with copies of
         its last model (their results are dropped), so every call has the same shape.
+    starts : list of dict or None, optional
+        Per model, the site values (physical units) to start from (e.g. an earlier fit's
+        ``values``); None or missing: the model's initial values.
     warn : bool
         Issue each result's flags as :class:`~bayesprof.diagnostics.FitWarning` (as
         :func:`fit_map` does); off by default, the flags are in each result's ``flags``.
@@ -475,7 +478,10 @@ def fit_map_batch(models, *, max_steps=200, rtol=1e-8, atol=1e-2, batch_size=Non
         if m._structure != first._structure:
             raise ValueError("fit_map_batch: the models differ in structure (images' shapes, sources, sites); "
                              "group them by model._structure")
-    starts = [_checked_start(m, m.init_values) for m in models]
+    starts = [None] * len(models) if starts is None else list(starts)
+    if len(starts) != len(models):
+        raise ValueError(f"fit_map_batch: {len(starts)} starts for {len(models)} models")
+    starts = [_checked_start(m, m.init_values if v is None else {**m.init_values, **v}) for m, v in zip(models, starts)]
     size = len(models) if batch_size is None else max(1, min(int(batch_size), len(models)))
     out = []
     for a in range(0, len(models), size):

@@ -1066,6 +1066,15 @@ class SceneModel:
                 Jt = Jt.at[column[idx]].add(Db.T * dv[idx][:, None])
         return model, Jt
 
+    def image_renderer(self, k):
+        """A :class:`~bayesprof.render.Renderer` of the whole of image ``k`` at the scene's tangent
+        point (its sources' own when they cover the image): to render other light into it, e.g.
+        fitted neighbours (:func:`bayesprof.fit_catalog`)."""
+        for g in self._plans[k]["groups"]:
+            if g["box"] is None:
+                return g["renderer"]
+        return Renderer(self._plans[k]["image"], self.reference)
+
     def render_image(self, values, k):
         """Model of image ``k`` (counts/pixel) for site ``values`` (physical units, every site)."""
         return self._render_flat(self.flat(values), k)

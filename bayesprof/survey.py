@@ -210,8 +210,8 @@ def _default_batch_size():
 
 
 def fit_catalog(images, sources, *, kind=None, vary=None, sky=comps.FlatSky, size_classes=SIZE_CLASSES,
-                stamp_scale=2.0, margin=None, batch_size=None, max_steps=200, rtol=1e-8, atol=1e-2, groups=None,
-                plan=None, progress=False, return_fits=False):
+                stamp_scale=2.0, margin=None, neighbours="model", neighbour_table=None, batch_size=None, max_steps=200,
+                rtol=1e-8, atol=1e-2, groups=None, plan=None, progress=False, return_fits=False):
     """MAP fits of every source of a list in every image, blended ones together, batched by
     structure (module docstring); returns an astropy Table, one row per source in the list's
     order.
@@ -236,6 +236,20 @@ def fit_catalog(images, sources, *, kind=None, vary=None, sky=comps.FlatSky, siz
         GalSim galaxies the mean flux pull was -0.84 with 1 and -0.08 with 2).
     margin : float, optional
         Arcsec added around that (default: twice the widest PSF's half-light radius).
+    neighbours : {"model", "mask"}
+        What is done with the sources of other groups.  ``"mask"``: their footprints are masked
+        in each stamp; the light of their wings beyond the footprints stays, a sky level that
+        absorbs it pulls the fit low (on a GalSim field at 1,000 galaxies per 400" square,
+        noiseless: flux -0.13 sigma on average, down to -0.6 sigma).  ``"model"`` (default): after
+        that first pass, each group is fitted again, from its first values, with the fitted light
+        of every other source within reach (``max(2 x footprint, 10 re)`` of the stamp) rendered
+        into its stamps (:meth:`~bayesprof.scene.SceneModel.image_renderer`) and subtracted; the
+        footprints stay masked.  About twice the cost.
+    neighbour_table : Table, optional
+        With ``neighbours="model"``: the neighbours' light from this table (a first pass over the
+        whole list, as :func:`run_catalog` does across partitions, in the list's order) instead
+        of a first pass over ``groups``; a group that no neighbour's light reaches keeps its row
+        there (and, with ``return_fits``, has no fit).
     batch_size : int, optional
         Objects solved together by one vmapped call (default: 1 on a CPU, where a batch runs
         until its slowest member converges and gains nothing; 64 on accelerators).
@@ -261,6 +275,8 @@ def fit_catalog(images, sources, *, kind=None, vary=None, sky=comps.FlatSky, siz
         if im.psf is None:
             raise ValueError(f"fit_catalog: image {im.name!r} has no PSF")
     kind = comps.Sersic if kind is None else kind
+    if neighbours not in ("model", "mask"):
+        raise ValueError(f"fit_catalog: neighbours must be 'model' or 'mask', not {neighbours!r}")
     batch_size = _default_batch_size() if batch_size is None else int(batch_size)
     plan = plan_catalog(images, sources, stamp_scale=stamp_scale, margin=margin) if plan is None else plan
     chosen = plan.groups if groups is None else [plan.groups[k] for k in groups]
@@ -271,7 +287,10 @@ def fit_catalog(images, sources, *, kind=None, vary=None, sky=comps.FlatSky, siz
     from scipy.spatial import cKDTree
 
     tree = cKDTree(np.column_stack([xi, eta]))
-    bar = tqdm(total=sum(len(g.members) for g in chosen), disable=not progress, desc="fit_catalog", unit="obj")
+    first_pass = neighbours == "mask" or neighbour_table is None
+    passes = int(first_pass) + int(neighbours == "model")
+    bar = tqdm(total=passes * sum(len(g.members) for g in chosen), disable=not progress, desc="fit_catalog",
+               unit="obj")
     rows, built, fits = {}, {}, {}
 
     def stamps_of(g):
@@ -285,7 +304,27 @@ def fit_catalog(images, sources, *, kind=None, vary=None, sky=comps.FlatSky, siz
     for g in chosen:
         _build(g, lambda g=g: stamps_of(g), sky_from_offsets(g.xi, g.eta, field_ref), sources, kind, vary, sky,
                rows, built, bar)
-    _solve(built, sources, rows, fits, bar, batch_size, max_steps, rtol, atol)
+    if first_pass:
+        _solve(built, sources, rows, fits, bar, batch_size, max_steps, rtol, atol)
+    if neighbours == "model":
+        fitted = rows if neighbour_table is None else _rows_in_list_order(neighbour_table, sources)
+        again = {}
+        for structure, items in built.items():
+            for g, model, edge, dt, _ in items:
+                fit = fits.get(g.members[0])
+                if first_pass and fit is None:  # failed in the first pass: its row says why
+                    continue
+                t0 = time.perf_counter()
+                light = _neighbour_light(model, g, fitted, tree, xi, eta, radii, kind, field_ref)
+                dt += time.perf_counter() - t0 + (fit.time_s if fit is not None else 0.0)
+                if light is None:  # nothing to subtract: the first fit stands
+                    if not first_pass:
+                        rows.update({i: dict(fitted[i]) for i in g.members if i in fitted})
+                    bar.update(len(g.members))
+                    continue
+                model = model.with_data([d - l for d, l in zip(model.data, light)])
+                again.setdefault(structure, []).append((g, model, edge, dt, _start_from_rows(model, g, fitted)))
+        _solve(again, sources, rows, fits, bar, batch_size, max_steps, rtol, atol)
     bar.close()
     table = _table([rows[i] for i in sorted(rows)], images.names)
     return (table, [fits.get(i) for i in sorted(rows)]) if return_fits else table
@@ -309,7 +348,92 @@ def _build(group, make_stamps, centre, sources, kind, vary, sky, rows, built, ba
             rows[i] = _failed_row(sources[i], group, f"{type(err).__name__}: {err}", time.perf_counter() - t0)
         bar.update(len(group.members))
         return
-    built.setdefault(model._structure, []).append((group, model, edge, time.perf_counter() - t0))
+    built.setdefault(model._structure, []).append((group, model, edge, time.perf_counter() - t0, None))
+
+
+def _rows_in_list_order(table, sources):
+    """``{index in sources: row dict}`` of a catalog table (rows matched by id)."""
+    where = {str(r["id"]): r for r in table}
+    out = {}
+    for i, s in enumerate(sources):
+        r = where.get(str(s.id))
+        if r is not None:
+            out[i] = {k: r[k] for k in table.colnames}
+    return out
+
+
+def _start_from_rows(model, group, fitted):
+    """Start values (physical) of a group's model from its members' catalog rows (first pass):
+    centres, structure and fluxes; the sky and anything the rows lack keep the model's own."""
+    from astropy.coordinates import SkyCoord
+
+    start = {}
+    for j, i in enumerate(group.members):
+        row = fitted.get(i)
+        if row is None or "failed" in str(row.get("flags", "")):
+            continue
+        off = tangent_plane_offsets(SkyCoord(float(row["ra"]), float(row["dec"]), unit="deg"), model.reference)
+        for site in model.latent:
+            if site.source != f"s{j}":
+                continue
+            if site.param in ("xi", "eta"):
+                value = float(np.ravel(off[0 if site.param == "xi" else 1])[0])
+            else:
+                value = row.get(site.param if site.dim is None else f"{site.param}_{site.label}")
+            if value is not None and np.isfinite(float(value)) and site.prior.contains(float(value)):
+                start[site.name] = float(value)
+    return start
+
+
+def _fitted_component(row, kind, band, reference):
+    """The fitted light of one catalog row as a ``kind`` component in ``band``, centred in the
+    tangent plane of ``reference``; None when the row has no finite fit (failed)."""
+    from .scene import parameter_names
+
+    if "failed" in str(row.get("flags", "")):
+        return None
+    kw = {}
+    for p in parameter_names(kind):
+        if p in ("xi", "eta"):
+            continue
+        value = row.get(f"{p}_{band}", row.get(p))
+        if value is None or not np.isfinite(float(value)):
+            return None
+        kw[p] = float(value)
+    ra, dec = row.get("ra"), row.get("dec")
+    if ra is None or not (np.isfinite(ra) and np.isfinite(dec)):
+        return None
+    from astropy.coordinates import SkyCoord
+
+    off = tangent_plane_offsets(SkyCoord(float(ra), float(dec), unit="deg"), reference)
+    return kind(xi=float(np.ravel(off[0])[0]), eta=float(np.ravel(off[1])[0]), **kw)
+
+
+def _neighbour_light(model, group, fitted, tree, xi, eta, radii, kind, field_ref):
+    """Counts per pixel in each of a group's stamps (``model``'s images) from the fitted sources
+    (``fitted``: source index -> catalog row) of other groups whose light reaches the stamp
+    (within ``max(2 x footprint radius, 10 re)`` of it); None if none does."""
+    reach = {i: max(2.0 * radii[i], 10.0 * float(r.get("re", 0.0) or 0.0)) for i, r in fitted.items()}
+    if not reach:
+        return None
+    corner = np.sqrt(2.0) * group.half
+    near = tree.query_ball_point([group.xi, group.eta], corner + max(reach.values()))
+    members = set(group.members)
+    others = [i for i in sorted(near) if i not in members and i in fitted
+              and np.hypot(xi[i] - group.xi, eta[i] - group.eta) < corner + reach[i]]
+    if not others:
+        return None
+    light, any_light = [], False
+    for k, im in enumerate(model.images):
+        renderer = model.image_renderer(k)
+        total = np.zeros(im.shape)
+        for i in others:
+            c = _fitted_component(fitted[i], kind, im.band, model.reference)
+            if c is not None:
+                total += np.asarray(renderer(c))
+                any_light = True
+        light.append(total)
+    return light if any_light else None
 
 
 def _solve(built, sources, rows, fits_out, bar, batch_size, max_steps, rtol, atol):
@@ -320,15 +444,15 @@ def _solve(built, sources, rows, fits_out, bar, batch_size, max_steps, rtol, ato
         for a in range(0, len(items), size):
             chunk = items[a:a + size]
             try:
-                fits = fit_map_batch([m for _, m, _, _ in chunk], max_steps=max_steps, rtol=rtol, atol=atol,
-                                     batch_size=size)
+                fits = fit_map_batch([m for _, m, _, _, _ in chunk], starts=[v for *_, v in chunk], max_steps=max_steps,
+                                     rtol=rtol, atol=atol, batch_size=size)
             except Exception as err:
-                for g, _, _, dt in chunk:
+                for g, _, _, dt, _ in chunk:
                     for i in g.members:
                         rows[i] = _failed_row(sources[i], g, f"{type(err).__name__}: {err}", dt)
                     bar.update(len(g.members))
                 continue
-            for (g, model, edge, dt), fit in zip(chunk, fits):
+            for (g, model, edge, dt, _), fit in zip(chunk, fits):
                 for j, i in enumerate(g.members):
                     rows[i] = _row(sources[i], g, j, fit, i in edge, (dt + fit.time_s) / len(g.members))
                     fits_out[i] = fit
@@ -499,7 +623,8 @@ def _partitions(plan, size):
 
 def _fit_partition(images, sources, plan_kw, groups, fit_kw):
     """One Dask task: the rows of ``groups`` (the plan is recomputed on the worker from the
-    whole list, so neighbours outside the partition are masked as in one run)."""
+    whole list, so neighbours outside the partition are masked, or modelled from the first
+    pass's table, as in one run)."""
     plan = plan_catalog(images, sources, **plan_kw)
     return fit_catalog(images, sources, plan=plan, groups=groups, **fit_kw)
 
@@ -540,10 +665,15 @@ def run_catalog(images, sources, out, *, client=None, scheduler=None, n_workers=
     never split); each partition is a task, and each finished partition is written at once to
     ``out/parts/part-NNNNN.parquet`` (atomically).  A rerun with the same ``out`` skips the
     partitions already written, so a run killed at any point loses only the partitions in
-    flight; a worker that dies has its partition retried (``retries``) on another.  At the end
+    flight; a worker that dies has its partition retried (``retries``) on another.  With
+    ``neighbours="model"`` (the default, :func:`fit_catalog`) this is done twice: a first pass
+    that masks the other groups (``out/first``), then one that subtracts their first-pass light
+    (``out/parts``), each over all partitions, so that a neighbour in another partition is
+    modelled as in one process.  At the end
     the partitions are joined, in the list's order, into ``out/catalog.parquet`` and
     ``out/catalog.fits``.  ``out/plan.json`` records the partitions; a rerun with another
-    partitioning (other sources, ``partition_size`` or stamps) is refused rather than mixed.
+    partitioning (other sources, ``partition_size``, stamps or ``neighbours``) is refused rather
+    than mixed.
 
     client : distributed.Client, optional
         Use this cluster.  ``scheduler``: or connect to one at this address (e.g. one started
@@ -560,54 +690,76 @@ def run_catalog(images, sources, out, *, client=None, scheduler=None, n_workers=
 
     images = images if isinstance(images, ImageList) else ImageList(list(images))
     out = Path(out)
-    (out / "parts").mkdir(parents=True, exist_ok=True)
+    neighbours = fit_kw.pop("neighbours", "model")
+    if neighbours not in ("model", "mask"):
+        raise ValueError(f"run_catalog: neighbours must be 'model' or 'mask', not {neighbours!r}")
+    # with neighbours="model" two passes, each over every partition: the first masks the other
+    # groups (out/first), the second subtracts their first-pass light (out/parts)
+    phases = [("first", {"neighbours": "mask"}), ("parts", {"neighbours": "model"})] if neighbours == "model" \
+        else [("parts", {"neighbours": "mask"})]
+    for folder, _ in phases:
+        (out / folder).mkdir(parents=True, exist_ok=True)
     plan_kw = {"stamp_scale": stamp_scale, "margin": margin}
     plan = plan_catalog(images, sources, **plan_kw)
     sources = plan.sources
     parts = _partitions(plan, partition_size)
-    manifest = {"format": "bayesprof catalog run 1", "n_sources": len(sources),
+    manifest = {"format": "bayesprof catalog run 2", "n_sources": len(sources),
                 "ids": hashlib.sha1(json.dumps([str(s.id) for s in sources]).encode()).hexdigest(),
-                "images": images.names, "partitions": parts}
+                "images": images.names, "partitions": parts, "neighbours": neighbours}
     plan_path = out / "plan.json"
     if plan_path.exists():
         old = json.loads(plan_path.read_text())
         if old != manifest:
-            raise ValueError(f"run_catalog: {out} holds a run of other sources or another partitioning; give a new "
-                             "output folder (or delete it) to start afresh")
+            raise ValueError(f"run_catalog: {out} holds a run of other sources, another partitioning or another "
+                             "neighbours mode; give a new output folder (or delete it) to start afresh")
     else:
         tmp = plan_path.with_name(".plan.json.tmp")
         tmp.write_text(json.dumps(manifest))
         tmp.replace(plan_path)
-    path = lambda k: out / "parts" / f"part-{k:05d}.parquet"  # noqa: E731
-    todo = [k for k in range(len(parts)) if not path(k).exists()]
+    path = lambda folder, k: out / folder / f"part-{k:05d}.parquet"  # noqa: E731
+    todo = {folder: [k for k in range(len(parts)) if not path(folder, k).exists()] for folder, _ in phases}
     n_objects = lambda ks: sum(len(plan.groups[g].members) for k in ks for g in parts[k])  # noqa: E731
-    bar = tqdm(total=len(sources), initial=len(sources) - n_objects(todo), disable=not progress, desc="catalog",
-               unit="obj")
-    own_client = own_cluster = None
-    if todo:
-        from distributed import Client, as_completed
+    total = len(phases) * len(sources)
+    bar = tqdm(total=total, initial=total - sum(n_objects(t) for t in todo.values()), disable=not progress,
+               desc="catalog", unit="obj")
 
-        if client is None:
-            if scheduler is None:
-                own_cluster = _local_cluster(n_workers, out / ".jax_cache")
-            client = own_client = Client(scheduler if scheduler is not None else own_cluster)
-        try:
-            [images_f, sources_f] = client.scatter([images, sources], broadcast=True)
-            futures = {client.submit(_fit_partition, images_f, sources_f, plan_kw, parts[k], fit_kw, retries=retries,
-                                     key=f"bayesprof-part-{k}-{manifest['ids'][:8]}", pure=False): k for k in todo}
+    def joined(folder):
+        table = vstack([Table.read(path(folder, k), format="parquet") for k in range(len(parts))],
+                       metadata_conflicts="silent")
+        order = {str(s.id): i for i, s in enumerate(sources)}
+        return table[np.argsort([order[str(i)] for i in table["id"]], kind="stable")]
+
+    own_client = own_cluster = None
+    try:
+        for folder, extra in phases:
+            if not todo[folder]:
+                continue
+            if client is None:
+                from distributed import Client
+
+                if scheduler is None:
+                    own_cluster = _local_cluster(n_workers, out / ".jax_cache")
+                client = own_client = Client(scheduler if scheduler is not None else own_cluster)
+            kw = dict(fit_kw, **extra)
+            if extra["neighbours"] == "model":  # the first pass's table, in the list's order
+                kw["neighbour_table"] = joined("first")
+            from distributed import as_completed
+
+            [images_f, sources_f, kw_f] = client.scatter([images, sources, kw], broadcast=True)
+            futures = {client.submit(_fit_partition, images_f, sources_f, plan_kw, parts[k], kw_f, retries=retries,
+                                     key=f"bayesprof-{folder}-{k}-{manifest['ids'][:8]}", pure=False): k
+                       for k in todo[folder]}
             for fut in as_completed(futures):
                 k = futures[fut]
-                _write_atomic(fut.result(), path(k))
+                _write_atomic(fut.result(), path(folder, k))
                 bar.update(n_objects([k]))
-        finally:
-            if own_client is not None:
-                own_client.close()
-            if own_cluster is not None:
-                own_cluster.close()
+    finally:
+        if own_client is not None:
+            own_client.close()
+        if own_cluster is not None:
+            own_cluster.close()
     bar.close()
-    table = vstack([Table.read(path(k), format="parquet") for k in range(len(parts))], metadata_conflicts="silent")
-    order = {str(s.id): i for i, s in enumerate(sources)}
-    table = table[np.argsort([order[str(i)] for i in table["id"]], kind="stable")]
+    table = joined("parts")
     _write_atomic(table, out / "catalog.parquet")
     _write_atomic(table, out / "catalog.fits")
     return table

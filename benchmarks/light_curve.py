@@ -148,6 +148,7 @@ def nuts_coverage(images, truth, n_real, seed, num_warmup, num_samples):
     keys = jax.random.split(jax.random.PRNGKey(seed), n_real)
     names = [f"sn.flux[{im.name}]" for im in images]
     covered = {0.68: [], 0.95: []}
+    sd_ratio, mean_pull = [], []  # posterior sd / MAP sigma; (posterior mean - truth) / posterior sd
     div, t0 = 0, time.perf_counter()
     for i in range(n_real):
         noisy = add_noise(images, rng)
@@ -158,15 +159,22 @@ def nuts_coverage(images, truth, n_real, seed, num_warmup, num_samples):
         u = np.asarray(u_map)[None] + np.asarray(z[0]) @ np.asarray(L).T
         draws = constrain(jnp.asarray(u))
         div += int(np.sum(d))
+        flux = np.stack([np.asarray(draws[n]) for n in names], axis=1)  # (draw, epoch)
+        map_sigma = np.array([float(f.sigmas[n]) for n in names])
+        sd_ratio.append(flux.std(axis=0, ddof=1) / map_sigma)
+        mean_pull.append((flux.mean(axis=0) - truth) / flux.std(axis=0, ddof=1))
         for lev in covered:
-            lo, hi = np.quantile(np.stack([np.asarray(draws[n]) for n in names], axis=1), [0.5 - lev / 2, 0.5 + lev / 2],
-                                 axis=0)
+            lo, hi = np.quantile(flux, [0.5 - lev / 2, 0.5 + lev / 2], axis=0)
             covered[lev].append((lo <= truth) & (truth <= hi))
         print(f"  NUTS {i + 1}/{n_real}: {time.perf_counter() - t0:.0f} s, covered: 68 % "
               f"{int(np.sum(covered[0.68][-1]))}/{len(truth)}, 95 % {int(np.sum(covered[0.95][-1]))}/{len(truth)}; "
-              f"{int(np.sum(d))} divergences", flush=True)
+              f"{int(np.sum(d))} divergences; posterior sd / MAP sigma {np.round(sd_ratio[-1], 2).tolist()}", flush=True)
     out = {"realisations": n_real, "warmup": num_warmup, "samples": num_samples, "divergences": div,
-           "time_s": time.perf_counter() - t0}
+           "time_s": time.perf_counter() - t0,
+           "covered": {str(lev): np.array(c).astype(int).tolist() for lev, c in covered.items()},
+           "sd_over_map_sigma": {"median": float(np.median(sd_ratio)), "min": float(np.min(sd_ratio)),
+                                 "max": float(np.max(sd_ratio))},
+           "posterior_mean_pulls": {"mean": float(np.mean(mean_pull)), "sd": float(np.std(mean_pull, ddof=1))}}
     for lev, c in covered.items():
         c = np.array(c)
         out[f"coverage_{lev}"] = float(c.mean())
@@ -174,7 +182,9 @@ def nuts_coverage(images, truth, n_real, seed, num_warmup, num_samples):
         out[f"n_{lev}"] = int(c.size)
     print(f"[six] NUTS coverage over {n_real} realisations x {len(truth)} epochs: 68 %: {out['coverage_0.68']:.3f} "
           f"(+- {out['binomial_sd_0.68']:.3f}), 95 %: {out['coverage_0.95']:.3f} (+- {out['binomial_sd_0.95']:.3f}); "
-          f"{div} divergences; {out['time_s']:.0f} s", flush=True)
+          f"{div} divergences; {out['time_s']:.0f} s; posterior sd / MAP sigma: median "
+          f"{out['sd_over_map_sigma']['median']:.3f}; posterior-mean pulls: mean {out['posterior_mean_pulls']['mean']:+.3f}, "
+          f"sd {out['posterior_mean_pulls']['sd']:.3f}", flush=True)
     return out
 
 
