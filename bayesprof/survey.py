@@ -22,7 +22,11 @@ per source:
    the group's centre), one source of ``kind`` per member named ``s0, s1, ...`` (initial
    position, and ``re``, ``q``, ``pa`` where the list has them; fluxes estimated from the
    stamps) and a flat sky per image, with the usual sharing (structure shared, flux per band).
-5. **Batches.**  Groups whose models share a structure (same stamp shapes, PSF sampling and
+5. **Neighbours** (``neighbours="model"``, the default).  Each group is fitted again with the
+   first-pass light of the other sources whose wings reach its stamps rendered there and
+   subtracted (masks kept), starting from the first-pass values: the light beyond a neighbour's
+   footprint is then not left to the sky.
+6. **Batches.**  Groups whose models share a structure (same stamp shapes, PSF sampling and
    membership count) are solved together by :func:`~bayesprof.inference.fit_map_batch`: one
    compiled Levenberg–Marquardt program per structure, ``batch_size`` objects per call.
 
