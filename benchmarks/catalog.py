@@ -20,13 +20,16 @@ Parts (``--parts``, default all):
               included: converged fraction, and the pulls (fit - truth) / sigma of the isolated
               galaxies (re, n, q, r and i fluxes; q also for true q below and above 0.6, since a round
               galaxy's axis ratio is measured low at low S/N).
+``noiseless`` ``--noiseless-n`` galaxies on a 12" grid drawn without noise and fitted with the
+              realistic noise declared: the bias of the method itself, with neighbours masked and
+              with their first-pass light subtracted (``neighbours="model"``).
 ``gama``      the ten GAMA galaxies (KiDS r + SDSS r cut-outs, ProFit's example data) through
               ``fit_cutouts`` when ``--gama`` names their folder (``../shared/data/gama-kids-sdss``).
 
 Prints a Markdown table per part and writes every figure to ``benchmarks/.cache/catalog.json``.
 
 Usage:  .venv/bin/python benchmarks/catalog.py [--n 32] [--dask-n 64] [--field-px 1000]
-        [--parts cutouts,dask,kill,field,gama]
+        [--noiseless-n 49] [--parts cutouts,dask,kill,field,noiseless,gama]
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 import bayesprof as bp  # noqa: E402
-from bayesprof.simulate import draw_galaxies, simulate_field  # noqa: E402
+from bayesprof.simulate import FIELD_BANDS, draw_galaxies, simulate_field  # noqa: E402
 from bayesprof.survey import fit_cutouts, run_catalog  # noqa: E402
 
 R_BAND = ("r", 0.2, bp.MoffatPSF(fwhm=0.8, beta=3.0), 0.0)
@@ -238,6 +241,32 @@ def part_field(px):
             "flags": flags, "groups": int(len(set(tab["group"])))}
 
 
+def part_noiseless(n):
+    """The method's own bias: ``n`` galaxies (r 18-19.5 mag, re 0.3-1.2", n 0.8-3) on a 12" grid,
+    drawn by GalSim without noise and fitted with the realistic noise declared, neighbours
+    masked and neighbours modelled (the second pass on the masked table)."""
+    side = int(np.ceil(np.sqrt(n)))
+    g = (np.arange(side) - (side - 1) / 2) * 12.0
+    rng = np.random.default_rng(4)
+    pos = np.array([(x, y) for x in g for y in g])[:n] + rng.uniform(-1.0, 1.0, (n, 2))
+    quiet = tuple(b[:4] + (1e-9,) + b[5:] for b in FIELD_BANDS)
+    images, truth = simulate_field(11, size_arcsec=side * 12.0 + 10.0, positions=pos, bands=quiet,
+                                   mag_range=(18.0, 19.5), re_range=(0.3, 1.2))
+    for im, b in zip(images, FIELD_BANDS):
+        im.variance = np.full(im.shape, b[4] ** 2)
+    masked = bp.survey.fit_catalog(images, truth[["id", "ra", "dec"]], neighbours="mask")
+    subtracted = bp.survey.fit_catalog(images, truth[["id", "ra", "dec"]], neighbour_table=masked)
+    out = {}
+    for mode, tab in (("mask", masked), ("model", subtracted)):
+        out[mode] = {}
+        for col in ("re", "n", "q", "flux_r", "flux_i"):
+            b = np.asarray((tab[col] - truth[col]) / tab[col + "_err"])
+            out[mode][col] = {"mean": float(b.mean()), "min": float(b.min()), "max": float(b.max())}
+            print(f"| noiseless grid of {n}, neighbours {mode} | bias {col} | mean {b.mean():+.3f} sigma | "
+                  f"range {b.min():+.3f} .. {b.max():+.3f} |", flush=True)
+    return out
+
+
 def part_gama(folder):
     from bayesprof.datasets import gama_kids_sdss
 
@@ -263,8 +292,9 @@ def main():
     ap.add_argument("--n", type=int, default=32)
     ap.add_argument("--dask-n", type=int, default=64)
     ap.add_argument("--field-px", type=int, default=1000)
+    ap.add_argument("--noiseless-n", type=int, default=49)
     ap.add_argument("--gama", default=str(HERE.parent.parent / "shared" / "data" / "gama-kids-sdss"))
-    ap.add_argument("--parts", default="cutouts,dask,kill,field,gama")
+    ap.add_argument("--parts", default="cutouts,dask,kill,field,noiseless,gama")
     ap.add_argument("--out", default=str(HERE / ".cache" / "catalog.json"))
     ap.add_argument("--kill-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -284,6 +314,8 @@ def main():
         result["kill"] = part_kill(args.dask_n)
     if "field" in parts:
         result["field"] = part_field(args.field_px)
+    if "noiseless" in parts:
+        result["noiseless"] = part_noiseless(args.noiseless_n)
     if "gama" in parts and Path(args.gama).is_dir():
         result["gama"] = part_gama(args.gama)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
