@@ -243,8 +243,8 @@ def fit_catalog(images, sources, *, kind=None, vary=None, sky=comps.FlatSky, siz
     neighbours : {"model", "mask"}
         What is done with the sources of other groups.  ``"mask"``: their footprints are masked
         in each stamp; the light of their wings beyond the footprints stays, a sky level that
-        absorbs it pulls the fit low (on a GalSim field at 1,000 galaxies per 400" square,
-        noiseless: flux -0.13 sigma on average, down to -0.6 sigma).  ``"model"`` (default): after
+        absorbs it pulls the fit low (49 noiseless GalSim galaxies on a 12" grid: flux -0.13
+        sigma on average, down to -0.58 sigma; -0.012 and -0.06 with ``"model"``).  ``"model"`` (default): after
         that first pass, each group is fitted again, from its first values, with the fitted light
         of every other source within reach (``max(2 x footprint, 10 re)`` of the stamp) rendered
         into its stamps (:meth:`~bayesprof.scene.SceneModel.image_renderer`) and subtracted; the
