@@ -192,6 +192,8 @@ def test_command_line_catalog_from_fits_frames_and_a_table(field, fitted, tmp_pa
     # a malformed configuration: one line naming the key, exit status 2
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump({**config, "model": {"kind": "FlatSky"}}))
     assert main(["catalog", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "out2")]) == 2
+    (tmp_path / "bad2.yaml").write_text(yaml.safe_dump({**config, "neighbours": "ignore"}))
+    assert main(["catalog", str(tmp_path / "bad2.yaml"), "--out", str(tmp_path / "out3")]) == 2
 
 
 def test_cutouts_keep_string_ids_and_their_order():
