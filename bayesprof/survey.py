@@ -312,6 +312,7 @@ def fit_catalog(images, sources, *, kind=None, vary=None, sky=comps.FlatSky, siz
         _solve(built, sources, rows, fits, bar, batch_size, max_steps, rtol, atol)
     if neighbours == "model":
         fitted = rows if neighbour_table is None else _rows_in_list_order(neighbour_table, sources)
+        reach = _light_reach(fitted, radii)
         again = {}
         for structure, items in built.items():
             for g, model, edge, dt, _ in items:
@@ -319,7 +320,7 @@ def fit_catalog(images, sources, *, kind=None, vary=None, sky=comps.FlatSky, siz
                 if first_pass and fit is None:  # failed in the first pass: its row says why
                     continue
                 t0 = time.perf_counter()
-                light = _neighbour_light(model, g, fitted, tree, xi, eta, radii, kind, field_ref)
+                light = _neighbour_light(model, g, fitted, reach, tree, xi, eta, kind)
                 dt += time.perf_counter() - t0 + (fit.time_s if fit is not None else 0.0)
                 if light is None:  # nothing to subtract: the first fit stands
                     if not first_pass:
@@ -413,15 +414,22 @@ def _fitted_component(row, kind, band, reference):
     return kind(xi=float(np.ravel(off[0])[0]), eta=float(np.ravel(off[1])[0]), **kw)
 
 
-def _neighbour_light(model, group, fitted, tree, xi, eta, radii, kind, field_ref):
+def _light_reach(fitted, radii):
+    """Per source (arcsec): how far its fitted light matters, ``max(2 x footprint radius,
+    10 re)``; 0 for a source without a row in ``fitted`` (source index -> catalog row)."""
+    reach = np.zeros(len(radii))
+    for i, r in fitted.items():
+        re = float(r["re"]) if r.get("re") is not None else np.nan
+        reach[i] = max(2.0 * radii[i], 10.0 * re if np.isfinite(re) else 0.0)
+    return reach
+
+
+def _neighbour_light(model, group, fitted, reach, tree, xi, eta, kind):
     """Counts per pixel in each of a group's stamps (``model``'s images) from the fitted sources
     (``fitted``: source index -> catalog row) of other groups whose light reaches the stamp
-    (within ``max(2 x footprint radius, 10 re)`` of it); None if none does."""
-    reach = {i: max(2.0 * radii[i], 10.0 * float(r.get("re", 0.0) or 0.0)) for i, r in fitted.items()}
-    if not reach:
-        return None
+    (``reach``, :func:`_light_reach`); None if none does."""
     corner = np.sqrt(2.0) * group.half
-    near = tree.query_ball_point([group.xi, group.eta], corner + max(reach.values()))
+    near = tree.query_ball_point([group.xi, group.eta], corner + float(reach.max(initial=0.0)))
     members = set(group.members)
     others = [i for i in sorted(near) if i not in members and i in fitted
               and np.hypot(xi[i] - group.xi, eta[i] - group.eta) < corner + reach[i]]
