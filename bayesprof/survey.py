@@ -390,12 +390,12 @@ def _start_from_rows(model, group, fitted):
     return start
 
 
-def _fitted_component(row, kind, band, reference):
-    """The fitted light of one catalog row as a ``kind`` component in ``band``, centred in the
-    tangent plane of ``reference``; None when the row has no finite fit (failed)."""
+def _fitted_component(row, kind, band, xi, eta):
+    """The fitted light of one catalog row as a ``kind`` component in ``band`` at tangent-plane
+    offsets ``xi``, ``eta`` (arcsec); None when the row has no finite fit (failed)."""
     from .scene import parameter_names
 
-    if "failed" in str(row.get("flags", "")):
+    if "failed" in str(row.get("flags", "")) or not (np.isfinite(xi) and np.isfinite(eta)):
         return None
     kw = {}
     for p in parameter_names(kind):
@@ -405,13 +405,7 @@ def _fitted_component(row, kind, band, reference):
         if value is None or not np.isfinite(float(value)):
             return None
         kw[p] = float(value)
-    ra, dec = row.get("ra"), row.get("dec")
-    if ra is None or not (np.isfinite(ra) and np.isfinite(dec)):
-        return None
-    from astropy.coordinates import SkyCoord
-
-    off = tangent_plane_offsets(SkyCoord(float(ra), float(dec), unit="deg"), reference)
-    return kind(xi=float(np.ravel(off[0])[0]), eta=float(np.ravel(off[1])[0]), **kw)
+    return kind(xi=float(xi), eta=float(eta), **kw)
 
 
 def _light_reach(fitted, radii):
@@ -435,12 +429,17 @@ def _neighbour_light(model, group, fitted, reach, tree, xi, eta, kind):
               and np.hypot(xi[i] - group.xi, eta[i] - group.eta) < corner + reach[i]]
     if not others:
         return None
+    from astropy.coordinates import SkyCoord
+
+    ra, dec = (np.array([float(fitted[i][c]) for i in others]) for c in ("ra", "dec"))
+    fxi, feta = (np.atleast_1d(np.asarray(v, float))
+                 for v in tangent_plane_offsets(SkyCoord(ra, dec, unit="deg"), model.reference))
     light, any_light = [], False
     for k, im in enumerate(model.images):
         renderer = model.image_renderer(k)
         total = np.zeros(im.shape)
-        for i in others:
-            c = _fitted_component(fitted[i], kind, im.band, model.reference)
+        for i, x, y in zip(others, fxi, feta):
+            c = _fitted_component(fitted[i], kind, im.band, x, y)
             if c is not None:
                 total += np.asarray(renderer(c))
                 any_light = True
