@@ -742,21 +742,21 @@ def run_catalog(images, sources, out, *, client=None, scheduler=None, n_workers=
 
     own_client = own_cluster = None
     try:
-        for folder, extra in phases:
-            if not todo[folder]:
-                continue
-            if client is None:
-                from distributed import Client
+        if any(todo.values()):
+            from distributed import Client, as_completed
 
+            if client is None:
                 if scheduler is None:
                     own_cluster = _local_cluster(n_workers, out / ".jax_cache")
                 client = own_client = Client(scheduler if scheduler is not None else own_cluster)
+            [images_f, sources_f] = client.scatter([images, sources], broadcast=True)
+        for folder, extra in phases:
+            if not todo[folder]:
+                continue
             kw = dict(fit_kw, **extra)
             if extra["neighbours"] == "model":  # the first pass's table, in the list's order
                 kw["neighbour_table"] = joined("first")
-            from distributed import as_completed
-
-            [images_f, sources_f, kw_f] = client.scatter([images, sources, kw], broadcast=True)
+            [kw_f] = client.scatter([kw], broadcast=True)
             futures = {client.submit(_fit_partition, images_f, sources_f, plan_kw, parts[k], kw_f, retries=retries,
                                      key=f"bayesprof-{folder}-{k}-{manifest['ids'][:8]}", pure=False): k
                        for k in todo[folder]}
