@@ -40,6 +40,7 @@ from .results import Posterior, load_posterior  # noqa: E402
 from .scene import Scene, SkyWindow, Window  # noqa: E402
 from .scenefile import load_scene, save_scene  # noqa: E402
 from .survey import fit_catalog, fit_cutouts, run_catalog  # noqa: E402
+from .wavelength import Chebyshev, effective_wavelength  # noqa: E402
 
 __all__ = [
     "Image", "ImageList", "PixelMap", "tangent_plane_offsets", "sky_from_offsets",
@@ -51,7 +52,7 @@ __all__ = [
     "Scene", "Window", "SkyWindow", "PeriodicUniform", "fit_map", "sample", "MapResult", "load_map", "Posterior",
     "load_posterior", "save_scene", "load_scene", "plot", "light_curve", "forced_photometry",
     "mag_to_flux", "flux_to_mag", "flux_to_counts", "sersic_ie_from_flux", "sersic_flux_from_ie",
-    "set_precision", "FitWarning", "fit_catalog", "fit_cutouts", "run_catalog",
+    "set_precision", "FitWarning", "fit_catalog", "fit_cutouts", "run_catalog", "Chebyshev", "effective_wavelength",
 ]
 
 

@@ -419,6 +419,11 @@ class Image:
         each source. Default: the image's own band, named after the image.
     time : float, optional
         Epoch of observation (e.g. MJD, in days), for variable sources.
+    wavelength : astropy Quantity or str, optional
+        Effective wavelength of the image's band: a length (``6470 * u.AA``, ``"0.647 um"``) or
+        a filter name (``"decam2014-r"``, ``"hsc2017-i"``, ``"hst_acs_wfc-F814W"``; see
+        :func:`bayesprof.wavelength.effective_wavelength`).  Needed only by parameters that vary
+        with wavelength (:class:`~bayesprof.Chebyshev`).
     name : str, optional
         Unique name; an :class:`ImageList` names unnamed images ``"img0"``,
         ``"img1"``, ... by their position.
@@ -474,6 +479,7 @@ class Image:
         time: float | None = None,
         name: str | None = None,
         origin: tuple[float, float] | None = None,
+        wavelength: Any = None,
     ):
         if name is not None and not isinstance(name, str):
             raise TypeError(f"Image name must be a string, not {type(name).__name__}")
@@ -618,6 +624,7 @@ class Image:
         self._band = band
         self.time = None if time is None else float(time)
         self.psf = psf
+        self.wavelength = wavelength
 
     # -- construction helpers ----------------------------------------------
 
@@ -697,6 +704,20 @@ class Image:
         self._band = value
 
     @property
+    def wavelength(self):
+        """Effective wavelength of the image's band (astropy Quantity, Angstrom), or None."""
+        return self._wavelength
+
+    @wavelength.setter
+    def wavelength(self, value) -> None:
+        from .wavelength import effective_wavelength
+
+        try:
+            self._wavelength = None if value is None else effective_wavelength(value)
+        except ValueError as err:
+            raise ValueError(f"{_describe(self._name)}: {err}") from None
+
+    @property
     def shape(self) -> tuple[int, int]:
         """``(ny, nx)``."""
         return self.data.shape
@@ -758,7 +779,8 @@ class Image:
     def from_fits(cls, path: Any, hdu: Any = None, *, variance: Any = None, weight: Any = None,
                   sigma: Any = None, mask: Any = None, psf: Any = None, zeropoint: Any = 0.0,
                   band: str | None = None, time: Any = "MJD-OBS", name: str | None = None,
-                  pixel_scale: float | None = None, exptime: Any = None, plane: int | None = None) -> "Image":
+                  pixel_scale: float | None = None, exptime: Any = None, plane: int | None = None,
+                  wavelength: Any = None) -> "Image":
         """An image read from a FITS file, with its WCS from the header.
 
         Parameters
@@ -793,6 +815,8 @@ class Image:
             Epoch, or a header keyword (default ``MJD-OBS``; None if absent).
         pixel_scale : float, optional
             Only for files whose header has no celestial WCS: builds the default one.
+        wavelength : Quantity or str, optional
+            Effective wavelength or filter name (as :class:`Image`).
 
         The data are used as they are: a sky background still in them is fitted by a sky
         component.  Errors name the file and the problem (missing HDU, no WCS, shapes).
@@ -847,7 +871,7 @@ class Image:
         t = keyword(time, "time")
         return cls(data, **noise, mask=mask, psf=psf, zeropoint=float(zp), band=band,
                    time=None if t is None else float(t), name=name or pathlib.Path(str(path)).stem.split("[")[0],
-                   wcs=wcs, pixel_scale=None if wcs is not None else pixel_scale)
+                   wcs=wcs, pixel_scale=None if wcs is not None else pixel_scale, wavelength=wavelength)
 
     def with_mask(self, extra: Any) -> "Image":
         """A copy with the pixels where ``extra`` (bool, the image's shape) is True masked too
@@ -927,6 +951,8 @@ class Image:
         parts.append(f"zeropoint={self.zeropoint:g}")
         if self.time is not None:
             parts.append(f"time={self.time:g}")
+        if self._wavelength is not None:
+            parts.append(f"wavelength={self._wavelength.value:.1f} A")
         n_masked = int(np.count_nonzero(self.mask))
         if n_masked:
             parts.append(f"masked={n_masked}")

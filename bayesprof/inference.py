@@ -550,8 +550,8 @@ def _finish(model, u, hess, steps, success, message, elapsed, pixels=None):
     x, fraction = _physical_mode(model, x, cov, glj)
     if fraction < 1:
         message += f"; the physical-mode step was shortened to {fraction:g} to stay inside the priors' supports"
-    values = model.complete(model.unpack(jnp.asarray(x)))
-    values = {s.name: np.asarray(values[s.name]) for s in model.sites}
+    complete = model.complete(model.unpack(jnp.asarray(x)))
+    values = {name: np.asarray(complete[name]) for name in [s.name for s in model.sites] + list(model.derived)}
     for s in model.sites:
         if s.is_angle and s.fixed is None:
             values[s.name] = np.asarray(values[s.name] % 180.0)
@@ -562,6 +562,10 @@ def _finish(model, u, hess, steps, success, message, elapsed, pixels=None):
         sig[s.name] = diag[i] if s.shape == () else diag[i:i + k].reshape(s.shape)
         names += [s.name] if s.shape == () else [f"{s.name}[{j}]" for j in range(k)]
         i += k
+    if model.derived:  # errors of the derived values (per-band values of polynomials, B/T): linearised
+        G = np.asarray(_derived_jacobian(model, jnp.asarray(x)))
+        sd = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", G, cov, G), 0.0))
+        sig.update({name: sd[j] for j, name in enumerate(model.derived)})
     if pixels is None:
         pixels = np.asarray(model.whitened_residuals(model.constrain(jnp.asarray(u))))[model._fitted]
     chi2 = float(np.sum(pixels**2))
@@ -582,6 +586,23 @@ def _image_chi2(model, pixels):
         out[im.name] = (float(np.sum(pixels[i:i + size] ** 2)), int(np.count_nonzero(plan["good"])))
         i += size
     return out
+
+
+@jax.jit
+def _derived_jacobian(model, x):
+    """The derivative of the derived values (in ``model.derived``'s order) by the packed latent
+    physical values ``x``."""
+    def derived(xx):
+        v = model._extend(model._fixed_values.at[model._latent_entries].set(xx))
+        values = model.derived_values(v)
+        return jnp.stack([values[name] for name in model.derived])
+    return jax.jacfwd(derived)(x)
+
+
+@jax.jit
+def _derived_draws(model, u):
+    """The derived values (per-band values of polynomials, B/T) of every row of ``u``."""
+    return jax.vmap(lambda uu: model.derived_values(model.site_vector(uu)))(u)
 
 
 @jax.jit
@@ -836,6 +857,9 @@ def sample(scene, init=None, *, num_warmup=500, num_samples=1000, num_chains=4, 
         posterior[s.name] = np.asarray(flat[s.name]).reshape((C, S) + s.shape)
         if s.is_angle:
             posterior[s.name] = wrap_angles(posterior[s.name], 180.0)
+    if model.derived:
+        derived = _derived_draws(model, jnp.asarray(u.reshape(C * S, d)))
+        posterior.update({name: np.asarray(a).reshape(C, S) for name, a in derived.items()})
     loglik = None
     t3 = time.perf_counter()
     if log_likelihood:

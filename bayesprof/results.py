@@ -114,10 +114,11 @@ class Posterior:
         """Assemble the DataTree from per-site draws ``samples[site] -> (chain, draw, ...)``."""
         import arviz as az
 
-        bands = list(dict.fromkeys(s.label for s in model.sites if s.dim == "band"))
+        variables = list(model.sites) + list(model.derived.values())
+        bands = list(dict.fromkeys(s.label for s in variables if s.dim == "band"))
         image_names = list(dict.fromkeys(s.label for s in model.sites if s.dim == "image"))
         groups: dict[str, list] = {}
-        for s in model.sites:
+        for s in variables:
             if s.name in samples:
                 groups.setdefault(s.base, []).append(s)
         post, dims, coords = {}, {}, {}
@@ -126,8 +127,9 @@ class Posterior:
             if s0.dim is None:
                 post[base] = samples[s0.name]
                 if s0.shape:
-                    dims[base] = ["knot"]
-                    coords.setdefault("knot", np.arange(s0.shape[0]))
+                    dim = f"{base}_term" if s0.poly is not None else "knot"
+                    dims[base] = [dim]
+                    coords.setdefault(dim, np.arange(s0.shape[0]))
                 continue
             labels = [s.label for s in sites]
             full = bands if s0.dim == "band" else image_names

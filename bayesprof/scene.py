@@ -12,6 +12,10 @@ type (:class:`~bayesprof.Sersic`, :class:`~bayesprof.Spline`, :class:`~bayesprof
 ``"image"``
     one site per image, e.g. per epoch (default for sky parameters and
     astrometric offsets)
+:class:`~bayesprof.Chebyshev` ``(degree)``
+    a polynomial in wavelength across the bands (re, n, q, fwhm, flux, xi, eta): its
+    coefficients are one site, ``gal.re_cheb``, and the value per band, ``gal.re[r]``, is
+    derived (:mod:`bayesprof.wavelength`)
 
 Explicit ties (:meth:`Scene.tie`) make a parameter of one source use another source's
 site, so one object can be a spline in one image and a Sersic in others with a common
@@ -50,6 +54,7 @@ from .image import Image, ImageList, tangent_plane_offsets
 from .priors import PriorBlocks, SitePrior, default_prior, prior_text, support_text
 from .profiles import flux_to_counts
 from .render import Renderer
+from .wavelength import COEFFICIENT_PRIOR_WIDTHS, LINK_CODES, LINKS, Chebyshev, inverse_link, link
 
 __all__ = ["Scene", "SceneModel", "Source", "Window", "SkyWindow", "Site", "VARY_MODES", "LIKELIHOODS"]
 
@@ -116,6 +121,8 @@ class Source:
         return parameter_names(self.kind)
 
     def mode(self, param):
+        """The sharing rule of ``param``: ``"shared"``, ``"band"``, ``"image"`` or a
+        :class:`~bayesprof.Chebyshev`."""
         if param in self.vary:
             return self.vary[param]
         if self.kind.is_sky or self.kind.is_nuisance():
@@ -148,10 +155,32 @@ class Site:
     prior: SitePrior | None = None
     fixed: object = None
     init: object = None
+    #: for the coefficients of a parameter that varies with wavelength: its :class:`~bayesprof.Chebyshev`
+    poly: object = None
 
     @property
     def is_angle(self):
-        return self.param == "pa"
+        return self.param == "pa" and self.poly is None
+
+
+@dataclass
+class Derived:
+    """A value computed from the sites, not sampled: a polynomial parameter's value in one band
+    (``coefficients``: the site of its Chebyshev coefficients; ``basis``: ``T_j(x)`` of the
+    band), or a bulge-to-total flux ratio (``parts``: the bulge's and the disk's flux entries in
+    that band).  In the MAP's values (with propagated errors) and in the posterior."""
+
+    name: str  # e.g. "gal.re[r]"
+    base: str  # e.g. "gal.re"
+    source: str
+    param: str
+    dim: str | None
+    label: str | None
+    shape: tuple = ()
+    coefficients: str | None = None
+    basis: object = None
+    wavelength: float | None = None  # the band's effective wavelength (Angstrom)
+    parts: tuple | None = None
 
 
 class Scene:
@@ -187,6 +216,7 @@ class Scene:
         self._inits: dict[str, object] = {}
         self._fixed: dict[str, object] = {}
         self._ties: dict[tuple, tuple] = {}
+        self._bulge_disks: dict[str, tuple] = {}  # galaxy name -> (bulge source, disk source)
         self._built = None
 
     # ------------------------------------------------------------------ declaring
@@ -199,8 +229,9 @@ class Scene:
             :class:`~bayesprof.Sersic`, :class:`~bayesprof.Exponential`, ..., :class:`~bayesprof.Spline`,
             :class:`~bayesprof.PointSource`, :class:`~bayesprof.FlatSky`, :class:`~bayesprof.PlaneSky`.
         vary : dict, optional
-            ``{param: "shared" | "band" | "image"}`` overriding the defaults (structure shared,
-            flux per band, sky per image).
+            ``{param: "shared" | "band" | "image" | Chebyshev(degree)}`` overriding the defaults
+            (structure shared, flux per band, sky per image); :class:`~bayesprof.Chebyshev`: a
+            polynomial in wavelength across the bands (the images need a ``wavelength``).
         images : list of image names, optional
             Limit the source to these images (default: every image).
         windows : dict, optional
@@ -224,8 +255,14 @@ class Scene:
         for p, mode in vary.items():
             if p not in params:
                 raise ValueError(f"{name}: {kind.__name__} has no parameter {p!r} (vary); it has {params}")
-            if mode not in VARY_MODES:
-                raise ValueError(f"{name}.{p}: vary must be one of {VARY_MODES}, not {mode!r}")
+            if isinstance(mode, Chebyshev):
+                if p not in LINKS or kind.is_sky or kind.is_nuisance():
+                    what = [q for q in params if q in LINKS] if not (kind.is_sky or kind.is_nuisance()) else []
+                    raise ValueError(f"{name}.{p}: a {kind.__name__}'s {p!r} cannot vary as a polynomial in "
+                                     f"wavelength; parameters that can: {what}")
+            elif not isinstance(mode, str) or mode not in VARY_MODES:
+                raise ValueError(f"{name}.{p}: vary must be one of {VARY_MODES} or a bayesprof.Chebyshev, "
+                                 f"not {mode!r}")
         if images is not None:
             images = [im.name if isinstance(im, Image) else im for im in images]
             for im in images:
@@ -262,6 +299,61 @@ class Scene:
             self._inits[f"{name}.{p}"] = v
         self._built = None
         return src
+
+    def add_bulge_disk(self, name, *, bulge=comps.Sersic, disk=comps.Exponential, vary_bulge=None, vary_disk=None,
+                       images=None, windows=None, init=None) -> tuple:
+        """Declare a galaxy as a bulge plus a disk with one centre; returns their two sources.
+
+        The sources are ``<name>_bulge`` (``bulge``: a Sersic by default, or e.g.
+        :class:`~bayesprof.DeVaucouleurs`) and ``<name>_disk`` (``disk``: an
+        :class:`~bayesprof.Exponential` by default).  The disk's centre is tied to the bulge's;
+        each has its own structure (q, pa, re, a Sersic bulge's n) and its own flux per band,
+        with sharing rules ``vary_bulge`` and ``vary_disk`` as :meth:`add`'s ``vary`` (e.g.
+        ``{"re": Chebyshev(1)}``: a size that changes with wavelength).  The bulge-to-total flux
+        ratio of each band, ``<name>.bt[<band>]``, is derived: in the MAP's values (with its
+        linearised error) and in the posterior.
+
+        What keeps the two apart: both start from one estimate of the whole galaxy, the bulge
+        with 0.4 of its flux, 0.5 of its half-light radius and n = 3, the disk with 0.6 of the
+        flux and 1.5 times the radius; a Sersic bulge's n has the prior Uniform(1.5, 8), above
+        the disk's n = 1, so the two profiles cannot trade places (a bulge that wants n < 1.5
+        ends at that bound and the fit says so).
+
+        ``images``, ``windows``: as :meth:`add`, for both; ``init``: ``{"xi": ..., "eta": ...}``,
+        the centre to start from (other starts: :meth:`set_init` on either source).
+        """
+        for kind, what in ((bulge, "bulge"), (disk, "disk")):
+            if not (isinstance(kind, type) and issubclass(kind, comps.Component)) or kind.is_sky or \
+                    kind.is_nuisance() or kind.is_point or not {"xi", "eta", "flux", "q", "pa"} <= set(parameter_names(kind)):
+                raise ValueError(f"{name}: the {what} must be an extended profile class such as bayesprof.Sersic, "
+                                 f"not {kind!r}")
+        init = dict(init or {})
+        extra = sorted(set(init) - {"xi", "eta"})
+        if extra:
+            raise ValueError(f"{name}: add_bulge_disk's init takes the centre (xi, eta) only, not {extra}; start "
+                             f"other parameters with set_init on {name}_bulge or {name}_disk")
+        b = self.add(f"{name}_bulge", bulge, vary=vary_bulge, images=images, windows=windows, init=init)
+        d = self.add(f"{name}_disk", disk, vary=vary_disk, images=images, windows=windows)
+        self.tie(d.name, b.name, params=["xi", "eta"])
+        if "n" in b.params and not isinstance(b.mode("n"), Chebyshev):
+            self.set_prior(f"{b.name}.n", dist.Uniform(1.5, 8.0))
+        self._pair_bulge_disk(name, b.name, d.name)
+        return b, d
+
+    def _pair_bulge_disk(self, name, bulge, disk):
+        """Record that sources ``bulge`` and ``disk`` (declared in that order) are one galaxy
+        ``name``: joint start, derived B/T (:meth:`add_bulge_disk`; scene files)."""
+        if not isinstance(name, str) or not name or any(c in name for c in ".[] "):
+            raise ValueError(f"a galaxy name must be a non-empty string without '.', '[', ']' or spaces: {name!r}")
+        names = [s.name for s in self.sources]
+        for src in (bulge, disk):
+            self.source(src)
+        if names.index(bulge) > names.index(disk):
+            raise ValueError(f"{name}: the bulge {bulge!r} must be declared before the disk {disk!r}")
+        if name in self._bulge_disks or any({bulge, disk} & set(p) for p in self._bulge_disks.values()):
+            raise ValueError(f"{name}: a bulge + disk of that name, or with these sources, exists already")
+        self._bulge_disks[name] = (bulge, disk)
+        self._built = None
 
     def add_astrometric_offsets(self, sigma=0.1, *, reference_image=None, images=None,
                                 name="astrometry") -> Source:
@@ -359,8 +451,13 @@ class Scene:
         except ValueError:
             raise ValueError(f"{what}: {ref!r} is not 'source.parameter'") from None
         s = self.source(src)
+        if what != "tie" and p.endswith("_cheb") and p[:-5] in s.params and isinstance(s.mode(p[:-5]), Chebyshev):
+            return s, p
         if p not in s.params:
             raise ValueError(f"{what}: {s.kind.__name__} {src!r} has no parameter {p!r}; it has {s.params}")
+        if isinstance(s.mode(p), Chebyshev) and what in ("set_prior", "fix"):
+            raise ValueError(f"{what}: {src}.{p} varies as a {s.mode(p).text()} in wavelength; its site is the "
+                             f"coefficients {src}.{p}_cheb ({s.mode(p).size} values)")
         return s, p
 
     def set_prior(self, site, prior):
@@ -546,8 +643,8 @@ class SceneModel:
         self._layout()
         self.priors = PriorBlocks([s.prior for s in self.latent])
         self._latent_entries = np.concatenate([self._phys[s.name] for s in self.latent] or [np.zeros(0, int)])
-        self._fixed_values = self.flat({s.name: (s.fixed if s.fixed is not None else jnp.zeros(s.shape))
-                                        for s in self.sites})
+        self._fixed_values = self._entries({s.name: (s.fixed if s.fixed is not None else jnp.zeros(s.shape))
+                                            for s in self.sites})
         self._plans = self._plan(members)
         # the fitted pixels in the concatenation of the raveled images (whitened_residuals)
         starts = np.cumsum([0] + [p["good"].size for p in self._plans])
@@ -625,9 +722,15 @@ class SceneModel:
         est = {}
         finest = min(im.pixel_scale for im in self.images)
         territory = self._territories(members)
+        bulges = {b: d for b, d in scene._bulge_disks.values()}
+        disk_starts = {}  # a disk's estimate, split from its galaxy's (estimated as its bulge)
         for s in scene.sources:
             ims = [self.images[n] for n in members[s.name]]
             e = {}
+            if s.name in disk_starts:
+                user = {p: inits[f"{s.name}.{p}"] for p in s.params if f"{s.name}.{p}" in inits}
+                est[s.name] = {**disk_starts.pop(s.name), **{k: v for k, v in user.items() if k != "flux"}}
+                continue
             if s.kind.is_offset:
                 est[s.name] = {"dxi": 0.0, "deta": 0.0}
                 continue
@@ -691,13 +794,21 @@ class SceneModel:
             # subtract a rough (Gaussian, PSF-broadened) model of it before estimating the next source
             for im in ims:
                 residual[im.name] = residual[im.name] - _gaussian_blob(im, self.reference, e, fluxes[im.name])
+            if s.name in bulges:  # the whole galaxy: 0.4 of its light to the bulge, 0.6 to the disk
+                whole = dict(e)
+                disk_starts[bulges[s.name]] = {**whole, "re": 1.5 * whole["re"], "fwhm": 1.5 * whole["fwhm"],
+                                               "n": 1.0, "flux": {k: 0.6 * v for k, v in fluxes.items()}}
+                e.update({"re": 0.5 * whole["re"], "fwhm": 0.5 * whole["fwhm"], "n": 3.0,
+                          "flux": {k: 0.4 * v for k, v in fluxes.items()}})
+                e.update({k: v for k, v in user.items() if k != "flux"})
         return est
 
     # -- sites
     def _make_sites(self, members, est):
         scene = self.scene
         sites: dict[str, Site] = {}
-        self._usage = {}  # (source, image) -> {param: site name}
+        derived: dict[str, Derived] = {}
+        self._usage = {}  # (source, image) -> {param: site name (or derived value's name)}
         for s in scene.sources:
             for im_name in members[s.name]:
                 im = self.images[im_name]
@@ -705,17 +816,67 @@ class SceneModel:
                 for p in s.params:
                     name, base, tsrc, tp, dim, label = self._site_of(s.name, p, im)
                     use[p] = name
+                    mode = scene.source(tsrc).mode(tp)
+                    if isinstance(mode, Chebyshev):  # the coefficients are the site; the band's value is derived
+                        if name not in derived:
+                            derived[name] = Derived(name, base, tsrc, tp, "band", label, coefficients=f"{base}_cheb")
+                            derived[name]._images = []
+                        derived[name]._images.append(im_name)
+                        name, base, dim, label = f"{base}_cheb", f"{base}_cheb", None, None
                     if name not in sites:
-                        shape = (len(self.knots[tsrc]) - 1,) if tp == "log_i" else ()
-                        sites[name] = Site(name, base, tsrc, tp, dim, label, shape)
+                        shape = ((len(self.knots[tsrc]) - 1,) if tp == "log_i"
+                                 else (mode.size,) if isinstance(mode, Chebyshev) else ())
+                        sites[name] = Site(name, base, tsrc, tp, dim, label, shape,
+                                           poly=mode if isinstance(mode, Chebyshev) else None)
                         sites[name]._images = []
                     sites[name]._images.append(im_name)
                 self._usage[(s.name, im_name)] = use
+        self.derived = self._wavelength_bases(sites, derived)
+        for galaxy, (bulge, disk) in scene._bulge_disks.items():  # B/T per band (per image if a flux is)
+            per_image = "image" in (scene.source(bulge).mode("flux"), scene.source(disk).mode("flux"))
+            for im_name in members[bulge]:
+                if im_name not in members[disk]:
+                    continue
+                label = im_name if per_image else self.images[im_name].band
+                name = f"{galaxy}.bt[{label}]"
+                parts = (self._usage[(bulge, im_name)]["flux"], self._usage[(disk, im_name)]["flux"])
+                self.derived.setdefault(name, Derived(name, f"{galaxy}.bt", bulge, "bt", "image" if per_image
+                                                      else "band", label, parts=parts))
         out = []
         for site in sites.values():
             self._finish_site(site, est)
             out.append(site)
         return out
+
+    def _wavelength_bases(self, sites, derived):
+        """Set each band value's Chebyshev basis row from the bands' effective wavelengths; a
+        one-line ValueError where an image has no wavelength, a band has two, or a polynomial
+        has fewer bands than coefficients."""
+        for site in sites.values():
+            if site.poly is None:
+                continue
+            values = [d for d in derived.values() if d.coefficients == site.name]
+            lams = []
+            for d in values:
+                lam = set()
+                for im_name in d._images:
+                    w = self.images[im_name].wavelength
+                    if w is None:
+                        raise ValueError(f"{d.base} varies as a {site.poly.text()} in wavelength, but image "
+                                         f"{im_name!r} has no wavelength: give Image(wavelength=...) (a length or a "
+                                         f"filter name)")
+                    lam.add(round(float(w.value), 6))
+                if len(lam) > 1:
+                    raise ValueError(f"band {d.label!r} has images of different wavelengths {sorted(lam)} Angstrom: "
+                                     f"give them different bands to vary {d.base} with wavelength")
+                lams.append(lam.pop())
+            if len(set(lams)) < site.poly.size:
+                raise ValueError(f"{d.base}: a {site.poly.text()} has {site.poly.size} coefficients but the source's "
+                                 f"images have {len(set(lams))} distinct wavelength(s); lower the degree")
+            basis = site.poly.basis(site.poly.coordinates(lams))
+            for d, row, lam in zip(values, basis, lams):
+                d.basis, d.wavelength = row, lam
+        return derived
 
     def _site_of(self, source, param, image):
         """(name, base, source, parameter, dim, label) of the site that holds ``source``'s
@@ -737,7 +898,7 @@ class SceneModel:
         out = {}
         for p in self.scene.source(source).params:
             name = self._site_of(source, p, image)[0]
-            if name not in self.site:
+            if name not in self.site and name not in self.derived:
                 raise ValueError(f"{source}.{p} has no value for image {image.name!r} (band {image.band!r}): the "
                                  f"scene has no site {name!r}")
             out[p] = name
@@ -750,6 +911,8 @@ class SceneModel:
         return None, None
 
     def _finish_site(self, site, est):
+        if site.poly is not None:
+            return self._finish_polynomial_site(site, est)
         scene = self.scene
         e = est[site.source]
         _, fixed = self._lookup(scene._fixed, site)
@@ -800,6 +963,51 @@ class SceneModel:
                                  f"value with Scene.set_init or widen the prior")
         site.init = value
 
+    def _finish_polynomial_site(self, site, est):
+        """Prior and initial value of a polynomial's coefficients: the least-squares polynomial
+        through the per-band image estimates (on the link's line, :data:`~bayesprof.wavelength.LINKS`)
+        starts the fit; the default prior is Normal, centred there for the constant term and on
+        zero for the others (:data:`~bayesprof.wavelength.COEFFICIENT_PRIOR_WIDTHS`)."""
+        scene = self.scene
+        e = est[site.source]
+        _, fixed = self._lookup(scene._fixed, site)
+        init_key, user_init = self._lookup(scene._inits, site)
+        _, user_prior = self._lookup(scene._priors, site)
+        values = [d for d in self.derived.values() if d.coefficients == site.name]
+        per_band = []
+        for d in values:
+            v = e[site.param]
+            per_band.append(float(np.mean([v[n] for n in d._images])) if isinstance(v, dict) else float(v))
+        per_band = np.asarray(per_band)
+        if site.param == "q":
+            per_band = np.clip(per_band, 0.05, 0.95)
+        basis = np.stack([d.basis for d in values])
+        estimate = np.linalg.lstsq(basis, link(site.param, per_band), rcond=None)[0]
+        for label, given in (("fixed at", fixed), ("initial value", user_init)):
+            if given is not None and (np.shape(given) not in ((), site.shape)
+                                      or not np.all(np.isfinite(np.asarray(given, float)))):
+                raise ValueError(f"{site.name}: the {label} {_show(given)} is not {site.shape[0]} finite coefficients")
+        if fixed is not None:
+            site.fixed = jnp.broadcast_to(jnp.asarray(fixed, dtype=float), site.shape)
+            return
+        if user_prior is not None:
+            _check_prior(site, user_prior, comps.Domain())
+            prior = user_prior
+        else:
+            w0, w1 = COEFFICIENT_PRIOR_WIDTHS[site.param]
+            loc = np.zeros(site.shape)
+            loc[0] = estimate[0]
+            scale = np.full(site.shape, w1)
+            scale[0] = e["_pos_scale"] if w0 is None else w0
+            prior = dist.Normal(jnp.asarray(loc), jnp.asarray(scale))
+        site.prior = SitePrior(site.name, prior, site.shape)
+        value = jnp.broadcast_to(jnp.asarray(user_init if user_init is not None else estimate, dtype=float),
+                                 site.shape)
+        if not site.prior.contains(value):
+            raise ValueError(f"the initial value {np.asarray(value)} of {site.name} lies outside the support "
+                             f"{support_text(site.prior.prior)} of its prior {site.prior.prior}")
+        site.init = value
+
     @staticmethod
     def _inside(prior, value):
         """Move an estimate into the support: clip to an interval's interior, else the prior median."""
@@ -828,7 +1036,19 @@ class SceneModel:
             else:
                 cols.append(np.full(k, -1))
         col = np.concatenate(cols)
-        self._column = np.where(col < 0, c, col)  # the column of each flat entry; fixed -> the dummy column c
+        # the values of polynomial parameters per band follow the sites in the flat vector; in the
+        # Jacobian each has a column of its own after the dummy one (folded into the coefficients'
+        # columns by residuals_and_jacobian)
+        poly = [d for d in self.derived.values() if d.coefficients is not None]
+        matrix = np.zeros((len(poly), i))
+        for j, d in enumerate(poly):
+            self._phys[d.name] = np.array([i + j])
+            matrix[j, self._phys[d.coefficients]] = d.basis
+        self._n_poly = len(poly)
+        self._poly_matrix = jnp.asarray(matrix)
+        self._poly_codes = np.array([LINK_CODES[LINKS[d.param]] for d in poly], dtype=int)
+        # the column of each flat entry; fixed -> the dummy column c
+        self._column = np.concatenate([np.where(col < 0, c, col), c + 1 + np.arange(len(poly), dtype=int)])
 
     def _stack(self, sources, im_name):
         """The render stack of ``sources`` (one component kind, same static fields) in one image:
@@ -909,21 +1129,23 @@ class SceneModel:
                               for g in p["groups"]),
                         tuple(stack_key(st) for st in p["skies"])) for p in self._plans)
         sites = tuple((s.name, s.shape, s.fixed is None) for s in self.sites)
-        return sites, images, self.likelihood, self.dof, self.n_fitted
+        derived = tuple((d.name, d.param, d.coefficients, d.parts) for d in self.derived.values())
+        return sites, derived, images, self.likelihood, self.dof, self.n_fitted
 
     def tree_flatten(self):
         plans = [{"leaves": {k: p[k] for k in self._PLAN_LEAVES},
                   "groups": [{"renderer": g["renderer"], "rows": g["rows"], "pixels": g["pixels"],
                               "index": [st["index"] for st in g["stacks"]]} for g in p["groups"]],
                   "skies": [st["index"] for st in p["skies"]]} for p in self._plans]
-        children = (plans, self.priors, self._fixed_values, self._latent_entries, self._column, self._fitted)
+        children = (plans, self.priors, self._fixed_values, self._latent_entries, self._column, self._fitted,
+                    self._poly_matrix)
         return children, self._structure
 
     @classmethod
     def tree_unflatten(cls, structure, children):
         obj = object.__new__(cls)
         obj.__dict__.update(structure.model.__dict__)
-        plans, obj.priors, obj._fixed_values, obj._latent_entries, obj._column, obj._fitted = children
+        plans, obj.priors, obj._fixed_values, obj._latent_entries, obj._column, obj._fitted, obj._poly_matrix = children
         obj._plans = []
         for sp, cp in zip(structure.model._plans, plans):
             groups = [{**g, "renderer": c["renderer"], "rows": c["rows"], "pixels": c["pixels"],
@@ -935,8 +1157,32 @@ class SceneModel:
 
     # ------------------------------------------------------------------ pure functions
     def flat(self, values):
-        """The physical values of every site (a complete dict) as one flat vector, in site order."""
+        """The physical values of every site (a complete dict) as one flat vector, in site order,
+        followed by the polynomial parameters' values per band (computed from their coefficients;
+        any such values in ``values`` are ignored)."""
+        return self._extend(self._entries(values))
+
+    def _entries(self, values):
+        """The sites' entries of :meth:`flat`."""
         return jnp.concatenate([jnp.reshape(jnp.asarray(values[s.name], dtype=float), (-1,)) for s in self.sites])
+
+    def _extend(self, v):
+        """The sites' entries ``v`` followed by the per-band values of the polynomial parameters."""
+        if not self._n_poly:
+            return v
+        return jnp.concatenate([v, inverse_link(self._poly_matrix @ v, self._poly_codes)])
+
+    def derived_values(self, v):
+        """``{name: value}`` of the derived quantities (:class:`Derived`) at the flat vector ``v``
+        (:meth:`flat`, :meth:`site_vector`)."""
+        out = {}
+        for d in self.derived.values():
+            if d.parts is None:
+                out[d.name] = v[self._phys[d.name][0]]
+            else:
+                bulge, disk = (v[self._phys[p][0]] for p in d.parts)
+                out[d.name] = bulge / (bulge + disk)
+        return out
 
     @staticmethod
     def _make(stack, P):
@@ -1027,7 +1273,7 @@ class SceneModel:
         columns of every source, a zeropoint correction scales the light."""
         plan = self._plans[k]
         im, index, column = plan["image"], plan["index"], self._column
-        Jt = None if dv is None else jnp.zeros((self.size + 1, index.size), v.dtype)
+        Jt = None if dv is None else jnp.zeros((self.size + 1 + self._n_poly, index.size), v.dtype)
         model = jnp.zeros(im.shape)
         for g in plan["groups"]:
             params = [self._shifted(plan, st, v[st["index"]], v) for st in g["stacks"]]
@@ -1091,6 +1337,8 @@ class SceneModel:
         missing = [s.name for s in self.sites if s.name not in out]
         if missing:
             raise KeyError(f"values missing for sites {missing}")
+        if self.derived:
+            out.update(self.derived_values(self.flat(out)))
         return out
 
     @property
@@ -1184,8 +1432,11 @@ class SceneModel:
             else:
                 d = s.prior.prior
                 values[s.name] = numpyro.sample(s.name, d.to_event(len(s.shape)) if s.shape else d)
+        v = self.flat(values)
+        for name, value in self.derived_values(v).items():
+            numpyro.deterministic(name, value)
         for k, plan in enumerate(self._plans):
-            model = self.render_image(values, k)
+            model = self._render_flat(v, k)
             if self.likelihood == "poisson":
                 numpyro.factor(f"obs[{plan['image'].name}]", jnp.sum(self._pixel_log_prob(plan, model)))
             else:
@@ -1218,6 +1469,9 @@ class SceneModel:
 
     def site_vector(self, u):
         """The flat vector of every site's physical value (:meth:`flat`) at unconstrained ``u``."""
+        return self._extend(self._site_entries(u))
+
+    def _site_entries(self, u):
         return self._fixed_values.at[self._latent_entries].set(self.priors.constrain(u))
 
     def prior_residuals(self, u):
@@ -1272,14 +1526,20 @@ class SceneModel:
         """
         u = jnp.asarray(u)
         ones = jnp.ones_like(u)
-        v, dv = jax.jvp(self.site_vector, (u,), (ones,))
+        v, dv = jax.jvp(self._site_entries, (u,), (ones,))
+        v = self._extend(v)
+        size = self.size
+        if self._n_poly:  # the per-band values' columns, then their derivatives by the coefficients
+            dv = jnp.concatenate([dv, jnp.ones(self._n_poly, dv.dtype)])
+            G = jax.jacfwd(lambda w: self.site_vector(w)[-self._n_poly:])(u)
         res, jac = [], []
         for k, (plan, d) in enumerate(zip(self._plans, self._data(data))):
             model, Jt = self._predict(v, k, dv)
             index = plan["index"]
             w = plan["sqrt_w"].ravel()[index]
             res.append((d - model).ravel()[index] * w)
-            jac.append((-Jt[:-1] * w).T)
+            Ju = Jt[:size] if not self._n_poly else Jt[:size] + G.T @ Jt[size + 1:]
+            jac.append((-Ju * w).T)
         pr, dpr = jax.jvp(self.prior_residuals, (u,), (ones,))  # each prior term depends on its own entry of u
         res.append(pr)
         jac.append(jnp.diag(dpr))
