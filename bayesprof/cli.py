@@ -66,6 +66,9 @@ Configuration (relative paths are relative to the configuration file)::
         time: MJD-OBS                # epoch: a number or a header keyword (default MJD-OBS)
         cutout: [x0, x1, y0, y1]     # fit data[y0:y1, x0:x1] only (0-indexed, half-open)
         plane: 2                     # a data cube's plane (0-indexed along the first numpy axis)
+        wavelength: hsc2017-i        # effective wavelength: a filter name (speclite's, or
+                                     #   bayesprof.wavelength.FILTER_WAVELENGTHS) or a length
+                                     #   ("7700 Angstrom"); needed by vary: {re: {chebyshev: 2}}
     neighbours: mask                 # what segmentation: auto does with the other objects it
                                      #   detects: mask them (default) or model them: each becomes
                                      #   a source nb<id> (PointSource if compact, else Sersic;
@@ -76,7 +79,8 @@ Configuration (relative paths are relative to the configuration file)::
         - {name: gal, kind: Sersic, vary: {flux: band}}
         - {name: sky, kind: FlatSky}
       priors: {gal.n: {dist: Uniform, low: 0.5, high: 8.0}}
-      # also: init, fixed, ties, windows (per source), likelihood, dof, reference
+      # also: init, fixed, ties, windows (per source), likelihood, dof, reference, bulge_disk;
+      # vary: {re: {chebyshev: 2}} makes re a polynomial in wavelength (images need a wavelength)
     map: {max_steps: 200}            # fit_map's max_steps, rtol, atol, method
     nuts:                            # sample's settings, or "nuts: false" for the MAP only
       num_warmup: 300
@@ -125,7 +129,7 @@ __all__ = ["ConfigError", "run_config", "run_catalog_config", "replot", "resumma
 TOP_KEYS = ("images", "scene", "neighbours", "map", "nuts")
 NEIGHBOURS = ("mask", "model")
 IMAGE_KEYS = ("file", "hdu", "name", "band", "sigma", "weight", "variance", "mask", "segmentation", "psf",
-              "zeropoint", "exptime", "pixel_scale", "time", "cutout", "plane")
+              "zeropoint", "exptime", "pixel_scale", "time", "cutout", "plane", "wavelength")
 MAP_KEYS = {"max_steps": "count", "rtol": "positive", "atol": "positive", "method": ("auto", "lm", "lbfgs")}
 NUTS_KEYS = {"num_warmup": "count0", "num_samples": "count", "num_chains": "count", "seed": "count0",
              "target_accept_prob": "fraction", "dense_mass": "bool", "max_tree_depth": "count",
@@ -338,6 +342,16 @@ def _one_image(d, base, where, mask_auto=True):
             kw[key] = v
     if "pixel_scale" in d:
         kw["pixel_scale"] = float(_check_value(d["pixel_scale"], "positive", f"{where}.pixel_scale"))
+    if "wavelength" in d:
+        if not isinstance(d["wavelength"], str) or not d["wavelength"]:
+            raise ConfigError(f"{where}.wavelength: expected a filter name or a length with its unit (e.g. "
+                              f"'7700 Angstrom'), not {_type_name(d['wavelength'])} {d['wavelength']!r}")
+        from .wavelength import effective_wavelength
+
+        try:
+            kw["wavelength"] = effective_wavelength(d["wavelength"])
+        except ValueError as err:
+            raise ConfigError(f"{where}.wavelength: {err}") from None
     box = _box(d["cutout"], f"{where}.cutout") if "cutout" in d else None
 
     try:
@@ -369,7 +383,7 @@ def _one_image(d, base, where, mask_auto=True):
         raise ConfigError(f"{where}: {err}") from None
     except (ValueError, TypeError, KeyError, OSError) as err:
         msg = str(err)
-        key = next((k for k in ("pixel_scale", "zeropoint", "time", "psf", "sigma", "weight", "variance")
+        key = next((k for k in ("pixel_scale", "zeropoint", "time", "psf", "sigma", "weight", "variance", "wavelength")
                     if k in msg and (k in d or k == "pixel_scale")), None)
         raise ConfigError(f"{where}{'.' + key if key else ''}: {msg}") from None
     if box is not None:

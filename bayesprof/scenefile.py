@@ -12,11 +12,13 @@ Format (YAML)::
     reference: {ra: 180.0, dec: 0.0}          # degrees
     likelihood: normal                       # or student_t (with dof), poisson
     images:                                  # descriptions, checked on load
-      - {name: r, band: r, zeropoint: 22.5, shape: [240, 240], pixel_scale: 0.262}
+      - {name: r, band: r, zeropoint: 22.5, shape: [240, 240], pixel_scale: 0.262,
+         wavelength: 6469.6}                 # Angstrom, if the image has one
     sources:
       - name: gal
         kind: Sersic
-        vary: {flux: band}                   # shared | band | image
+        vary: {flux: band, re: {chebyshev: 2}}   # shared | band | image | {chebyshev: degree,
+                                                 #   log_wavelength: false}: bayesprof.Chebyshev
         images: [r, W1]                      # optional
         windows: {r: {pixel: [x0, x1, y0, y1]}}   # or {sky: [xi_min, xi_max, eta_min, eta_max]}
         knots: [0, 0.5, 1, 2]                # Spline only
@@ -24,6 +26,7 @@ Format (YAML)::
     init: {gal.re: 5.0}
     fixed: {sky.level: 0.0}
     ties: [[gal_r.xi, gal.xi]]
+    bulge_disk: {gal2: [gal2_bulge, gal2_disk]}   # galaxies declared by Scene.add_bulge_disk
 """
 
 from __future__ import annotations
@@ -38,13 +41,15 @@ import yaml
 from . import components as comps
 from .priors import describe, from_description
 from .scene import Scene, SkyWindow, Window
+from .wavelength import Chebyshev
 
 __all__ = ["save_scene", "load_scene", "scene_to_dict", "scene_from_dict"]
 
 KINDS = {k.__name__: k for k in (comps.Sersic, comps.Exponential, comps.DeVaucouleurs, comps.Gaussian, comps.Moffat,
                                  comps.PointSource, comps.Spline, comps.FlatSky, comps.PlaneSky,
                                  comps.AstrometricOffset, comps.PhotometricOffset)}
-_TOP_KEYS = {"bayesprof_scene", "reference", "likelihood", "dof", "images", "sources", "priors", "init", "fixed", "ties"}
+_TOP_KEYS = {"bayesprof_scene", "reference", "likelihood", "dof", "images", "sources", "priors", "init", "fixed", "ties",
+             "bulge_disk"}
 _SOURCE_KEYS = {"name", "kind", "vary", "images", "windows", "knots"}
 
 
@@ -53,14 +58,42 @@ def _plain(v):
     return float(a) if a.ndim == 0 else a.tolist()
 
 
+def _vary_to_dict(mode):
+    if isinstance(mode, Chebyshev):
+        return {"chebyshev": int(mode.degree), **({"log_wavelength": True} if mode.log_wavelength else {})}
+    return mode
+
+
+def _vary_from_dict(vary, where):
+    """``vary`` with ``{chebyshev: degree, log_wavelength: bool}`` entries as :class:`Chebyshev`."""
+    out = {}
+    for p, mode in vary.items():
+        if isinstance(mode, dict):
+            _unknown(mode, {"chebyshev", "log_wavelength"}, f"{where}.{p}")
+            degree, log = mode.get("chebyshev"), mode.get("log_wavelength", False)
+            if isinstance(degree, bool) or not isinstance(degree, int) or degree < 0 or not isinstance(log, bool):
+                raise ValueError(f"{where}.{p}: a polynomial in wavelength is {{chebyshev: degree (an integer >= 0), "
+                                 f"log_wavelength: true | false}}, not {mode!r}")
+            mode = Chebyshev(degree, log)
+        out[p] = mode
+    return out
+
+
+def _image_description(im):
+    d = {"name": im.name, "band": im.band, "zeropoint": im.zeropoint, "shape": list(im.shape),
+         "pixel_scale": float(im.pixel_scale)}
+    if im.wavelength is not None:
+        d["wavelength"] = float(im.wavelength.value)
+    return d
+
+
 def scene_to_dict(scene: Scene) -> dict:
     ref = scene.images.reference.icrs
     out = {
         "bayesprof_scene": 1,
         "reference": {"ra": float(ref.ra.deg), "dec": float(ref.dec.deg)},
         "likelihood": scene.likelihood,
-        "images": [{"name": im.name, "band": im.band, "zeropoint": im.zeropoint, "shape": list(im.shape),
-                    "pixel_scale": float(im.pixel_scale)} for im in scene.images],
+        "images": [_image_description(im) for im in scene.images],
         "sources": [],
         "priors": {k: describe(v) for k, v in scene._priors.items()},
         "init": {k: _plain(v) for k, v in scene._inits.items()},
@@ -69,10 +102,12 @@ def scene_to_dict(scene: Scene) -> dict:
     }
     if scene.likelihood == "student_t":
         out["dof"] = scene.dof
+    if scene._bulge_disks:
+        out["bulge_disk"] = {name: list(pair) for name, pair in scene._bulge_disks.items()}
     for s in scene.sources:
         d = {"name": s.name, "kind": s.kind.__name__}
         if s.vary:
-            d["vary"] = dict(s.vary)
+            d["vary"] = {p: _vary_to_dict(m) for p, m in s.vary.items()}
         if s.images is not None:
             d["images"] = list(s.images)
         if s.windows:
@@ -162,16 +197,21 @@ def scene_from_dict(d: dict, images, *, where: str | None = None) -> Scene:
         if desc.get("band", im.band) != im.band:
             raise ValueError(f"{at(f'images[{k}]')}: image {name!r} has band {im.band!r}, "
                              f"the file says {desc['band']!r}")
-        _unknown(desc, ("name", "band", "zeropoint", "shape", "pixel_scale"), at(f"images[{k}]"))
+        _unknown(desc, ("name", "band", "zeropoint", "shape", "pixel_scale", "wavelength"), at(f"images[{k}]"))
+        lam = None if im.wavelength is None else float(im.wavelength.value)
         for key, actual, what, tol in (("pixel_scale", im.pixel_scale, "arcsec/px", 1e-6 * im.pixel_scale),
-                                       ("zeropoint", im.zeropoint, "mag", 1e-6)):
+                                       ("zeropoint", im.zeropoint, "mag", 1e-6),
+                                       ("wavelength", lam, "Angstrom", 1e-6 * (lam or 0.0))):
             if key not in desc:
                 continue
+            if actual is None:
+                raise ValueError(f"{at(f'images[{k}].{key}')}: the file gives image {name!r} a wavelength of "
+                                 f"{desc[key]!r} Angstrom; the image has none (give it wavelength=...)")
             v = desc[key]
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or (
-                    key == "pixel_scale" and v <= 0):
+                    key != "zeropoint" and v <= 0):
                 raise ValueError(f"{at(f'images[{k}].{key}')}: must be a finite number"
-                                 f"{' > 0' if key == 'pixel_scale' else ''}, not {v!r}")
+                                 f"{' > 0' if key != 'zeropoint' else ''}, not {v!r}")
             if abs(v - actual) > tol:
                 raise ValueError(f"{at(f'images[{k}].{key}')}: image {name!r} has {key} {actual:.6g} {what}, "
                                  f"the file says {v:.6g}")
@@ -200,7 +240,7 @@ def scene_from_dict(d: dict, images, *, where: str | None = None) -> Scene:
                 raise ValueError(f"{here}.windows.{im}: a window is a list of 4 numbers "
                                  f"[x0, x1, y0, y1] (pixel) or [xi_min, xi_max, eta_min, eta_max] (sky), "
                                  f"not {next(iter(w.values()))!r}") from None
-        vary = _mapping(sd.get("vary"), f"{here}.vary")
+        vary = _vary_from_dict(_mapping(sd.get("vary"), f"{here}.vary"), f"{here}.vary")
         if sd.get("images") is not None and not isinstance(sd["images"], list):
             raise ValueError(f"{here}.images: expected a list of image names, not {sd['images']!r}")
         try:
@@ -208,6 +248,13 @@ def scene_from_dict(d: dict, images, *, where: str | None = None) -> Scene:
                       knots=sd.get("knots"))
         except (TypeError, ValueError, KeyError) as err:
             raise ValueError(f"{here}: {_message(err)}") from None
+    for name, pair in _mapping(d.get("bulge_disk"), at("bulge_disk")).items():
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, str) for p in pair)):
+            raise ValueError(f"{at(f'bulge_disk.{name}')}: expected [bulge source, disk source], not {pair!r}")
+        try:
+            scene._pair_bulge_disk(name, *pair)
+        except (TypeError, ValueError, KeyError) as err:
+            raise ValueError(f"{at(f'bulge_disk.{name}')}: {_message(err)}") from None
     for section, apply in (("priors", lambda site, v: scene.set_prior(site, from_description(
                                 _mapping(v, at(f"priors.{site}"))))),
                            ("init", scene.set_init), ("fixed", scene.fix)):
