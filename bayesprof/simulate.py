@@ -24,7 +24,8 @@ from .psf import GaussianPSF, MoffatPSF
 from .scenes import SEED_IMAGES, seed_benchmark_galaxy
 
 __all__ = ["galsim_sersic", "draw_galaxies", "simulate_seed_scene", "simulate_group_scene", "point_source_snr",
-           "inject_point_source", "simulate_transient", "add_noise", "simulate_field", "FIELD_BANDS"]
+           "inject_point_source", "simulate_transient", "add_noise", "simulate_field", "FIELD_BANDS", "COLOUR_BANDS",
+           "simulate_colour_gradient", "simulate_bulge_disk"]
 
 
 def _galsim():
@@ -341,3 +342,63 @@ def simulate_field(seed: int = 0, n_galaxies: int = 20, size_arcsec: float = 60.
     pos = sky_from_offsets(xi, eta, images[0].center_sky()).icrs
     truth["ra"], truth["dec"] = pos.ra.deg, pos.dec.deg
     return ImageList(images), truth
+
+
+# ----------------------------------------------------------------------------- colour gradients
+#: five bands of different instruments, pixel scales and PSFs: (name, filter curve, pixel scale
+#: arcsec/px, PSF, size px, peak S/N per pixel); y is the faint band
+COLOUR_BANDS = (("g", "hsc2017-g", 0.168, GaussianPSF(0.75), 56, 40.0),
+                ("r", "hsc2017-r", 0.168, MoffatPSF(0.7, 3.0), 56, 60.0),
+                ("i", "hsc2017-i", 0.262, GaussianPSF(0.9), 40, 60.0),
+                ("z", "decam2014-z", 0.262, MoffatPSF(1.0, 2.5), 40, 40.0),
+                ("y", "hsc2017-y", 0.4, GaussianPSF(1.1), 28, 3.0))
+
+
+def _colour_images(galaxies_per_band, rng, bands=COLOUR_BANDS):
+    images = []
+    for (name, filt, scale, psf, size, snr), galaxies in zip(bands, galaxies_per_band):
+        blank = Image(np.zeros((size, size)), sigma=1.0, pixel_scale=scale, psf=psf, zeropoint=27.0)
+        model = draw_galaxies(galaxies, blank)
+        sigma = model.max() / snr
+        images.append(Image(model + rng.normal(0.0, sigma, model.shape), sigma=sigma, pixel_scale=scale, psf=psf,
+                            zeropoint=27.0, band=name, name=name, wavelength=filt))
+    return ImageList(images)
+
+
+def simulate_colour_gradient(seed: int = 0, re_coefficients=(np.log(1.2), -0.25, 0.08),
+                             n_coefficients=(np.log(2.0), 0.3, -0.1), fluxes=(20.0, 30.0, 40.0, 45.0, 60.0)):
+    """One Sersic in the five :data:`COLOUR_BANDS` whose log re (arcsec) and log n are the
+    Chebyshev series ``re_coefficients`` and ``n_coefficients`` in wavelength
+    (:class:`bayesprof.Chebyshev`: x from -1 at g to +1 at y); q = 0.6, PA = 30 deg; fluxes
+    in uJy per band.  Returns ``(images, truth)``: ``truth`` maps site names (``gal.re_cheb``,
+    ``gal.re[g]``, ``gal.flux[g]``, ...) to the true values."""
+    from .wavelength import Chebyshev, effective_wavelength
+
+    rng = np.random.default_rng(seed)
+    c_re, c_n = np.asarray(re_coefficients, float), np.asarray(n_coefficients, float)
+    poly = Chebyshev(max(c_re.size, c_n.size) - 1)
+    x = poly.coordinates([effective_wavelength(b[1]).value for b in COLOUR_BANDS])
+    re = np.exp(np.polynomial.chebyshev.chebval(x, c_re))
+    n = np.exp(np.polynomial.chebyshev.chebval(x, c_n))
+    truth = {"gal.re_cheb": c_re, "gal.n_cheb": c_n, "gal.xi": 0.1, "gal.eta": -0.05, "gal.q": 0.6, "gal.pa": 30.0}
+    galaxies = []
+    for k, b in enumerate(COLOUR_BANDS):
+        galaxies.append([Sersic(0.1, -0.05, fluxes[k], re[k], n[k], 0.6, 30.0)])
+        truth.update({f"gal.re[{b[0]}]": re[k], f"gal.n[{b[0]}]": n[k], f"gal.flux[{b[0]}]": fluxes[k]})
+    return _colour_images(galaxies, rng), truth
+
+
+def simulate_bulge_disk(seed: int = 0, bulge_fluxes=(4.0, 10.0, 18.0, 24.0, 30.0),
+                        disk_fluxes=(25.0, 30.0, 32.0, 30.0, 20.0)):
+    """A red bulge (n = 4, re = 0.45", q = 0.8, PA 60 deg) in a blue disk (n = 1, re = 1.8",
+    q = 0.4, PA 30 deg), one centre, in the five :data:`COLOUR_BANDS`; fluxes in uJy per band.
+    Returns ``(images, truth)`` with the site names of :meth:`bayesprof.Scene.add_bulge_disk`
+    (``gal_bulge.flux[g]``, ``gal.bt[g]``, ...)."""
+    rng = np.random.default_rng(seed)
+    truth = {"gal_bulge.re": 0.45, "gal_bulge.n": 4.0, "gal_disk.re": 1.8}
+    galaxies = []
+    for k, b in enumerate(COLOUR_BANDS):
+        fb, fd = float(bulge_fluxes[k]), float(disk_fluxes[k])
+        galaxies.append([Sersic(0.1, -0.05, fb, 0.45, 4.0, 0.8, 60.0), Sersic(0.1, -0.05, fd, 1.8, 1.0, 0.4, 30.0)])
+        truth.update({f"gal_bulge.flux[{b[0]}]": fb, f"gal_disk.flux[{b[0]}]": fd, f"gal.bt[{b[0]}]": fb / (fb + fd)})
+    return _colour_images(galaxies, rng), truth

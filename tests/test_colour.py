@@ -15,50 +15,22 @@ import pytest
 
 import bayesprof as bp
 from bayesprof.scenefile import scene_from_dict, scene_to_dict
-from bayesprof.simulate import draw_galaxies
+from bayesprof.simulate import COLOUR_BANDS, draw_galaxies, simulate_bulge_disk, simulate_colour_gradient
 from bayesprof.wavelength import effective_wavelength
 
-# name, filter curve, pixel scale (arcsec), PSF, size (px), peak S/N per pixel; y is the faint band
-BANDS = [("g", "hsc2017-g", 0.168, bp.GaussianPSF(0.75), 56, 40.0),
-         ("r", "hsc2017-r", 0.168, bp.MoffatPSF(0.7, 3.0), 56, 60.0),
-         ("i", "hsc2017-i", 0.262, bp.GaussianPSF(0.9), 40, 60.0),
-         ("z", "decam2014-z", 0.262, bp.MoffatPSF(1.0, 2.5), 40, 40.0),
-         ("y", "hsc2017-y", 0.4, bp.GaussianPSF(1.1), 28, 3.0)]
-CHEB = bp.Chebyshev(2)
-C_RE = np.array([np.log(1.2), -0.25, 0.08])  # log re (arcsec) = sum c_j T_j(x)
-C_N = np.array([np.log(2.0), 0.3, -0.1])
-FLUX = np.array([20.0, 30.0, 40.0, 45.0, 60.0])  # uJy
-BULGE_FLUX = np.array([4.0, 10.0, 18.0, 24.0, 30.0])  # a red bulge ...
-DISK_FLUX = np.array([25.0, 30.0, 32.0, 30.0, 20.0])  # ... in a blue disk
-
-
-def _basis():
-    lam = np.array([effective_wavelength(b[1]).to_value(u.AA) for b in BANDS])
-    return CHEB.basis(CHEB.coordinates(lam))
-
-
-def _image(k, galaxies, rng):
-    name, filt, scale, psf, size, snr = BANDS[k]
-    blank = bp.Image(np.zeros((size, size)), sigma=1.0, pixel_scale=scale, psf=psf, zeropoint=27.0, band=name,
-                     name=name, wavelength=filt)
-    model = draw_galaxies(galaxies, blank)
-    sigma = model.max() / snr
-    return bp.Image(model + rng.normal(0.0, sigma, model.shape), sigma=sigma, pixel_scale=scale, psf=psf,
-                    zeropoint=27.0, band=name, name=name, wavelength=filt)
+BANDS = [b[0] for b in COLOUR_BANDS]
 
 
 @pytest.fixture(scope="module")
 def gradient_fits():
-    """The polynomial fit of the five bands, and the faint band fitted alone."""
-    rng = np.random.default_rng(1)
-    B = _basis()
-    re, n = np.exp(B @ C_RE), np.exp(B @ C_N)
-    images = [_image(k, [bp.Sersic(0.1, -0.05, FLUX[k], re[k], n[k], 0.6, 30.0)], rng) for k in range(len(BANDS))]
+    """The polynomial fit of the five bands (log re and log n quadratic in wavelength), and the
+    faint band (y, peak S/N 3 per pixel) fitted alone."""
+    images, truth = simulate_colour_gradient(seed=1)
     scene = bp.Scene(images)
-    scene.add("gal", bp.Sersic, vary={"re": CHEB, "n": CHEB})
-    alone = bp.Scene([images[-1]])
+    scene.add("gal", bp.Sersic, vary={"re": bp.Chebyshev(2), "n": bp.Chebyshev(2)})
+    alone = bp.Scene([images["y"]])
     alone.add("gal", bp.Sersic)
-    return scene, bp.fit_map(scene), bp.fit_map(alone), re
+    return scene, bp.fit_map(scene), bp.fit_map(alone), truth
 
 
 def test_effective_wavelengths():
@@ -83,45 +55,43 @@ def test_effective_wavelengths():
 
 
 def test_polynomial_recovers_the_quadratics(gradient_fits):
-    scene, fit, _, re = gradient_fits
+    scene, fit, _, truth = gradient_fits
     assert fit.success
-    for site, truth in (("gal.re_cheb", C_RE), ("gal.n_cheb", C_N)):
-        pulls = (fit.values[site] - truth) / fit.sigmas[site]
+    for site in ("gal.re_cheb", "gal.n_cheb"):
+        pulls = (fit.values[site] - truth[site]) / fit.sigmas[site]
         assert np.all(np.abs(pulls) < 3.0), (site, pulls)
     # the per-band values are the polynomial's, with errors from the coefficients' covariance
-    B = _basis()
-    values = np.array([fit.values[f"gal.re[{b[0]}]"] for b in BANDS])
+    poly = bp.Chebyshev(2)
+    B = poly.basis(poly.coordinates([im.wavelength.to_value(u.AA) for im in scene.images]))
+    values = np.array([fit.values[f"gal.re[{b}]"] for b in BANDS])
     np.testing.assert_allclose(values, np.exp(B @ fit.values["gal.re_cheb"]), rtol=1e-10)
     J = B * values[:, None]  # d re / d c
     i = fit.names.index("gal.re_cheb[0]")
     cov = fit.covariance[i:i + 3, i:i + 3]
-    sigmas = np.array([fit.sigmas[f"gal.re[{b[0]}]"] for b in BANDS])
+    sigmas = np.array([fit.sigmas[f"gal.re[{b}]"] for b in BANDS])
     np.testing.assert_allclose(sigmas, np.sqrt(np.einsum("ij,jk,ik->i", J, cov, J)), rtol=1e-8)
-    assert np.all(np.abs(values - re) < 3 * sigmas)
+    assert np.all(np.abs(values - [truth[f"gal.re[{b}]"] for b in BANDS]) < 3 * sigmas)
 
 
 def test_polynomial_steadies_the_faint_band(gradient_fits):
-    _, fit, alone, re = gradient_fits
+    _, fit, alone, truth = gradient_fits
     # y alone (peak S/N 3 per pixel) against y through the polynomial over five bands
     assert fit.sigmas["gal.re[y]"] <= 0.5 * alone.sigmas["gal.re"]
-    assert abs(fit.values["gal.re[y]"] - re[-1]) < 3 * fit.sigmas["gal.re[y]"]
+    assert abs(fit.values["gal.re[y]"] - truth["gal.re[y]"]) < 3 * fit.sigmas["gal.re[y]"]
 
 
 def test_bulge_disk_colours():
-    rng = np.random.default_rng(2)
-    images = [_image(k, [bp.Sersic(0.1, -0.05, BULGE_FLUX[k], 0.45, 4.0, 0.8, 60.0),
-                         bp.Sersic(0.1, -0.05, DISK_FLUX[k], 1.8, 1.0, 0.4, 30.0)], rng) for k in range(len(BANDS))]
+    images, truth = simulate_bulge_disk(seed=2)
     scene = bp.Scene(images)
     bulge, disk = scene.add_bulge_disk("gal")
     assert (bulge.name, disk.name) == ("gal_bulge", "gal_disk")
     fit = bp.fit_map(scene)
     assert fit.success
-    truth = BULGE_FLUX / (BULGE_FLUX + DISK_FLUX)
-    for k, b in enumerate(BANDS):
-        bt, sigma = fit.values[f"gal.bt[{b[0]}]"], fit.sigmas[f"gal.bt[{b[0]}]"]
-        fb, fd = fit.values[f"gal_bulge.flux[{b[0]}]"], fit.values[f"gal_disk.flux[{b[0]}]"]
+    for b in BANDS:
+        bt, sigma = fit.values[f"gal.bt[{b}]"], fit.sigmas[f"gal.bt[{b}]"]
+        fb, fd = fit.values[f"gal_bulge.flux[{b}]"], fit.values[f"gal_disk.flux[{b}]"]
         assert bt == pytest.approx(fb / (fb + fd), rel=1e-12)
-        assert abs(bt - truth[k]) < 3 * sigma, (b[0], bt, sigma, truth[k])
+        assert abs(bt - truth[f"gal.bt[{b}]"]) < 3 * sigma, (b, bt, sigma, truth[f"gal.bt[{b}]"])
     # the bulge is the compact, concentrated one: the two did not trade places
     assert fit.values["gal_bulge.n"] > 2.5 and fit.values["gal_bulge.re"] < 0.5 * fit.values["gal_disk.re"]
 
