@@ -41,7 +41,7 @@ from .image import Image, ImageList
 from .psf import GaussianPSF, MoffatPSF, PixelPSF
 
 __all__ = ["DATA_DIR", "path", "gama_kids_sdss", "legacy_testcase3", "legacy_testcase4",
-           "DECAM_ZP0", "WISE_FWHM", "WISE_AB_OFFSET", "cosmos_hst_hsc", "COSMOS_BANDS"]
+           "DECAM_ZP0", "WISE_FWHM", "WISE_AB_OFFSET", "cosmos_hst_hsc", "COSMOS_BANDS", "decals_grz"]
 
 #: Folder of the bundled data.
 DATA_DIR = pathlib.Path(__file__).resolve().parent / "data"
@@ -132,7 +132,7 @@ def legacy_testcase3(psf: str = "stamp") -> ImageList:
             psf_file = str(f).replace(".fits", ".psf_at_center.fits")
         images.append(Image.from_fits(
             f, weight=str(f).replace("_ooi_", "_oow_"), mask=str(f).replace("_ooi_", "_ood_"),
-            psf=psf_file, zeropoint=zp, band=band,
+            psf=psf_file, zeropoint=zp, band=band, wavelength=f"decam2014-{band}",
             name=f"{band}{date}"))
     images.sort(key=lambda im: im.time)
     return ImageList(images)
@@ -146,7 +146,8 @@ def legacy_testcase4(bands=("z", "W1", "W2", "W3", "W4")) -> ImageList:
             f = path("legacy-testcase4", "decam", "c4d_170316_062107_ooi_z_ls9.N2.fits")
             images.append(Image.from_fits(
                 f, weight=str(f).replace("_ooi_", "_oow_"), mask=str(f).replace("_ooi_", "_ood_"),
-                psf=str(f).replace(".fits", ".psf_at_center.fits"), zeropoint="MAGZERO", band="z", name="z"))
+                psf=str(f).replace(".fits", ".psf_at_center.fits"), zeropoint="MAGZERO", band="z", name="z",
+                wavelength="decam2014-z"))
         elif band in WISE_FWHM:
             w = band.lower()
             img = path("legacy-testcase4", "unwise", f"unwise-1866p257-{w}-img-m.fits")
@@ -155,7 +156,7 @@ def legacy_testcase4(bands=("z", "W1", "W2", "W3", "W4")) -> ImageList:
                 warnings.simplefilter("ignore")
                 images.append(Image.from_fits(img, weight=str(ivar), psf=GaussianPSF(WISE_FWHM[band]),
                                               zeropoint=22.5 + WISE_AB_OFFSET[band], band=band, name=band,
-                                              time=None))
+                                              time=None, wavelength=f"wise2010-{band}"))
         else:
             raise ValueError(f"unknown band {band!r}: choose from z, W1, W2, W3, W4")
     return ImageList(images)
@@ -255,5 +256,34 @@ def cosmos_hst_hsc(bands=COSMOS_BANDS, *, psf: str = "moffat", hst_psf_size: int
         else:
             model = MoffatPSF.fit_stamp(stamp, scale, core_fraction=0.0)
         images.append(Image(data, sigma=sigma, mask=mask, wcs=wcs, psf=model, zeropoint=zeropoint,
-                            band=band, name=band))
+                            band=band, name=band,
+                            wavelength="hst_acs_wfc-F814W" if band == "F814W" else f"hsc2017-{band}"))
+    return ImageList(images)
+
+
+def decals_grz(psf: str = "stamp") -> ImageList:
+    """A DECaLS DR9 coadd of one galaxy with a red centre and blue outskirts (g - r 0.71 within
+    0.5" of the peak, 0.43 at 3-4"), in g, r and z: the central 120x120 px (0.262"/px, TAN WCS)
+    of pysersic's example cut-out at (59.1067, -30.4848) deg, with inverse-variance maps
+    (pixels without weight masked) and the survey's 63x63 coadd PSF stamps.  Names and bands
+    ``"g"``, ``"r"``, ``"z"``; zeropoint 22.5 (nanomaggies); wavelengths from speclite's DECam
+    curves.  ``psf="stamp"`` (default): :class:`PixelPSF` of the stamps; ``"moffat"``: a
+    :class:`MoffatPSF` fitted to each stamp (:meth:`MoffatPSF.fit_stamp`).
+    """
+    from astropy.wcs import WCS
+
+    if psf not in ("stamp", "moffat"):
+        raise ValueError(f"psf must be 'stamp' or 'moffat', not {psf!r}")
+    folder = ("decals-grz",)
+    images = []
+    with fits.open(path(*folder, "cutout_59.1067_-30.4848_120px.fits")) as cut, \
+            fits.open(path(*folder, "copsf_59.1067_-30.4848.fits")) as stamps:
+        for k, band in enumerate("grz"):
+            sci, ivar = cut[1 + 2 * k], cut[2 + 2 * k]  # image and inverse variance, band after band
+            data = np.asarray(sci.data, dtype=float)
+            weight = np.asarray(ivar.data, dtype=float)
+            stamp = np.asarray(stamps[k].data, dtype=float)
+            model = PixelPSF(stamp) if psf == "stamp" else MoffatPSF.fit_stamp(stamp, 0.262, core_fraction=0.0)
+            images.append(Image(data, weight=weight, wcs=WCS(sci.header).celestial, psf=model, zeropoint=22.5,
+                                band=band, name=band, wavelength=f"decam2014-{band}"))
     return ImageList(images)

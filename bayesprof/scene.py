@@ -54,7 +54,7 @@ from .image import Image, ImageList, tangent_plane_offsets
 from .priors import PriorBlocks, SitePrior, default_prior, prior_text, support_text
 from .profiles import flux_to_counts
 from .render import Renderer
-from .wavelength import COEFFICIENT_PRIOR_WIDTHS, LINK_CODES, LINKS, Chebyshev, inverse_link, link
+from .wavelength import COEFFICIENT_PRIOR_WIDTHS, LINK_CODES, LINKS, LOGIT_BOUNDS, Chebyshev, inverse_link, link
 
 __all__ = ["Scene", "SceneModel", "Source", "Window", "SkyWindow", "Site", "VARY_MODES", "LIKELIHOODS"]
 
@@ -979,8 +979,6 @@ class SceneModel:
             v = e[site.param]
             per_band.append(float(np.mean([v[n] for n in d._images])) if isinstance(v, dict) else float(v))
         per_band = np.asarray(per_band)
-        if site.param == "q":
-            per_band = np.clip(per_band, 0.05, 0.95)
         basis = np.stack([d.basis for d in values])
         estimate = np.linalg.lstsq(basis, link(site.param, per_band), rcond=None)[0]
         for label, given in (("fixed at", fixed), ("initial value", user_init)):
@@ -1047,6 +1045,9 @@ class SceneModel:
         self._n_poly = len(poly)
         self._poly_matrix = jnp.asarray(matrix)
         self._poly_codes = np.array([LINK_CODES[LINKS[d.param]] for d in poly], dtype=int)
+        bounds = [LOGIT_BOUNDS.get(d.param, (0.0, 1.0)) for d in poly]
+        self._poly_lower = np.array([b[0] for b in bounds], dtype=float)
+        self._poly_upper = np.array([b[1] for b in bounds], dtype=float)
         # the column of each flat entry; fixed -> the dummy column c
         self._column = np.concatenate([np.where(col < 0, c, col), c + 1 + np.arange(len(poly), dtype=int)])
 
@@ -1170,7 +1171,8 @@ class SceneModel:
         """The sites' entries ``v`` followed by the per-band values of the polynomial parameters."""
         if not self._n_poly:
             return v
-        return jnp.concatenate([v, inverse_link(self._poly_matrix @ v, self._poly_codes)])
+        return jnp.concatenate([v, inverse_link(self._poly_matrix @ v, self._poly_codes, self._poly_lower,
+                                                self._poly_upper)])
 
     def derived_values(self, v):
         """``{name: value}`` of the derived quantities (:class:`Derived`) at the flat vector ``v``

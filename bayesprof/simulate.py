@@ -366,20 +366,23 @@ def _colour_images(galaxies_per_band, rng, bands=COLOUR_BANDS):
 
 
 def simulate_colour_gradient(seed: int = 0, re_coefficients=(np.log(1.2), -0.25, 0.08),
-                             n_coefficients=(np.log(2.0), 0.3, -0.1), fluxes=(20.0, 30.0, 40.0, 45.0, 60.0)):
-    """One Sersic in the five :data:`COLOUR_BANDS` whose log re (arcsec) and log n are the
-    Chebyshev series ``re_coefficients`` and ``n_coefficients`` in wavelength
-    (:class:`bayesprof.Chebyshev`: x from -1 at g to +1 at y); q = 0.6, PA = 30 deg; fluxes
-    in uJy per band.  Returns ``(images, truth)``: ``truth`` maps site names (``gal.re_cheb``,
+                             n_coefficients=(-1.4, 0.5, -0.15), fluxes=(20.0, 30.0, 40.0, 45.0, 60.0)):
+    """One Sersic in the five :data:`COLOUR_BANDS` whose re and n are quadratics in wavelength
+    on the lines of :data:`bayesprof.wavelength.LINKS`: ``log re`` (arcsec) and
+    ``logit((n - 0.5) / 7.5)`` are the Chebyshev series ``re_coefficients`` and
+    ``n_coefficients`` (:class:`bayesprof.Chebyshev`: x from -1 at g to +1 at y; the defaults
+    give re from 1.67" to 1.01" and n from 1.36 to 2.45); q = 0.6, PA = 30 deg; fluxes in uJy
+    per band.  Returns ``(images, truth)``: ``truth`` maps site names (``gal.re_cheb``,
     ``gal.re[g]``, ``gal.flux[g]``, ...) to the true values."""
-    from .wavelength import Chebyshev, effective_wavelength
+    from .wavelength import LOGIT_BOUNDS, Chebyshev, effective_wavelength
 
     rng = np.random.default_rng(seed)
     c_re, c_n = np.asarray(re_coefficients, float), np.asarray(n_coefficients, float)
     poly = Chebyshev(max(c_re.size, c_n.size) - 1)
     x = poly.coordinates([effective_wavelength(b[1]).value for b in COLOUR_BANDS])
     re = np.exp(np.polynomial.chebyshev.chebval(x, c_re))
-    n = np.exp(np.polynomial.chebyshev.chebval(x, c_n))
+    lo, hi = LOGIT_BOUNDS["n"]
+    n = lo + (hi - lo) / (1.0 + np.exp(-np.polynomial.chebyshev.chebval(x, c_n)))
     truth = {"gal.re_cheb": c_re, "gal.n_cheb": c_n, "gal.xi": 0.1, "gal.eta": -0.05, "gal.q": 0.6, "gal.pa": 30.0}
     galaxies = []
     for k, b in enumerate(COLOUR_BANDS):

@@ -25,6 +25,7 @@ import dataclasses
 import functools
 
 import astropy.units as u
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -99,10 +100,17 @@ def effective_wavelength(spec) -> u.Quantity:
 
 # ----------------------------------------------------------------------------- polynomials
 #: How each parameter that may vary as a polynomial maps to the line on which the polynomial
-#: lives: ``"log"`` (natural log: re, fwhm, n, which stay positive), ``"logit"`` (q, in (0, 1)),
-#: ``"mag"`` (flux as an AB magnitude ``23.9 - 2.5 log10(flux / uJy)``: a smooth SED, positive
-#: fluxes), ``"identity"`` (xi, eta in arcsec).
-LINKS = {"re": "log", "fwhm": "log", "n": "log", "q": "logit", "flux": "mag", "xi": "identity", "eta": "identity"}
+#: lives: ``"log"`` (natural log: re, fwhm, which stay positive), ``"logit"`` (the logit of the
+#: parameter's position in the interval :data:`LOGIT_BOUNDS`: n in (0.5, 8) and q in
+#: (0.15, 1), the supports of their default priors when shared, where the renderer is held to
+#: GalSim), ``"mag"`` (flux as an AB magnitude ``23.9 - 2.5 log10(flux / uJy)``: a smooth SED,
+#: positive fluxes), ``"identity"`` (xi, eta in arcsec).  A bounded link keeps every band's value
+#: in the domain wherever the sampler goes: a faint band's n left unbounded wandered beyond 20
+#: in NUTS.
+LINKS = {"re": "log", "fwhm": "log", "n": "logit", "q": "logit", "flux": "mag", "xi": "identity", "eta": "identity"}
+
+#: The interval (lower, upper) of each parameter with a ``"logit"`` link.
+LOGIT_BOUNDS = {"n": (0.5, 8.0), "q": (0.15, 1.0)}
 
 #: Integer codes of the links in compiled code.
 LINK_CODES = {"identity": 0, "log": 1, "logit": 2, "mag": 3}
@@ -111,7 +119,7 @@ LINK_CODES = {"identity": 0, "log": 1, "logit": 2, "mag": 3}
 #: term).  The constant term's prior is centred on the image estimate, the others on zero (no
 #: variation with wavelength).  Over the bands' span (x from -1 to 1) a first-order coefficient
 #: of 0.5 in ``log`` is a factor e = 2.7 between the bluest and reddest band.
-COEFFICIENT_PRIOR_WIDTHS = {"re": (1.0, 0.5), "fwhm": (1.0, 0.5), "n": (1.0, 0.5), "q": (1.5, 0.5),
+COEFFICIENT_PRIOR_WIDTHS = {"re": (1.0, 0.5), "fwhm": (1.0, 0.5), "n": (1.5, 0.5), "q": (1.5, 0.5),
                             "flux": (1.5 * 2.5 / np.log(10.0), 2.0), "xi": (None, 0.1), "eta": (None, 0.1)}
 
 
@@ -122,18 +130,21 @@ def link(param, value):
     if kind == "log":
         return np.log(v)
     if kind == "logit":
-        return np.log(v) - np.log1p(-v)
+        lo, hi = LOGIT_BOUNDS[param]
+        t = np.clip((v - lo) / (hi - lo), 0.02, 0.98)
+        return np.log(t) - np.log1p(-t)
     if kind == "mag":
         return 23.9 - 2.5 * np.log10(v)
     return v
 
 
-def inverse_link(lin, codes):
+def inverse_link(lin, codes, lower, upper):
     """Parameter values from their polynomial's values ``lin`` (jax), elementwise by link code
-    (:data:`LINK_CODES`); every branch is evaluated on a safe argument, so gradients stay finite."""
+    (:data:`LINK_CODES`; ``lower``, ``upper``: the interval of a ``"logit"`` entry); every
+    branch is evaluated on a safe argument, so gradients stay finite."""
     codes = jnp.asarray(codes)
     log = jnp.exp(jnp.where(codes == 1, lin, 0.0))
-    logit = 1.0 / (1.0 + jnp.exp(-jnp.where(codes == 2, lin, 0.0)))
+    logit = lower + (upper - lower) * jax.nn.sigmoid(jnp.where(codes == 2, lin, 0.0))
     mag = 10.0 ** (-0.4 * (jnp.where(codes == 3, lin, 23.9) - 23.9))
     return jnp.select([codes == 1, codes == 2, codes == 3], [log, logit, mag], lin)
 
