@@ -116,7 +116,7 @@ class Posterior:
 
         variables = list(model.sites) + list(model.derived.values())
         bands = list(dict.fromkeys(s.label for s in variables if s.dim == "band"))
-        image_names = list(dict.fromkeys(s.label for s in model.sites if s.dim == "image"))
+        image_names = list(dict.fromkeys(s.label for s in variables if s.dim == "image"))
         groups: dict[str, list] = {}
         for s in variables:
             if s.name in samples:
