@@ -971,7 +971,7 @@ class SceneModel:
         scene = self.scene
         e = est[site.source]
         _, fixed = self._lookup(scene._fixed, site)
-        init_key, user_init = self._lookup(scene._inits, site)
+        _, user_init = self._lookup(scene._inits, site)
         _, user_prior = self._lookup(scene._priors, site)
         values = [d for d in self.derived.values() if d.coefficients == site.name]
         per_band = []
