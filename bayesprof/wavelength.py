@@ -47,30 +47,19 @@ FILTER_WAVELENGTHS = {
 
 
 @functools.lru_cache(maxsize=None)
-def _speclite_names() -> dict:
-    """``{lower-case name: name}`` of speclite's filter curves."""
-    import glob
-    import os
-
-    import speclite
-
-    root = os.path.join(os.path.dirname(speclite.__file__), "data", "filters")
-    names = [os.path.basename(p)[:-5] for p in glob.glob(os.path.join(root, "*.ecsv"))]
-    return {n.lower(): n for n in names}
-
-
-@functools.lru_cache(maxsize=None)
 def _filter_wavelength(name: str) -> float | None:
-    """Effective wavelength (Angstrom) of a named filter, or None if unknown."""
+    """Effective wavelength (Angstrom) of a named filter, or None if unknown (memoised: a pure
+    function of the name, read from speclite's curve files)."""
     table = {k.lower(): v for k, v in FILTER_WAVELENGTHS.items()}
     if name.lower() in table:
         return float(table[name.lower()])
-    known = _speclite_names()
-    if name.lower() in known:
-        import speclite.filters
+    import speclite.filters
 
-        return float(speclite.filters.load_filter(known[name.lower()]).effective_wavelength.to_value(u.AA))
-    return None
+    try:
+        curve = speclite.filters.load_filter(name)
+    except (ValueError, OSError):
+        return None
+    return float(curve.effective_wavelength.to_value(u.AA))
 
 
 def effective_wavelength(spec) -> u.Quantity:
