@@ -508,7 +508,8 @@ def sources_from_table(table, *, ra="ra", dec="dec", id="id", flux="flux", re="r
 
 # ---------------------------------------------------------------------------- scenes
 def add_sources(scene, sources, kind=None, *, name="src{id}", vary=None, window_pad=1.0,
-                init=("xi", "eta", "re", "q", "pa"), images=None, common_window=()) -> list:
+                init=("xi", "eta", "re", "q", "pa"), images=None, common_window=(), bulge_disk=(),
+                bulge_disk_vary=None) -> list:
     """Add one source per entry of ``sources`` to ``scene``; returns the declared sources.
 
     kind : component class
@@ -532,6 +533,12 @@ def add_sources(scene, sources, kind=None, *, name="src{id}", vary=None, window_
         In these images every source gets the same window, the box enclosing all their
         windows: one renderer per image instead of one per source (faster to build and
         compile; use it for coarse images where the sources' windows overlap anyway).
+    bulge_disk : collection of source ids
+        These sources become a bulge + disk (:meth:`Scene.add_bulge_disk`, default profiles),
+        named as the others, with the same windows and starting centre; their entry in the
+        returned list is the pair ``(bulge, disk)``.
+    bulge_disk_vary : dict, optional
+        The sharing rules of both components of those (default: ``vary``).
     """
     from . import components as comps
     from .scene import SkyWindow
@@ -540,7 +547,7 @@ def add_sources(scene, sources, kind=None, *, name="src{id}", vary=None, window_
     reference = scene.images.reference
     params = [f.name for f in __import__("dataclasses").fields(kind) if f.name != "knots"]
     names = list(images) if images is not None else list(scene.images.names)
-    declared = []
+    declared, sources = [], list(sources)
     for s in sources:
         xi, eta = _offsets(s.coord, reference)
         values = {"xi": xi, "eta": eta, "re": s.re, "q": s.q, "pa": s.pa, "flux": s.flux}
@@ -571,15 +578,21 @@ def add_sources(scene, sources, kind=None, *, name="src{id}", vary=None, window_
                           "skipped", UserWarning, stacklevel=2)
             continue
         label = name.format(**{k: getattr(s, k) for k in ("id", "ra", "dec", "x", "y")})
-        declared.append((label, members, windows, start))
+        declared.append((label, members, windows, start, s.id in bulge_disk))
     for im_name in common_window:
-        ws = [w[im_name] for _, _, w, _ in declared if im_name in w]
+        ws = [w[im_name] for _, _, w, _, _ in declared if im_name in w]
         if ws:
             union = SkyWindow(min(w.xi_min for w in ws), max(w.xi_max for w in ws),
                               min(w.eta_min for w in ws), max(w.eta_max for w in ws))
-            for _, _, w, _ in declared:
+            for _, _, w, _, _ in declared:
                 if im_name in w:
                     w[im_name] = union
-    return [scene.add(label, kind, vary=vary, images=members, windows=windows or None, init=start)
-            for label, members, windows, start in declared]
+    missing = set(bulge_disk) - {s.id for s in sources}
+    if missing:
+        raise ValueError(f"add_sources: bulge_disk names source ids {sorted(missing, key=str)} that are not in the list")
+    two_vary = vary if bulge_disk_vary is None else bulge_disk_vary
+    return [scene.add_bulge_disk(label, vary_bulge=two_vary, vary_disk=two_vary, images=members,
+                                 windows=windows or None, init={k: v for k, v in start.items() if k in ("xi", "eta")})
+            if two else scene.add(label, kind, vary=vary, images=members, windows=windows or None, init=start)
+            for label, members, windows, start, two in declared]
 

@@ -875,7 +875,8 @@ def run_catalog_config(config, out_dir, *, base_dir=None, label=None, workers=No
         images: [...]                     # as for `bayesprof fit`: frames (or cut-outs) per band
         sources: {file: objects.fits, ra: RA, dec: DEC, id: ID}   # columns re, q, pa, flux optional
           # or: sources: {detect: {image: r, threshold: 3, min_area: 10}}
-        model: {kind: Sersic, vary: {flux: band}, sky: FlatSky}   # sky: none for no sky
+        model: {kind: Sersic, vary: {flux: band}, sky: FlatSky}   # sky: none for no sky;
+          # vary: {re: {chebyshev: 2}}: re a polynomial in wavelength (columns re_cheb<k>, re_<band>)
         neighbours: model                 # or mask: other groups' light subtracted (a second pass) or masked
         stamps: {stamp_scale: 2, margin: 1.0}
         map: {max_steps: 200}
@@ -909,7 +910,16 @@ def run_catalog_config(config, out_dir, *, base_dir=None, label=None, workers=No
 
     _check_keys(vary, tuple(parameter_names(KINDS[kind])), f"{label}: model.vary")
     for p, mode in vary.items():
-        _check_value(mode, VARY_MODES, f"{label}: model.vary.{p}")
+        if not isinstance(mode, dict):  # {chebyshev: degree, log_wavelength: bool} is checked below
+            _check_value(mode, VARY_MODES, f"{label}: model.vary.{p}")
+    try:
+        from .scenefile import _vary_from_dict
+        from .survey import _check_vary
+
+        vary = _vary_from_dict(vary, f"{label}: model.vary")
+        _check_vary(vary, f"{label}: model.vary")
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     fit_kw = {"kind": KINDS[kind], "vary": vary or None, "sky": None if sky in (None, "none") else KINDS[sky],
               "neighbours": _check_value(cfg.get("neighbours", "model"), ("model", "mask"), f"{label}: neighbours")}
     fit_kw.update(_catalog_settings(cfg.get("map"), CATALOG_MAP_KEYS, f"{label}: map"))

@@ -130,9 +130,10 @@ def sersic_enclosed(rho, re, n):
     """Fraction of the Sersic flux inside elliptical radius ``rho``: P(2n, b (rho/re)^{1/n})."""
     b = sersic_b(n)
     r = rho / re
-    safe = jnp.where(r > 0, r, 1.0)
-    x = jnp.where(r > 0, jnp.exp(jnp.log(safe) / n), 0.0)
-    return gammainc(2.0 * n, b * x)
+    inside = r > 0
+    safe = jnp.where(inside, r, 1.0)
+    # P(2n, 0) = 0, but its derivative by 2n is NaN for 2n <= 1 (n <= 0.5): keep x = 0 out of it
+    return jnp.where(inside, gammainc(2.0 * n, b * jnp.exp(jnp.log(safe) / n)), 0.0)
 
 
 def sersic_flux_from_ie(ie, re, n, q=1.0):

@@ -34,7 +34,9 @@ Columns of the output (units in the column metadata): ``id``, ``group`` (index o
 group), ``n_group`` (members), ``ra``, ``dec`` (deg, ICRS, the fitted centre), ``ra_err``,
 ``dec_err`` (arcsec on the sky), the shared structural parameters with ``_err`` (``re`` in
 arcsec, ``pa`` in degrees east of north, ``n``, ``q``; per band or image as ``re_<label>``
-when ``vary`` asks), ``flux_<band>`` and ``flux_<band>_err`` (microjansky), ``mag_<band>`` and
+when ``vary`` asks; for a polynomial in wavelength, ``vary={"re": Chebyshev(2)}``, its
+coefficients ``re_cheb0, re_cheb1, ...`` on the parameter's link and its value in each band,
+``re_<band>``), ``flux_<band>`` and ``flux_<band>_err`` (microjansky), ``mag_<band>`` and
 ``mag_<band>_err`` (AB), ``chi2nu_<image>`` (chi^2 per unmasked pixel of the group's stamp),
 ``converged``, ``lm_steps``, ``status`` (the solver's message or the error that stopped the
 object), ``flags`` (comma-separated: ``blended``, ``edge``, ``prior_bound``, ``outside``,
@@ -279,6 +281,7 @@ def fit_catalog(images, sources, *, kind=None, vary=None, sky=comps.FlatSky, siz
         if im.psf is None:
             raise ValueError(f"fit_catalog: image {im.name!r} has no PSF")
     kind = comps.Sersic if kind is None else kind
+    _check_vary(vary, "fit_catalog")
     if neighbours not in ("model", "mask"):
         raise ValueError(f"fit_catalog: neighbours must be 'model' or 'mask', not {neighbours!r}")
     batch_size = _default_batch_size() if batch_size is None else int(batch_size)
@@ -335,6 +338,17 @@ def fit_catalog(images, sources, *, kind=None, vary=None, sky=comps.FlatSky, siz
     return (table, [fits.get(i) for i in sorted(rows)]) if return_fits else table
 
 
+def _check_vary(vary, caller):
+    """A one-line ValueError for sharing rules a catalog row cannot hold: a position that is a
+    polynomial in wavelength (each band would have its own RA/Dec)."""
+    from .wavelength import Chebyshev
+
+    for p in ("xi", "eta"):
+        if isinstance((vary or {}).get(p), Chebyshev):
+            raise ValueError(f"{caller}: vary[{p!r}] = {vary[p]!r}: a catalog row has one position per source; "
+                             f"a centre that moves with wavelength is for Scene.add")
+
+
 def _build(group, make_stamps, centre, sources, kind, vary, sky, rows, built, bar):
     """Build the scene model of one group (its stamps and the set of its members at a frame's
     edge from ``make_stamps()``, tangent point ``centre``) into ``built[structure]``, or its
@@ -383,6 +397,12 @@ def _start_from_rows(model, group, fitted):
                 continue
             if site.param in ("xi", "eta"):
                 value = float(np.ravel(off[0 if site.param == "xi" else 1])[0])
+            elif site.poly is not None:  # the Chebyshev coefficients, columns <param>_cheb<k>
+                value = [row.get(f"{site.param}_cheb{k}") for k in range(site.poly.size)]
+                value = None if None in value else np.asarray(value, float)
+                if value is not None and np.all(np.isfinite(value)) and site.prior.contains(value):
+                    start[site.name] = value
+                continue
             else:
                 value = row.get(site.param if site.dim is None else f"{site.param}_{site.label}")
             if value is not None and np.isfinite(float(value)) and site.prior.contains(float(value)):
@@ -413,7 +433,9 @@ def _light_reach(fitted, radii):
     10 re)``; 0 for a source without a row in ``fitted`` (source index -> catalog row)."""
     reach = np.zeros(len(radii))
     for i, r in fitted.items():
-        re = float(r["re"]) if r.get("re") is not None else np.nan
+        sizes = [float(x) for k, x in r.items() if x is not None and (k == "re" or (
+            k.startswith("re_") and not k.endswith("_err") and "_cheb" not in k))]  # shared, or per band
+        re = np.nanmax(sizes) if np.any(np.isfinite(sizes)) else np.nan
         reach[i] = max(2.0 * radii[i], 10.0 * re if np.isfinite(re) else 0.0)
     return reach
 
@@ -493,6 +515,7 @@ def fit_cutouts(cutouts, sources=None, *, kind=None, vary=None, sky=comps.FlatSk
 
     cutouts = [c if isinstance(c, ImageList) else ImageList(list(c)) for c in cutouts]
     kind = comps.Sersic if kind is None else kind
+    _check_vary(vary, "fit_cutouts")
     batch_size = _default_batch_size() if batch_size is None else int(batch_size)
     if sources is None:
         sources = SourceList(CatalogSource(id=k, ra=float(c.reference.icrs.ra.deg), dec=float(c.reference.icrs.dec.deg))
@@ -545,12 +568,24 @@ def _row(source, group, j, fit, edge, dt):
     for site in model.sites:
         if site.source != name or site.param in ("xi", "eta"):
             continue
+        if site.poly is not None:  # coefficients <param>_cheb<k>; the band values are derived, below
+            coef, coef_err = np.ravel(v[site.name]), np.ravel(s.get(site.name, np.zeros(site.poly.size)))
+            for k in range(site.poly.size):
+                row[f"{site.param}_cheb{k}"], row[f"{site.param}_cheb{k}_err"] = float(coef[k]), float(coef_err[k])
+            continue
         value, err = float(np.ravel(v[site.name])[0]), float(np.ravel(s.get(site.name, 0.0))[0])
         label = site.param if site.dim is None else f"{site.param}_{site.label}"
         row[label], row[f"{label}_err"] = value, err
         if site.param == "flux":
             band = site.label if site.dim is not None else "all"
             row[f"mag_{band}"], row[f"mag_{band}_err"] = flux_to_mag_sigma(value, err)
+    for d in model.derived.values():  # a polynomial's value in each band: <param>_<band>
+        if d.source != name or d.coefficients is None:
+            continue
+        value, err = float(v[d.name]), float(s.get(d.name, np.nan))
+        row[f"{d.param}_{d.label}"], row[f"{d.param}_{d.label}_err"] = value, err
+        if d.param == "flux":
+            row[f"mag_{d.label}"], row[f"mag_{d.label}_err"] = flux_to_mag_sigma(value, err)
     for im_name, (chi2, npix) in fit.image_chi2().items():
         row[f"chi2nu_{im_name}"] = chi2 / npix if npix else float("nan")
     flags = []
@@ -604,7 +639,11 @@ def _table(rows, image_names):
         if k in table.colnames:
             table[k].unit = unit
     for k in table.colnames:
-        if k.startswith("flux_"):
+        if "_cheb" in k:  # Chebyshev coefficients on the parameter's link (Scene.add): no unit
+            continue
+        if k.startswith("re_") or k.startswith("fwhm_") or k == "fwhm":
+            table[k].unit = "arcsec"
+        elif k.startswith("flux_"):
             table[k].unit = "uJy"
         elif k.startswith("mag_"):
             table[k].unit = "mag"

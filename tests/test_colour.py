@@ -178,3 +178,25 @@ def test_bad_declarations_are_one_line_errors():
         other.build()
     with pytest.raises(ValueError, match="init takes the centre"):
         bp.Scene(images).add_bulge_disk("gal", init={"re": 1.0})
+
+
+def test_catalog_rows_hold_the_coefficients_and_band_values():
+    """fit_cutouts with re as a polynomial: the row has the coefficients (``re_cheb<k>``) and
+    each band's value (``re_<band>``, arcsec) near the truth; a position that moves with
+    wavelength is refused (a row has one RA/Dec)."""
+    images, truth = simulate_colour_gradient(seed=3)
+    with pytest.raises(ValueError, match="a catalog row has one position per source"):
+        bp.fit_cutouts([images], vary={"xi": bp.Chebyshev(1)})
+    table = bp.fit_cutouts([images], vary={"re": bp.Chebyshev(2), "n": bp.Chebyshev(2)})
+    row = table[0]
+    assert row["converged"] and "re" not in table.colnames and "n" not in table.colnames
+    assert table["re_g"].unit == "arcsec" and table["re_cheb0"].unit is None
+    coef = np.array([row[f"re_cheb{k}"] for k in range(3)])
+    coef_err = np.array([row[f"re_cheb{k}_err"] for k in range(3)])
+    assert np.all(np.abs(coef - truth["gal.re_cheb"]) < 3 * coef_err), (coef, truth["gal.re_cheb"], coef_err)
+    poly = bp.Chebyshev(2)
+    B = poly.basis(poly.coordinates([im.wavelength.to_value(u.AA) for im in images]))
+    for b, basis in zip(BANDS, B):
+        assert row[f"re_{b}"] == pytest.approx(np.exp(basis @ coef), rel=1e-10)
+        assert abs(row[f"re_{b}"] - truth[f"gal.re[{b}]"]) < 3 * row[f"re_{b}_err"]
+        assert abs(row[f"n_{b}"] - truth[f"gal.n[{b}]"]) < 3 * row[f"n_{b}_err"]

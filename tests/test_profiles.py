@@ -24,6 +24,21 @@ def test_sersic_b_gradient(n):
     assert float(jax.grad(profiles.sersic_b)(n)) == pytest.approx(fd, rel=1e-6)
 
 
+@pytest.mark.parametrize("n", [0.2, 0.3, 0.5, 0.8])
+def test_enclosed_flux_gradient_is_finite_at_the_centre(n):
+    """d/dn of the enclosed fraction against scipy's regularised gamma by central differences,
+    the centre (rho = 0) included: P(2n, 0) has a NaN derivative in JAX for 2n <= 1, which once
+    made every Jacobian column of a scene with a Sersic of n <= 0.5 NaN."""
+    rho = np.array([0.0, 1e-4, 0.3, 1.0, 3.0])
+    grad = np.asarray(jax.jacfwd(lambda m: profiles.sersic_enclosed(rho, 1.0, m))(n))
+    h = 1e-6
+
+    def exact(m):
+        return special.gammainc(2 * m, special.gammaincinv(2 * m, 0.5) * rho ** (1 / m))
+
+    np.testing.assert_allclose(grad, (exact(n + h) - exact(n - h)) / (2 * h), rtol=1e-5, atol=1e-9)
+
+
 @settings(max_examples=25, deadline=None)
 @example(n=0.4375, re=0.0625, q=1.0, ie=1.192092896e-07)  # cases where the old reference quadrature missed
 @example(n=2.0, re=1.0, q=1.0, ie=1.3203562643952497e-07)

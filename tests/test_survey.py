@@ -194,6 +194,10 @@ def test_command_line_catalog_from_fits_frames_and_a_table(field, fitted, tmp_pa
     assert main(["catalog", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "out2")]) == 2
     (tmp_path / "bad2.yaml").write_text(yaml.safe_dump({**config, "neighbours": "ignore"}))
     assert main(["catalog", str(tmp_path / "bad2.yaml"), "--out", str(tmp_path / "out3")]) == 2
+    # a position cannot move with wavelength in a catalog row; a degree must be an integer
+    for k, vary in enumerate(({"xi": {"chebyshev": 1}}, {"re": {"chebyshev": 1.5}}, {"re": {"degree": 1}})):
+        (tmp_path / f"bad_vary{k}.yaml").write_text(yaml.safe_dump({**config, "model": {"vary": vary}}))
+        assert main(["catalog", str(tmp_path / f"bad_vary{k}.yaml"), "--out", str(tmp_path / f"v{k}")]) == 2
 
 
 def test_cutouts_keep_string_ids_and_their_order():
