@@ -316,8 +316,8 @@ class Scene:
         What keeps the two apart: both start from one estimate of the whole galaxy, the bulge
         with 0.4 of its flux, 0.5 of its half-light radius and n = 3, the disk with 0.6 of the
         flux and 1.5 times the radius; a Sersic bulge's n has the prior Uniform(1.5, 8), above
-        the disk's n = 1, so the two profiles cannot trade places (a bulge that wants n < 1.5
-        ends at that bound and the fit says so).
+        the disk's n = 1 (a Sersic disk's: Uniform(0.3, 1.5)), so the two profiles cannot trade
+        places (a bulge that wants n < 1.5 ends at that bound and the fit says so).
 
         ``images``, ``windows``: as :meth:`add`, for both; ``init``: ``{"xi": ..., "eta": ...}``,
         the centre to start from (other starts: :meth:`set_init` on either source).
@@ -337,6 +337,8 @@ class Scene:
         self.tie(d.name, b.name, params=["xi", "eta"])
         if "n" in b.params and not isinstance(b.mode("n"), Chebyshev):
             self.set_prior(f"{b.name}.n", dist.Uniform(1.5, 8.0))
+        if "n" in d.params and not isinstance(d.mode("n"), Chebyshev):
+            self.set_prior(f"{d.name}.n", dist.Uniform(0.3, 1.5))
         self._pair_bulge_disk(name, b.name, d.name)
         return b, d
 

@@ -32,7 +32,7 @@ jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE
 
 
 # the notebooks by decreasing run time (03: ~7-11 min on 2 cores; the others 2-3 min)
-NOTEBOOK_ORDER = ["TestNotebook03", "TestNotebook01", "TestNotebook04", "TestNotebook02"]
+NOTEBOOK_ORDER = ["TestNotebook03", "TestNotebook04", "TestNotebook01", "TestNotebook05", "TestNotebook02"]
 
 
 def _rank(item):

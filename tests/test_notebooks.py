@@ -14,7 +14,7 @@ nbclient = pytest.importorskip("nbclient")
 
 NOTEBOOKS = pathlib.Path(__file__).resolve().parent.parent / "notebooks"
 NAMES = ["01_joint_models.ipynb", "02_posterior_analysis.ipynb", "03_supernova_light_curve.ipynb",
-         "04_space_and_ground.ipynb"]
+         "04_space_and_ground.ipynb", "05_bulge_disk_colours.ipynb"]
 CELL_TIMEOUT_S = 1500  # the 8-exposure MAP of notebook 03 takes 5-13 min on 2 cores
 
 
@@ -31,7 +31,7 @@ def _run(name, monkeypatch):
 
 
 # one class per notebook: ``make test`` distributes the tests by class or module (pytest-xdist
-# ``--dist loadscope``), so the four notebooks can run on different workers
+# ``--dist loadscope``), so the notebooks can run on different workers
 class TestNotebook01:
     def test_runs(self, monkeypatch):
         _run(NAMES[0], monkeypatch)
@@ -50,6 +50,11 @@ class TestNotebook03:
 class TestNotebook04:
     def test_runs(self, monkeypatch):
         _run(NAMES[3], monkeypatch)
+
+
+class TestNotebook05:
+    def test_runs(self, monkeypatch):
+        _run(NAMES[4], monkeypatch)
 
 
 def test_notebooks_are_stripped():
