@@ -15,7 +15,12 @@ wavelength (fitted with ``Chebyshev(2)``; pulls of the six coefficients), the fa
 peak S/N 3) fitted alone (its re error against the polynomial's), and a bulge + disk of
 different colours (pulls of B/T per band).
 
-Usage:  .venv/bin/python benchmarks/colour.py [--parts speed accuracy] [--realisations 20]
+``--parts cosmos``: the COSMOS workflow of notebook 04 (HST F814W + HSC grizy) with the four
+galaxies of the notebook's selection, with the two fainter HST detections added, then with re,
+n, q (and the centre) as polynomials in wavelength, and with one galaxy as bulge + disk: chi^2/N
+per image against the band of correlated noise alone.
+
+Usage:  .venv/bin/python benchmarks/colour.py [--parts speed accuracy cosmos] [--realisations 20]
 """
 
 from __future__ import annotations
@@ -129,9 +134,57 @@ def accuracy(args):
     print(f"\nre[y] error through the polynomial / alone: median {np.median(r):.3f}, max {r.max():.3f}")
 
 
+def cosmos(args):
+    """The COSMOS workflow (notebook 04) fitted five ways: chi^2/N per image against the band
+    that correlated noise alone gives, to separate what the missed neighbours and what the
+    colour gradients leave in the residuals."""
+    import bayesprof as bp
+    from bayesprof import catalog as C
+    from bayesprof.datasets import cosmos_hst_hsc
+
+    images = cosmos_hst_hsc()
+    hst = images["F814W"]
+    seg = C.segment(hst, smooth_fwhm=6.0)
+    found = C.sources_from_segmentation(hst, seg, reference=images.reference)
+    four = found.select(lambda s: s.area >= 200 and s.snr > 30)
+    six = found.select(lambda s: s.area >= 100 and s.snr > 10)
+    shape = {"re": bp.Chebyshev(2), "n": bp.Chebyshev(1), "q": bp.Chebyshev(1)}
+    centre = {"xi": bp.Chebyshev(1), "eta": bp.Chebyshev(1)}
+    variants = {"4 galaxies, shape shared": (four, {}, ()),
+                "6 galaxies, shape shared": (six, {}, ()),
+                "6, re n q in wavelength": (six, shape, ()),
+                "6, re n q centre in wavelength": (six, {**shape, **centre}, ()),
+                "6, as above, g2 bulge + disk": (six, {**shape, **centre}, {2})}
+    band = {}
+    for im in images:
+        rho = C.noise_autocorrelation(im, C.segment(im, deblend=False), max_lag=3)
+        band[im.name] = rho
+    rows = []
+    for label, (sources, vary, bd) in variants.items():
+        scene = bp.Scene(images)
+        C.add_sources(scene, list(sources), bp.Sersic, name="g{id}", window_pad=0.4, common_window=list("grizy"),
+                      vary=vary or None, bulge_disk=bd, bulge_disk_vary={})
+        scene.add("sky", bp.PlaneSky)
+        scene.add_astrometric_offsets(0.1, reference_image="F814W")
+        t0 = time.perf_counter()
+        fit = bp.fit_map(scene, max_steps=400)
+        chi = fit.image_chi2()
+        rows.append((label, fit.n_params, time.perf_counter() - t0, fit.iterations, fit.success,
+                     {k: c / n for k, (c, n) in chi.items()},
+                     {k: float(np.sqrt(2 * (band[k] ** 2).sum() / n)) for k, (c, n) in chi.items()}))
+        print(f"  {label}: {fit.n_params} parameters, {rows[-1][2]:.0f} s, {fit.iterations} steps, {fit.message}",
+              flush=True)
+    names = images.names
+    print("\n| model | parameters | MAP (s) | " + " | ".join(f"{n} chi2/N" for n in names) + " |")
+    print("|---|---|---|" + "---|" * len(names))
+    for label, npar, dt, steps, ok, chi, _ in rows:
+        print(f"| {label} | {npar} | {dt:.0f} | " + " | ".join(f"{chi[n]:.2f}" for n in names) + " |")
+    print("| noise alone (1 +- band) | | | " + " | ".join(f"1 +- {rows[-1][6][n]:.2f}" for n in names) + " |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--parts", nargs="+", default=["speed", "accuracy"], choices=["speed", "accuracy"])
+    ap.add_argument("--parts", nargs="+", default=["speed", "accuracy"], choices=["speed", "accuracy", "cosmos"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=300)
@@ -151,6 +204,9 @@ def main():
     if "accuracy" in args.parts:
         print("\n## accuracy: five bands")
         accuracy(args)
+    if "cosmos" in args.parts:
+        print("\n## the COSMOS workflow: chi^2/N per image")
+        cosmos(args)
 
 
 if __name__ == "__main__":

@@ -94,6 +94,13 @@ def test_bulge_disk_colours():
         assert abs(bt - truth[f"gal.bt[{b}]"]) < 3 * sigma, (b, bt, sigma, truth[f"gal.bt[{b}]"])
     # the bulge is the compact, concentrated one: the two did not trade places
     assert fit.values["gal_bulge.n"] > 2.5 and fit.values["gal_bulge.re"] < 0.5 * fit.values["gal_disk.re"]
+    # a Sersic disk's n is kept below the bulge's: Uniform(0.3, 1.5) against Uniform(1.5, 8)
+    other = bp.Scene(images)
+    other.add_bulge_disk("gal", disk=bp.Sersic)
+    model = other.build()
+    (lo_d, hi_d), (lo_b, hi_b) = ((float(model.site[f"gal_{c}.n"].prior.prior.low),
+                                   float(model.site[f"gal_{c}.n"].prior.prior.high)) for c in ("disk", "bulge"))
+    assert (lo_d, hi_d, lo_b, hi_b) == (0.3, 1.5, 1.5, 8.0)
 
 
 @pytest.fixture(scope="module")
