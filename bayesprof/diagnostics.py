@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import jax
 import numpy as np
 
 from .priors import prior_text
@@ -100,7 +101,7 @@ def _light_outside(fit, n_radii=48, n_angles=32):
 def _fraction_inside(comp, image, reference, n_radii, n_angles):
     scale = float(np.max(np.asarray([getattr(comp, a, 1.0) for a in ("re", "fwhm")], float)))
     rho = scale * np.logspace(-4, 4, 801)
-    enclosed = np.maximum.accumulate(np.asarray(comp.enclosed(rho), float))
+    enclosed = np.maximum.accumulate(np.asarray(_enclosed(comp, rho), float))
     levels = (np.arange(n_radii) + 0.5) / n_radii
     # light beyond the grid's last radius (a heavy tail) counts as outside the images
     radii = np.interp(levels, enclosed, rho, right=np.inf)
@@ -116,6 +117,12 @@ def _fraction_inside(comp, image, reference, n_radii, n_angles):
     inside = np.zeros(xi.shape, bool)
     inside[finite] = image.overlaps(reference, xi[finite], eta[finite])
     return float(inside.mean())
+
+
+@jax.jit
+def _enclosed(comp, rho):
+    """``comp.enclosed(rho)`` as one compiled call (per component class and grid shape)."""
+    return comp.enclosed(rho)
 
 
 def _noise_mismatch(image_chi2):

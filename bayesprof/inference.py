@@ -133,6 +133,34 @@ class MapResult:
                 out[name] = flux_to_mag_sigma(float(v), float(self.sigmas[name]))
         return out
 
+    def colour(self, source, a, b, relative_to=None):
+        """The AB colour ``m_a - m_b`` (mag) of ``source`` from its flux sites in bands (or
+        images, for a flux per image) ``a`` and ``b``, and its 1-sigma from the fluxes'
+        covariance (linearised).  With ``relative_to`` (another source with fluxes in ``a`` and
+        ``b``, e.g. the disk of a bulge + disk): the difference of the two colours,
+        ``(m_a - m_b)_source - (m_a - m_b)_other``, with the covariance of all four fluxes; it
+        does not depend on the images' zeropoints.  Returns ``(colour, sigma)``."""
+        terms = [(source, 1.0)] + ([] if relative_to is None else [(relative_to, -1.0)])
+        names, signs = [], []
+        for src, sign in terms:
+            for band, s in ((a, sign), (b, -sign)):
+                name = f"{src}.flux[{band}]"
+                if name not in self.names:
+                    have = sorted(k for k in self.names if k.startswith(f"{src}.flux"))
+                    raise ValueError(f"colour: {name} is not a fitted flux of this result (it has {have or 'none'}; "
+                                     f"a flux given as a polynomial in wavelength has no covariance entry)")
+                names.append(name)
+                signs.append(s)
+        f = np.array([float(self.values[n]) for n in names])
+        if np.any(f <= 0):
+            bad = [n for n, v in zip(names, f) if v <= 0]
+            raise ValueError(f"colour: the fluxes {bad} are not positive, so their magnitudes are undefined")
+        signs = np.array(signs)
+        idx = [self.names.index(n) for n in names]
+        value = float(np.sum(signs * -2.5 * np.log10(f)))
+        jac = signs * -2.5 / (np.log(10) * f)
+        return value, float(np.sqrt(max(jac @ self.covariance[np.ix_(idx, idx)] @ jac, 0.0)))
+
     def write_images(self, folder):
         """One FITS file per image, ``<folder>/<image>_fit.fits``, each written whole or not at all:
         extensions ``MODEL`` (counts/pixel, the MAP), ``RESIDUAL`` (data - model) and ``CHI``
@@ -347,15 +375,22 @@ def _physical(model, u):
 def _physical_mode(model, x, cov, grad_log_jacobian):
     """The posterior mode in physical coordinates, from the mode ``x`` of the unconstrained
     space's density: one Newton step ``x - cov @ grad log|dx/du|`` (the two densities differ by
-    that log-Jacobian; exact to second order in the uncertainties), shortened if it would leave
-    a prior's support.  Returns the values and the step's fraction taken."""
+    that log-Jacobian; exact to second order in the uncertainties), shortened (halved up to 11
+    times) if it would leave a prior's support.  Returns the values and the step's fraction taken."""
     step = cov @ np.asarray(grad_log_jacobian)
-    for k in range(12):
-        t = 0.5**k
-        new = np.asarray(x) - t * step
-        if bool(np.all(np.asarray(model.priors.inside(jnp.asarray(new))))):
-            return new, t
-    return np.asarray(x), 0.0
+    fractions = 0.5 ** np.arange(12)
+    ok = np.asarray(_inside_along(model, jnp.asarray(x), jnp.asarray(step), jnp.asarray(fractions)))
+    if not ok.any():
+        return np.asarray(x), 0.0
+    t = float(fractions[np.argmax(ok)])
+    return np.asarray(x) - t * step, t
+
+
+@jax.jit
+def _inside_along(model, x, step, fractions):
+    """Per fraction ``t``: whether ``x - t * step`` lies inside every prior's support (one compiled
+    call for all of them)."""
+    return jax.vmap(lambda t: jnp.all(model.priors.inside(x - t * step)))(fractions)
 
 
 def _levenberg_marquardt(rtol, atol, verbose, dtype):

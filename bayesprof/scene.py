@@ -541,6 +541,12 @@ class Scene:
 
 
 # ====================================================================== the frozen model
+@jax.jit
+def _derived_of(model, values):
+    """``model.derived_values`` of the complete site ``values``, as one compiled call."""
+    return model.derived_values(model.flat(values))
+
+
 def _show(value):
     """A value for a message: a number as given, an array as a list."""
     v = np.asarray(value)
@@ -1342,7 +1348,7 @@ class SceneModel:
         if missing:
             raise KeyError(f"values missing for sites {missing}")
         if self.derived:
-            out.update(self.derived_values(self.flat(out)))
+            out.update(_derived_of(self, {s.name: out[s.name] for s in self.sites}))
         return out
 
     @property

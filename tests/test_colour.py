@@ -92,6 +92,25 @@ def test_bulge_disk_colours():
         fb, fd = fit.values[f"gal_bulge.flux[{b}]"], fit.values[f"gal_disk.flux[{b}]"]
         assert bt == pytest.approx(fb / (fb + fd), rel=1e-12)
         assert abs(bt - truth[f"gal.bt[{b}]"]) < 3 * sigma, (b, bt, sigma, truth[f"gal.bt[{b}]"])
+    # colours with their covariance errors: the bulge's own g - z, and the bulge's relative to
+    # the disk's, within 3 sigma of the truth; each sigma as 20 000 draws of the four fluxes
+    # from the fit's covariance give it (linear propagation: within 5 %)
+    mag = lambda f: -2.5 * np.log10(f)  # noqa: E731
+    true_bulge = mag(truth["gal_bulge.flux[g]"]) - mag(truth["gal_bulge.flux[z]"])
+    true_disk = mag(truth["gal_disk.flux[g]"]) - mag(truth["gal_disk.flux[z]"])
+    names = [f"{c}.flux[{b}]" for c in ("gal_bulge", "gal_disk") for b in ("g", "z")]
+    idx = [fit.names.index(n) for n in names]
+    draws = np.random.default_rng(0).multivariate_normal([fit.values[n] for n in names],
+                                                         fit.covariance[np.ix_(idx, idx)], 20_000)
+    bulge_draws = mag(draws[:, 0]) - mag(draws[:, 1])
+    for (value, sigma), true, spread in (
+            (fit.colour("gal_bulge", "g", "z"), true_bulge, np.std(bulge_draws)),
+            (fit.colour("gal_bulge", "g", "z", relative_to="gal_disk"), true_bulge - true_disk,
+             np.std(bulge_draws - mag(draws[:, 2]) + mag(draws[:, 3])))):
+        assert abs(value - true) < 3 * sigma, (value, sigma, true)
+        assert sigma == pytest.approx(spread, rel=0.05)
+    with pytest.raises(ValueError, match="not a fitted flux"):
+        fit.colour("gal_bulge", "g", "K")
     # the bulge is the compact, concentrated one: the two did not trade places
     assert fit.values["gal_bulge.n"] > 2.5 and fit.values["gal_bulge.re"] < 0.5 * fit.values["gal_disk.re"]
     # a Sersic disk's n is kept below the bulge's: Uniform(0.3, 1.5) against Uniform(1.5, 8)
