@@ -947,6 +947,32 @@ def run_catalog_config(config, out_dir, *, base_dir=None, label=None, workers=No
     return table
 
 
+COMPILE_CACHE_HELP = ("do not keep the compiled programs between runs (by default they go to JAX's persistent "
+                      "compilation cache in $JAX_COMPILATION_CACHE_DIR, else ~/.cache/bayesprof/jax, so a later "
+                      "run of a scene of the same structure skips most of the compilation)")
+
+
+def compile_cache_dir():
+    """Where the command keeps compiled programs between runs: ``$JAX_COMPILATION_CACHE_DIR``
+    if set, else ``bayesprof/jax`` under ``$XDG_CACHE_HOME`` (default ``~/.cache``)."""
+    import os
+
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return pathlib.Path(os.environ["JAX_COMPILATION_CACHE_DIR"])
+    return pathlib.Path(os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache") / "bayesprof" / "jax"
+
+
+def _use_compile_cache():
+    """JAX's persistent compilation cache in :func:`compile_cache_dir` (before anything is
+    compiled; JAX keys each entry by the program, its options and JAX's version, so an entry of
+    another version is never used).  The Dask workers of ``bayesprof catalog`` inherit it."""
+    import jax
+
+    path = compile_cache_dir()
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = str(path)
+    jax.config.update("jax_compilation_cache_dir", str(path))
+
+
 def _parser():
     p = argparse.ArgumentParser(prog="bayesprof", description="Joint Bayesian fits of galaxies to many images.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -958,6 +984,7 @@ def _parser():
     for name in ("num-warmup", "num-samples", "num-chains", "seed"):
         f.add_argument(f"--{name}", type=int, metavar="N", help=f"override nuts.{name.replace('-', '_')}")
     f.add_argument("--no-progress", action="store_true", help="no NUTS progress bar")
+    f.add_argument("--no-compile-cache", action="store_true", help=COMPILE_CACHE_HELP)
     c = sub.add_parser("catalog", help="fit every object of a source list in a set of images (Dask)",
                        description=run_catalog_config.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("config", metavar="CONFIG.yaml", help="the catalog configuration (YAML or JSON)")
@@ -965,6 +992,7 @@ def _parser():
     c.add_argument("--workers", type=int, metavar="N", help="local Dask workers (default: one per core)")
     c.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler, e.g. tcp://host:8786")
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
+    c.add_argument("--no-compile-cache", action="store_true", help=COMPILE_CACHE_HELP)
     for name, text in (("plot", "redraw the figures of a finished output folder (no refit)"),
                        ("summary", "print the MAP and posterior summaries of a finished output folder (no refit)")):
         sp = sub.add_parser(name, help=text, description=text)
@@ -999,6 +1027,8 @@ def main(argv=None, *, device_per_chain=False) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
+    if args.command in ("fit", "catalog") and not args.no_compile_cache:
+        _use_compile_cache()
     try:
         if args.command in ("plot", "summary"):
             (replot if args.command == "plot" else resummarise)(args.out, log=lambda *a, **k: print(*a, **k, flush=True))

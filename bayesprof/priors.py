@@ -211,6 +211,24 @@ class SitePrior:
         return u, V, jnp.maximum(curv(u), 0.0)
 
 
+def _leaf_names(d, n_leaves, prefix=""):
+    """Names of the pytree leaves of the distribution ``d`` in their flattened order (field
+    names, nested ones dotted); positional names if its fields cannot be matched to its leaves."""
+    names = []
+    fields = getattr(type(d), "gather_pytree_data_fields", None)
+    if fields is not None:
+        for field in fields():
+            value = d.__dict__.get(field)
+            if isinstance(value, dist.Distribution):
+                names += _leaf_names(value, len(jax.tree_util.tree_leaves(value)), f"{prefix}{field}.")
+            else:
+                k = len(jax.tree_util.tree_leaves(value))
+                names += [f"{prefix}{field}"] if k == 1 else [f"{prefix}{field}.{j}" for j in range(k)]
+    if len(names) != n_leaves or len(set(names)) != n_leaves:
+        names = [f"{prefix}{j:03d}" for j in range(n_leaves)]
+    return tuple(names)
+
+
 @jax.tree_util.register_pytree_node_class
 class PriorBlocks:
     """The priors of all latent sites as functions of the flat unconstrained vector ``u``,
@@ -240,10 +258,15 @@ class PriorBlocks:
             self._add(treedef, True, leaves, np.array([m[0] for m in members]), [m[1] for m in members])
 
     def _add(self, treedef, vmapped, leaves, index, priors):
-        self.static.append((treedef, vmapped))
+        # the leaves by name (a dict: flattened in sorted order), so that the compiled program's
+        # arguments come in the same order in every process; NumPyro flattens a distribution's
+        # fields in the order of a Python set, which changes with the hash seed
+        names = _leaf_names(priors[0].prior, len(leaves))
+        self.static.append((treedef, vmapped, names))
+
         def flat(name):
             return jnp.concatenate([jnp.reshape(jnp.asarray(getattr(p, name), dtype=float), (-1,)) for p in priors])
-        self.arrays.append({"leaves": leaves, "index": jnp.asarray(index), "mode": flat("_mode"),
+        self.arrays.append({"leaves": dict(zip(names, leaves)), "index": jnp.asarray(index), "mode": flat("_mode"),
                             "v_mode": flat("_v_mode"), "curv": flat("_curv")})
 
     def tree_flatten(self):
@@ -262,10 +285,10 @@ class PriorBlocks:
     def _each(static, block, f, *args):
         """``f(distribution, *entries)`` for the entries of a block: one vmap over a block of
         scalar sites, one call for a vector site."""
-        treedef, vmapped = static
+        treedef, vmapped, names = static
 
         def one(leaves, *xs):
-            return f(jax.tree_util.tree_unflatten(treedef, leaves), *xs)
+            return f(jax.tree_util.tree_unflatten(treedef, [leaves[n] for n in names]), *xs)
         return jax.vmap(one)(block["leaves"], *args) if vmapped else one(block["leaves"], *args)
 
     @staticmethod

@@ -186,7 +186,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--parts", nargs="+", default=["speed", "accuracy"], choices=["speed", "accuracy", "cosmos"])
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=15)
     ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--samples", type=int, default=300)
     ap.add_argument("--realisations", type=int, default=20)

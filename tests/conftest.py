@@ -14,7 +14,10 @@ notebook kernels and the CLI subprocesses of one run, so a program of the same s
 compiled once per run rather than once per module or process.  The cache lives in
 ``.jax_cache`` at the repository root (``JAX_COMPILATION_CACHE_DIR`` overrides it); JAX keys
 each entry by the program, the compile options and its own version, so a stale entry is
-never used.
+never used.  Programs must come out the same in every process for this to work: a priors'
+pytree flattened in the order of a Python set (NumPyro's) gave each process its own
+arguments' order, so until 2026-12-06 the cache missed across processes
+(``test_scene.py::test_prior_blocks_do_not_depend_on_numpyros_field_order``).
 """
 
 import gc
@@ -25,6 +28,8 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(ROOT / ".jax_cache"))  # inherited by kernels, CLIs
+# programs that compile in 0.2-1 s are cached too (JAX's default skips those under 1 s)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 
 import jax  # noqa: E402  (after the cache directory is set)
 

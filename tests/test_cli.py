@@ -352,3 +352,18 @@ def test_segmentation_auto_masks_the_neighbours(tmp_path):
     assert im.mask[y2, x2]  # the faint one
     assert not im.mask[(y0 + y1) // 2, (x0 + x1) // 2]  # the sky between them stays
     assert 0.02 < im.mask.mean() < 0.3
+
+
+def test_compile_cache_folder(monkeypatch, tmp_path):
+    """`bayesprof fit` and `catalog` keep compiled programs in $JAX_COMPILATION_CACHE_DIR, else
+    under $XDG_CACHE_HOME (else ~/.cache); --no-compile-cache turns it off."""
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "mine"))
+    assert cli.compile_cache_dir() == tmp_path / "mine"
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cli.compile_cache_dir() == tmp_path / "xdg" / "bayesprof" / "jax"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cli.compile_cache_dir() == tmp_path / "home" / ".cache" / "bayesprof" / "jax"
+    for command in (["fit", "c.yaml"], ["catalog", "c.yaml"]):
+        assert cli._parser().parse_args(command + ["--out", "o", "--no-compile-cache"]).no_compile_cache

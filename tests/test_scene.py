@@ -330,3 +330,30 @@ def test_blend_estimates_stay_on_their_own_territory():
     re = np.array([float(est[f"g{k}.re"]) / g.re for k, g in enumerate(gals)])
     assert np.all((flux > 1 / 2.5) & (flux < 2.5)), flux
     assert np.all((re > 1 / 3) & (re < 3)), re
+
+
+def test_prior_blocks_do_not_depend_on_numpyros_field_order(monkeypatch):
+    """NumPyro flattens a distribution's fields in the order of a Python set, which changes with
+    the process's hash seed; the priors' pytree must not, or the compiled programs' arguments
+    come in another order in every process and JAX's persistent compilation cache (shared by
+    the test workers, notebooks and Dask workers) never hits.  Here the field order is reversed
+    by hand: the leaves must come out in the same order, and the potential must not change."""
+    from bayesprof.priors import PriorBlocks, SitePrior
+
+    def blocks():
+        return PriorBlocks([SitePrior("a", dist.Uniform(0.5, 8.0)), SitePrior("b", dist.Normal(1.0, 2.0)),
+                            SitePrior("c", dist.LogNormal(0.3, 1.5)), SitePrior("d", dist.Uniform(0.1, 1.0)),
+                            SitePrior("e", dist.Normal(jnp.zeros(3), jnp.arange(1.0, 4.0)), shape=(3,))])
+
+    u = jnp.linspace(-1.0, 1.0, 7)
+    before = blocks()
+    potential, constrained = float(before.potential(u)), before.constrain(u)
+    original = dist.Distribution.gather_pytree_data_fields.__func__
+    monkeypatch.setattr(dist.Distribution, "gather_pytree_data_fields",
+                        classmethod(lambda cls: tuple(reversed(original(cls)))))
+    assert dist.Uniform.gather_pytree_data_fields() != tuple(reversed(dist.Uniform.gather_pytree_data_fields()))
+    after = blocks()
+    for x, y in zip(jax.tree_util.tree_leaves(before), jax.tree_util.tree_leaves(after), strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert float(after.potential(u)) == potential
+    np.testing.assert_array_equal(after.constrain(u), constrained)
