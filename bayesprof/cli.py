@@ -955,8 +955,6 @@ COMPILE_CACHE_HELP = ("do not keep the compiled programs between runs (by defaul
 def compile_cache_dir():
     """Where the command keeps compiled programs between runs: ``$JAX_COMPILATION_CACHE_DIR``
     if set, else ``bayesprof/jax`` under ``$XDG_CACHE_HOME`` (default ``~/.cache``)."""
-    import os
-
     if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         return pathlib.Path(os.environ["JAX_COMPILATION_CACHE_DIR"])
     return pathlib.Path(os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache") / "bayesprof" / "jax"
