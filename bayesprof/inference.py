@@ -41,6 +41,7 @@ import optimistix as optx
 from numpyro.infer.hmc import hmc
 
 from .diagnostics import FitWarning, check_map
+from .profiles import flux_to_mag
 from .results import Posterior, flux_to_mag_sigma, wrap_angles
 
 __all__ = ["MapResult", "fit_map", "sample", "load_map"]
@@ -157,7 +158,7 @@ class MapResult:
             raise ValueError(f"colour: the fluxes {bad} are not positive, so their magnitudes are undefined")
         signs = np.array(signs)
         idx = [self.names.index(n) for n in names]
-        value = float(np.sum(signs * -2.5 * np.log10(f)))
+        value = float(np.sum(signs * np.asarray(flux_to_mag(f))))  # the zeropoints cancel in the signed sum
         jac = signs * -2.5 / (np.log(10) * f)
         return value, float(np.sqrt(max(jac @ self.covariance[np.ix_(idx, idx)] @ jac, 0.0)))
 
