@@ -547,11 +547,16 @@ class Renderer:
         conv = jnp.fft.irfft2(jnp.sum(spec * self._halo_kernels_ft, axis=-3), s=(Ly, Lx))
         return conv[..., R:R + ny, R:R + nx]
 
-    def render_stacks(self, stacks):
+    def render_stacks(self, stacks, barrier=False):
         """Model image of ``stacks``: a list of components whose parameters carry a leading axis
         (one entry per source, :func:`stack`).  Each stack is rendered by one ``vmap`` over its
         sources, so the traced program does not grow with their number; the halos of all
-        sources are summed before one PSF convolution."""
+        sources are summed before one PSF convolution.
+
+        ``barrier``: materialise each stack's light before the sums.  For renders batched over
+        images (``vmap``), where XLA's CPU fusion otherwise slows the gradient down by more than
+        a third; a lone image's render is faster without it (``benchmarks/RESULTS.md``, "Images
+        in batches")."""
         model = jnp.zeros(self.shape)
         halo = None
         for comps in stacks:
@@ -560,6 +565,8 @@ class Renderer:
             else:
                 core, h = jax.vmap(self._parts)(comps)
                 core, h = jnp.sum(core, axis=0), None if h is None else jnp.sum(h, axis=0)
+            if barrier:
+                core, h = jax.lax.optimization_barrier((core, h))
             model = model + core
             if h is not None:
                 halo = h if halo is None else halo + h

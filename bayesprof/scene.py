@@ -653,7 +653,9 @@ class SceneModel:
         self._latent_entries = np.concatenate([self._phys[s.name] for s in self.latent] or [np.zeros(0, int)])
         self._fixed_values = self._entries({s.name: (s.fixed if s.fixed is not None else jnp.zeros(s.shape))
                                             for s in self.sites})
-        self._plans = self._plan(members)
+        self._plan_list = self._template_plans = self._plan(members)
+        self._batches = self._batch()
+        self._stacked = self._stack_plans()
         # the fitted pixels in the concatenation of the raveled images (whitened_residuals)
         starts = np.cumsum([0] + [p["good"].size for p in self._plans])
         self._fitted = np.concatenate([start + p["index"] for start, p in zip(starts, self._plans)])
@@ -1111,42 +1113,127 @@ class SceneModel:
                 target = im if box is None else im.cutout(*box)
                 pixels = (np.arange(y0, y1)[:, None] * im.nx + np.arange(x0, x1)[None, :]).ravel()
                 rows = position[pixels]
-                render_groups.append({"renderer": Renderer(target, self.reference), "box": box,
+                render_groups.append({"target": target, "box": box, "origin": np.array([y0, x0]),
+                                      "size": (y1 - y0, x1 - x0),
                                       "stacks": [self._stack(srcs, im.name) for srcs in kinds.values()],
                                       "rows": rows[rows >= 0], "pixels": np.flatnonzero(rows >= 0)})
             w = np.where(good, 1.0 / im.variance, 0.0)
-            offset = calibration = None  # their entries in the flat site vector
+            # the entries of the image's astrometric offset and zeropoint correction in the flat
+            # site vector, and 1.0 where it has them; in a scene where some images have them, those
+            # without point at entry 0 with 0.0 (no shift, a factor of 1), so that all images keep
+            # one structure (None: no image has them)
+            offset, calibration = np.zeros(2, int), np.zeros((), int)
             if offsets:
                 use = self._usage[(offsets[0].name, im.name)]
                 offset = np.array([self._phys[use["dxi"]][0], self._phys[use["deta"]][0]])
             if calibrations:
                 calibration = np.asarray(self._phys[self._usage[(calibrations[0].name, im.name)]["dzp"]][0])
-            plans.append({"image": im, "groups": render_groups, "skies": skies, "offset": offset,
-                          "calibration": calibration, "good": good, "index": index,
+            plans.append({"image": im, "groups": render_groups, "skies": skies,
+                          "offset": offset, "offset_on": np.asarray(float(bool(offsets))),
+                          "calibration": calibration, "calibration_on": np.asarray(float(bool(calibrations))),
+                          "good": good, "index": index,
                           "data": jnp.asarray(np.where(good, im.data, 0.0)), "sqrt_w": jnp.asarray(np.sqrt(w)),
                           "sigma": jnp.asarray(np.sqrt(im.variance))})
+        for what in ("offset", "calibration"):
+            if not any(plan[f"{what}_on"] for plan in plans):
+                for plan in plans:
+                    plan[what] = plan[f"{what}_on"] = None
+        # render targets of one shape and PSF kind get common PSF sampling (the largest truncation
+        # radius, folding and oversampling any of them needs): one renderer structure, so that
+        # images alike (dithered exposures, epochs, bands of one size) render in one batch
+        groups = [g for plan in plans for g in plan["groups"]]
+        keys = [(g["target"].shape, type(g["target"].psf)) for g in groups]
+        common = {}
+        for g, key in zip(groups, keys):
+            auto = Renderer.sampling(g["target"])
+            c = common.setdefault(key, auto)
+            common[key] = {k: max(c[k], auto[k]) for k in c}
+        for g, key in zip(groups, keys):
+            g["renderer"] = Renderer(g.pop("target"), self.reference, **common[key])
         return plans
 
-    # ------------------------------------------------------------------ pytree
-    _PLAN_LEAVES = ("good", "index", "data", "sqrt_w", "sigma", "offset", "calibration")
+    # ------------------------------------------------------------------ batches and pytree
+    # An image's plan is its static part (the image, windows' sizes, the stacks' kinds and
+    # layouts) and its arrays (:meth:`_plan_arrays`).  Images whose plans have one structure
+    # form a batch, rendered by one ``vmap`` (:meth:`_predict_all`): the compiled program does
+    # not grow with the number of images alike.  The pytree's leaves are the batches' arrays,
+    # stacked along a leading axis; an unflattened model's plans are slices of them.
+    _PLAN_LEAVES = ("good", "index", "data", "sqrt_w", "sigma", "offset", "offset_on", "calibration",
+                    "calibration_on")
+
+    @staticmethod
+    def _stack_key(st):
+        return st["kind"], st["layout"], st["knots"], st["index"].shape
+
+    @classmethod
+    def _plan_key(cls, plan):
+        """What shapes the computation of an image's plan, its arrays aside."""
+        return (plan["image"].shape,
+                tuple((g["box"] is None, g["size"], tuple(cls._stack_key(st) for st in g["stacks"]))
+                      for g in plan["groups"]),
+                tuple(cls._stack_key(st) for st in plan["skies"]))
+
+    @classmethod
+    def _plan_arrays(cls, plan):
+        """The arrays of an image's plan (a pytree): pixel data and weights, fitted pixels,
+        renderers, windows' origins and rows, the stacks' entries in the flat site vector."""
+        return {"leaves": {k: plan[k] for k in cls._PLAN_LEAVES},
+                "groups": [{"renderer": g["renderer"], "rows": g["rows"], "pixels": g["pixels"], "origin": g["origin"],
+                            "index": [st["index"] for st in g["stacks"]]} for g in plan["groups"]],
+                "skies": [st["index"] for st in plan["skies"]]}
+
+    @staticmethod
+    def _plan_with(plan, arrays):
+        """``plan`` with its arrays replaced by ``arrays`` (:meth:`_plan_arrays`)."""
+        groups = [{**g, "renderer": c["renderer"], "rows": c["rows"], "pixels": c["pixels"], "origin": c["origin"],
+                   "stacks": [{**st, "index": i} for st, i in zip(g["stacks"], c["index"])]}
+                  for g, c in zip(plan["groups"], arrays["groups"])]
+        skies = [{**st, "index": i} for st, i in zip(plan["skies"], arrays["skies"])]
+        return {**plan, **arrays["leaves"], "groups": groups, "skies": skies}
+
+    def _batch(self):
+        """The images in batches of one structure (equal :meth:`_plan_key`, array shapes and
+        dtypes): tuples of image indices, in order of first appearance."""
+        batches = {}
+        for k, plan in enumerate(self._plans):
+            leaves, treedef = jax.tree_util.tree_flatten(self._plan_arrays(plan))
+            key = self._plan_key(plan), treedef, tuple((np.shape(a), np.asarray(a).dtype) for a in leaves)
+            batches.setdefault(key, []).append(k)
+        return [tuple(b) for b in batches.values()]
+
+    def _stack_plans(self):
+        """Per batch, the arrays of its plans, stacked along a new leading axis (a batch of
+        several images) or as they are (a lone image)."""
+        out = []
+        for batch in self._batches:
+            arrays = [self._plan_arrays(self._plans[k]) for k in batch]
+            out.append(arrays[0] if len(batch) == 1 else
+                       jax.tree_util.tree_map(lambda *a: np.stack([np.asarray(x) for x in a]), *arrays))
+        return out
+
+    @property
+    def _plans(self):
+        """The image plans (dicts), in image order.  A model rebuilt from its pytree leaves (under
+        ``jit``, ``vmap``) makes them from the batches' arrays at each use, not kept: they may be
+        tracers of a transformation nested inside the one that rebuilt the model."""
+        plans = self.__dict__.get("_plan_list")
+        if plans is None:
+            plans = [None] * len(self._template_plans)
+            for batch, arrays in zip(self._batches, self._stacked):
+                for i, k in enumerate(batch):
+                    a = arrays if len(batch) == 1 else jax.tree_util.tree_map(lambda x, i=i: x[i], arrays)
+                    plans[k] = self._plan_with(self._template_plans[k], a)
+        return plans
 
     def _structure_key(self):
-        def stack_key(st):
-            return st["kind"], st["layout"], st["knots"], st["index"].shape
-        images = tuple((p["image"].name, p["image"].shape, p["offset"] is None, p["calibration"] is None,
-                        tuple((g["box"], g["rows"].shape, tuple(stack_key(st) for st in g["stacks"]))
-                              for g in p["groups"]),
-                        tuple(stack_key(st) for st in p["skies"])) for p in self._plans)
+        images = tuple((p["image"].name, self._plan_key(p), p["offset"] is None, p["calibration"] is None,
+                        tuple(g["rows"].shape for g in p["groups"])) for p in self._plans)
         sites = tuple((s.name, s.shape, s.fixed is None) for s in self.sites)
         derived = tuple((d.name, d.param, d.coefficients, d.parts) for d in self.derived.values())
-        return sites, derived, images, self.likelihood, self.dof, self.n_fitted
+        return sites, derived, images, tuple(self._batches), self.likelihood, self.dof, self.n_fitted
 
     def tree_flatten(self):
-        plans = [{"leaves": {k: p[k] for k in self._PLAN_LEAVES},
-                  "groups": [{"renderer": g["renderer"], "rows": g["rows"], "pixels": g["pixels"],
-                              "index": [st["index"] for st in g["stacks"]]} for g in p["groups"]],
-                  "skies": [st["index"] for st in p["skies"]]} for p in self._plans]
-        children = (plans, self.priors, self._fixed_values, self._latent_entries, self._column, self._fitted,
+        children = (self._stacked, self.priors, self._fixed_values, self._latent_entries, self._column, self._fitted,
                     self._poly_matrix)
         return children, self._structure
 
@@ -1154,14 +1241,8 @@ class SceneModel:
     def tree_unflatten(cls, structure, children):
         obj = object.__new__(cls)
         obj.__dict__.update(structure.model.__dict__)
-        plans, obj.priors, obj._fixed_values, obj._latent_entries, obj._column, obj._fitted, obj._poly_matrix = children
-        obj._plans = []
-        for sp, cp in zip(structure.model._plans, plans):
-            groups = [{**g, "renderer": c["renderer"], "rows": c["rows"], "pixels": c["pixels"],
-                       "stacks": [{**st, "index": i} for st, i in zip(g["stacks"], c["index"])]}
-                      for g, c in zip(sp["groups"], cp["groups"])]
-            skies = [{**st, "index": i} for st, i in zip(sp["skies"], cp["skies"])]
-            obj._plans.append({**sp, **cp["leaves"], "groups": groups, "skies": skies})
+        del obj.__dict__["_plan_list"]  # made from the leaves at each use (_plans)
+        obj._stacked, obj.priors, obj._fixed_values, obj._latent_entries, obj._column, obj._fitted, obj._poly_matrix = children
         return obj
 
     # ------------------------------------------------------------------ pure functions
@@ -1210,7 +1291,7 @@ class SceneModel:
         """Parameters ``P`` of a stack with the image's astrometric offset added to the centres."""
         if plan["offset"] is None or stack["xi"] is None:
             return P
-        dxi, deta = v[plan["offset"][0]], v[plan["offset"][1]]
+        dxi, deta = plan["offset_on"] * v[plan["offset"][0]], plan["offset_on"] * v[plan["offset"][1]]
         return P.at[..., stack["xi"]].add(dxi).at[..., stack["eta"]].add(deta)
 
     def components(self, values, image_index):
@@ -1267,10 +1348,28 @@ class SceneModel:
 
     def _render_flat(self, v, k):
         """Model of image ``k`` (counts/pixel) for the flat site vector ``v``."""
-        return self._predict(v, k)[0]
+        return self._predict(self._plans[k], v)[0]
 
-    def _predict(self, v, k, dv=None):
-        """Model of image ``k`` (counts/pixel) for the flat site vector ``v``; with ``dv`` (the
+    def _predict_all(self, v, dv=None):
+        """:meth:`_predict` of every image, a list in image order; the images of a batch
+        (:meth:`_batch`) in one ``vmap``."""
+        out = [None] * len(self._template_plans)
+        for batch, arrays in zip(self._batches, self._stacked):
+            plan = self._template_plans[batch[0]]
+            if len(batch) == 1:
+                out[batch[0]] = self._predict(self._plan_with(plan, arrays), v, dv)
+                continue
+            model, Jt = jax.vmap(lambda a: self._predict(self._plan_with(plan, a), v, dv, batched=True))(arrays)
+            for i, k in enumerate(batch):
+                out[k] = model[i], None if Jt is None else Jt[i]
+        return out
+
+    def _models(self, v):
+        """Model of every image (counts/pixel), a list in image order."""
+        return [model for model, _ in self._predict_all(v)]
+
+    def _predict(self, plan, v, dv=None, batched=False):
+        """Model of an image (its ``plan``; counts/pixel) for the flat site vector ``v``; with ``dv`` (the
         derivative of ``v`` by the unconstrained vector, diagonal: every transform is elementwise)
         also the model's Jacobian at the image's fitted pixels, transposed: ``(size + 1, pixels)``,
         the last row collecting the fixed sites.  The one place where an image is predicted: the
@@ -1280,15 +1379,16 @@ class SceneModel:
         With ``dv``, each source's image is differentiated by its own parameters
         (:meth:`_stack_jacobian`, on its window's fitted pixels only) and scattered into the
         columns of the sites those parameters use; an astrometric offset collects the centre
-        columns of every source, a zeropoint correction scales the light."""
-        plan = self._plans[k]
-        im, index, column = plan["image"], plan["index"], self._column
+        columns of every source, a zeropoint correction scales the light.  ``batched``: the call
+        is inside :meth:`_predict_all`'s ``vmap`` over images."""
+        im, index, column = plan["image"], plan["index"], jnp.asarray(self._column)
         Jt = None if dv is None else jnp.zeros((self.size + 1 + self._n_poly, index.size), v.dtype)
         model = jnp.zeros(im.shape)
         for g in plan["groups"]:
             params = [self._shifted(plan, st, v[st["index"]], v) for st in g["stacks"]]
             if dv is None:
-                part = g["renderer"].render_stacks([self._make(st, P) for st, P in zip(g["stacks"], params)])
+                part = g["renderer"].render_stacks([self._make(st, P) for st, P in zip(g["stacks"], params)],
+                                                   barrier=batched)
             else:
                 part = 0.0
                 for st, P in zip(g["stacks"], params):
@@ -1298,20 +1398,30 @@ class SceneModel:
                     D = D.reshape(N, -1, L)[:, g["pixels"], :]  # (N, fitted pixels of the window, L)
                     idx = st["index"].ravel()
                     Dt = jnp.moveaxis(D, 1, 2).reshape(N * L, -1) * dv[idx][:, None]
-                    Jt = Jt.at[column[idx][:, None], g["rows"][None, :]].add(Dt)
+                    # a whole-image group's rows are all the image's fitted pixels, in order: whole rows of Jt
+                    if g["box"] is None:
+                        rows = slice(None)
+                        Jt = Jt.at[column[idx]].add(Dt)
+                    else:
+                        rows = g["rows"]
+                        Jt = Jt.at[column[idx][:, None], rows[None, :]].add(Dt)
                     if plan["offset"] is not None and st["xi"] is not None:
                         for j, off in ((st["xi"], plan["offset"][0]), (st["eta"], plan["offset"][1])):
-                            Jt = Jt.at[column[off], g["rows"]].add(jnp.sum(D[:, :, j], axis=0) * dv[off])
+                            Jt = Jt.at[column[off], rows].add(jnp.sum(D[:, :, j], axis=0)
+                                                              * (plan["offset_on"] * dv[off]))
             if g["box"] is None:
                 model = model + part
-            else:
-                x0, x1, y0, y1 = g["box"]
-                model = model.at[y0:y1, x0:x1].add(part)
+            else:  # the window's origin is an array: windows of one size anywhere share the program
+                y0, x0 = g["origin"][0], g["origin"][1]
+                window = jax.lax.dynamic_slice(model, (y0, x0), g["size"])
+                model = jax.lax.dynamic_update_slice(model, window + part, (y0, x0))
+        if batched:  # the sources' light materialised before the sky is added (Renderer.render_stacks)
+            model = jax.lax.optimization_barrier(model)
         if plan["calibration"] is not None:
-            c = plan["calibration"]
-            scale = 10.0 ** (0.4 * v[c])
+            c, on = plan["calibration"], plan["calibration_on"]
+            scale = 10.0 ** (0.4 * on * v[c])
             if dv is not None:
-                Jt = (Jt * scale).at[column[c]].add(model.ravel()[index] * scale * 0.4 * jnp.log(10.0) * dv[c])
+                Jt = (Jt * scale).at[column[c]].add(model.ravel()[index] * scale * 0.4 * jnp.log(10.0) * on * dv[c])
             model = model * scale
         for st in plan["skies"]:
             idx = st["index"][0]
@@ -1374,7 +1484,8 @@ class SceneModel:
             if not np.all(np.isfinite(d[plan["good"]])):
                 raise ValueError(f"with_data: non-finite values in the fitted pixels of {plan['image'].name!r}")
             plans.append({**plan, "data": jnp.asarray(np.where(plan["good"], d, 0.0))})
-        new._plans = plans
+        new._plan_list = plans
+        new._stacked = new._stack_plans()
         return new
 
     def _data(self, data):
@@ -1385,8 +1496,8 @@ class SceneModel:
         return self._whitened(self.flat(self.complete(values)), data)
 
     def _whitened(self, v, data=None):
-        return jnp.concatenate([((d - self._render_flat(v, k)) * plan["sqrt_w"]).ravel()
-                                for k, (plan, d) in enumerate(zip(self._plans, self._data(data)))])
+        return jnp.concatenate([((d - m) * plan["sqrt_w"]).ravel()
+                                for plan, d, m in zip(self._plans, self._data(data), self._models(v))])
 
     def fisher_residuals(self, u, data=None):
         """Residuals whose Jacobian J gives the expected (Fisher) information J^T J of the scene's
@@ -1394,8 +1505,7 @@ class SceneModel:
         sqrt((dof + 1) / (dof + 3)) for Student-t, ``(d - m) / sqrt(m)`` for Poisson."""
         v = self.site_vector(u)
         out = []
-        for k, (plan, d) in enumerate(zip(self._plans, self._data(data))):
-            m = self._render_flat(v, k)
+        for plan, d, m in zip(self._plans, self._data(data), self._models(v)):
             if self.likelihood == "poisson":
                 w = jnp.where(plan["good"], 1.0 / jnp.sqrt(jax.lax.stop_gradient(jnp.clip(m, 1e-30))), 0.0)
             elif self.likelihood == "student_t":
@@ -1410,8 +1520,8 @@ class SceneModel:
         return self._log_likelihoods(self.flat(self.complete(values)), data)
 
     def _log_likelihoods(self, v, data=None):
-        return [jnp.sum(self._pixel_log_prob(plan, self._render_flat(v, k), d))
-                for k, (plan, d) in enumerate(zip(self._plans, self._data(data)))]
+        return [jnp.sum(self._pixel_log_prob(plan, m, d))
+                for plan, d, m in zip(self._plans, self._data(data), self._models(v))]
 
     def _obs_dist(self, plan, model):
         if self.likelihood == "normal":
@@ -1445,8 +1555,7 @@ class SceneModel:
         v = self.flat(values)
         for name, value in self.derived_values(v).items():
             numpyro.deterministic(name, value)
-        for k, plan in enumerate(self._plans):
-            model = self._render_flat(v, k)
+        for plan, model in zip(self._plans, self._models(v)):
             if self.likelihood == "poisson":
                 numpyro.factor(f"obs[{plan['image'].name}]", jnp.sum(self._pixel_log_prob(plan, model)))
             else:
@@ -1543,8 +1652,7 @@ class SceneModel:
             dv = jnp.concatenate([dv, jnp.ones(self._n_poly, dv.dtype)])
             G = jax.jacfwd(lambda w: self.site_vector(w)[-self._n_poly:])(u)
         res, jac = [], []
-        for k, (plan, d) in enumerate(zip(self._plans, self._data(data))):
-            model, Jt = self._predict(v, k, dv)
+        for plan, d, (model, Jt) in zip(self._plans, self._data(data), self._predict_all(v, dv)):
             index = plan["index"]
             w = plan["sqrt_w"].ravel()[index]
             res.append((d - model).ravel()[index] * w)

@@ -13,6 +13,7 @@ from numpyro.infer.util import potential_energy
 
 import bayesprof as bp
 from bayesprof.profiles import sersic_enclosed
+from bayesprof.render import Renderer
 from bayesprof.simulate import draw_galaxies
 
 
@@ -357,3 +358,81 @@ def test_prior_blocks_do_not_depend_on_numpyros_field_order(monkeypatch):
         np.testing.assert_array_equal(x, y)
     assert float(after.potential(u)) == potential
     np.testing.assert_array_equal(after.constrain(u), constrained)
+
+
+def _tan_image(name, band, size, fwhm, rotation_deg, shift_px, seed):
+    """A noisy image of a galaxy, with a TAN WCS rotated by ``rotation_deg`` and its centre moved
+    by ``shift_px`` (0.3"/px)."""
+    from astropy.wcs import WCS
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    w.wcs.crval = [150.0, 2.0]
+    w.wcs.crpix = [(size + 1) / 2 + shift_px[0], (size + 1) / 2 + shift_px[1]]
+    c, s = np.cos(np.deg2rad(rotation_deg)), np.sin(np.deg2rad(rotation_deg))
+    w.wcs.cd = 0.3 / 3600 * np.array([[-c, s], [s, c]])
+    gal = bp.Sersic(xi=0.2, eta=-0.1, flux=20.0, re=1.5, n=1.5, q=0.7, pa=40.0)
+    blank = bp.Image(np.zeros((size, size)), sigma=1.0, wcs=w, psf=bp.GaussianPSF(fwhm), zeropoint=25.0)
+    data = draw_galaxies(gal, blank) + np.random.default_rng(seed).normal(0, 0.05, (size, size))
+    return bp.Image(data, sigma=0.05, wcs=w, psf=bp.GaussianPSF(fwhm), zeropoint=25.0, band=band, name=name)
+
+
+def test_images_alike_render_as_one_batch():
+    """Images of one shape and PSF kind (other PSF widths, WCS rotations and centres, bands, one
+    without the others' astrometric and zeropoint corrections) are rendered by one ``vmap``.
+    Each image's model equals a standalone :class:`~bayesprof.render.Renderer` of that image
+    with the batch's common PSF sampling to 1e-10, and the default renderer (``bp.render``) to
+    1e-6 of the image's light (the sampling's own accuracy); the Jacobian equals ``jax.jacfwd``
+    of the residuals and the reverse-mode gradient of the potential the forward-mode one; an
+    image of another size is its own batch."""
+    images = [_tan_image("e1", "g", 30, 1.0, 0.0, (0.0, 0.0), 1), _tan_image("e2", "g", 30, 1.4, 20.0, (1.5, -2.0), 2),
+              _tan_image("e3", "r", 30, 1.2, -35.0, (-3.0, 1.0), 3), _tan_image("e4", "r", 26, 1.2, 5.0, (0.0, 0.5), 4)]
+    scene = bp.Scene(images)
+    scene.add("gal", bp.Sersic, vary={"flux": "band"})
+    scene.add("star", bp.PointSource, vary={"flux": "band"}, init={"xi": -1.5, "eta": 1.2})
+    scene.add("sky", bp.PlaneSky)
+    scene.add_astrometric_offsets(0.1, reference_image="e1")
+    scene.add_photometric_offsets(0.1, reference_images=["e1", "e3"])
+    model = scene.build()
+    assert model._batches == [(0, 1, 2), (3,)]
+
+    u = model.init_vector() + 0.05 * np.random.default_rng(2).normal(size=model.size)
+    values = model.complete(model.constrain(u))
+    assert "astrometry.dxi[e1]" not in values and "photometry.dzp[e3]" not in values
+    models = jax.jit(lambda m, u: m._models(m.site_vector(u)))(model, u)
+    for k, im in enumerate(images):
+        comps, offset, scale = model.image_components(values, im)
+        assert (offset == (0.0, 0.0)) == (im.name == "e1") and (scale == 1.0) == (im.name in ("e1", "e3"))
+        sky = bp.PlaneSky(**{p: float(values[f"sky.{p}[{im.name}]"]) for p in ("level", "gx", "gy")}).evaluate(im.shape)
+        r = model._plans[k]["groups"][0]["renderer"]
+        same = Renderer(im, model.reference, psf_radius=r.psf_radius, fold=r.fold, oversample=r.oversample,
+                                  wings=r._wing_type is not None)
+        light = scale * same(list(comps.values()))
+        assert float(jnp.max(jnp.abs(models[k] - sky - light))) < 1e-10 * float(jnp.max(light)), im.name
+        default = scale * bp.render(list(comps.values()), im, model.reference)
+        assert float(jnp.max(jnp.abs(models[k] - sky - default))) < 1e-6 * float(jnp.sum(default)), im.name
+
+    r, J = jax.jit(model.residuals_and_jacobian)(u, model.data)
+    J_ref = jax.jacfwd(model.residuals)(u)
+    assert float(jnp.max(jnp.abs(J - J_ref))) < 1e-10 * float(jnp.max(jnp.abs(J_ref)))
+    g = jax.jit(jax.grad(model.potential))(u)
+    g_fwd = jax.jacfwd(model.potential)(u)
+    assert float(jnp.max(jnp.abs(g - g_fwd))) < 1e-9 * float(jnp.max(jnp.abs(g_fwd)))
+
+
+def test_windows_of_one_size_anywhere_share_the_structure():
+    """A window's position is data: two scenes whose windows have one size but sit elsewhere
+    have one structure (one compiled program), and each renders its window where it is."""
+    images = [small_image("a1", "g", seed=1), small_image("a2", "g", seed=2)]
+
+    def scene_with(box):
+        scene = bp.Scene(images)
+        scene.add("gal", bp.Sersic, windows={"a1": box, "a2": box}, init={"xi": 0.2, "eta": -0.1})
+        return scene.build()
+
+    m1, m2 = scene_with((4, 24, 6, 26)), scene_with((8, 28, 2, 22))
+    assert m1._structure == m2._structure and m1._batches == [(0, 1)]
+    for m, (x0, x1, y0, y1) in ((m1, (4, 24, 6, 26)), (m2, (8, 28, 2, 22))):
+        out = np.asarray(jax.jit(lambda m: m._models(m.flat(m.init_values)))(m)[0])
+        inside = np.zeros(out.shape, bool)
+        inside[y0:y1, x0:x1] = True
+        assert np.all(out[~inside] == 0.0) and np.all(out[inside] != 0.0)
