@@ -1382,6 +1382,8 @@ class SceneModel:
         columns of every source, a zeropoint correction scales the light.  ``batched``: the call
         is inside :meth:`_predict_all`'s ``vmap`` over images."""
         im, index, column = plan["image"], plan["index"], jnp.asarray(self._column)
+        # every pixel fitted (no windows): the fitted pixels are the raveled image, no gather needed
+        every = index.size == im.shape[0] * im.shape[1]
         Jt = None if dv is None else jnp.zeros((self.size + 1 + self._n_poly, index.size), v.dtype)
         model = jnp.zeros(im.shape)
         for g in plan["groups"]:
@@ -1395,7 +1397,9 @@ class SceneModel:
                     m, D = self._stack_jacobian(g["renderer"], st, P)
                     part = part + jnp.sum(m, axis=0)
                     N, L = P.shape
-                    D = D.reshape(N, -1, L)[:, g["pixels"], :]  # (N, fitted pixels of the window, L)
+                    D = D.reshape(N, -1, L)  # (N, fitted pixels of the window, L)
+                    if g["box"] is not None:
+                        D = D[:, g["pixels"], :]
                     idx = st["index"].ravel()
                     Dt = jnp.moveaxis(D, 1, 2).reshape(N * L, -1) * dv[idx][:, None]
                     # a whole-image group's rows are all the image's fitted pixels, in order: whole rows of Jt
@@ -1421,14 +1425,16 @@ class SceneModel:
             c, on = plan["calibration"], plan["calibration_on"]
             scale = 10.0 ** (0.4 * on * v[c])
             if dv is not None:
-                Jt = (Jt * scale).at[column[c]].add(model.ravel()[index] * scale * 0.4 * jnp.log(10.0) * on * dv[c])
+                fitted = model.ravel() if every else model.ravel()[index]
+                Jt = (Jt * scale).at[column[c]].add(fitted * scale * 0.4 * jnp.log(10.0) * on * dv[c])
             model = model * scale
         for st in plan["skies"]:
             idx = st["index"][0]
             sky = lambda row, st=st: self._make(st, row).evaluate(im.shape)  # noqa: E731
             model = model + sky(v[idx])
             if dv is not None:
-                Db = jax.jacfwd(sky)(v[idx]).reshape(-1, idx.size)[index]
+                Db = jax.jacfwd(sky)(v[idx]).reshape(-1, idx.size)
+                Db = Db if every else Db[index]
                 Jt = Jt.at[column[idx]].add(Db.T * dv[idx][:, None])
         return model, Jt
 
@@ -1654,8 +1660,11 @@ class SceneModel:
         res, jac = [], []
         for plan, d, (model, Jt) in zip(self._plans, self._data(data), self._predict_all(v, dv)):
             index = plan["index"]
-            w = plan["sqrt_w"].ravel()[index]
-            res.append((d - model).ravel()[index] * w)
+            if index.size == model.size:  # every pixel fitted: no gather
+                w, r = plan["sqrt_w"].ravel(), (d - model).ravel()
+            else:
+                w, r = plan["sqrt_w"].ravel()[index], (d - model).ravel()[index]
+            res.append(r * w)
             Ju = Jt[:size] if not self._n_poly else Jt[:size] + G.T @ Jt[size + 1:]
             jac.append((-Ju * w).T)
         pr, dpr = jax.jvp(self.prior_residuals, (u,), (ones,))  # each prior term depends on its own entry of u
