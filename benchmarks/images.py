@@ -6,7 +6,7 @@ after its first, where there are) on the
 first 2, 4 or all 8 exposures of ``datasets.legacy_testcase3()`` (51 x 41 px, one 50 x 41, 63 x
 63 pixel PSF stamps).  Each program (the residuals, the residuals with their Jacobian for the
 Levenberg-Marquardt MAP, the gradient of the potential for NUTS) is lowered and compiled alone,
-in a fresh process per number of exposures, with JAX's persistent cache off; then run warm (the median of 30 runs).
+in a fresh process per number of exposures, with JAX's persistent cache off; then run warm (the median of 30 runs); the process's peak RSS.
 
 ``--unbatched`` also times the same model with one batch per image, interleaved in the same
 process (the warm comparison least disturbed by a noisy machine).  ``--baseline DIR`` also runs the same in another checkout of bayesprof (e.g. a ``git worktree``
@@ -75,6 +75,8 @@ def child(n, unbatched):
         out[name] = {"compile_s": t1 - t0, "warm_s": float(np.median(runs))}
         if alone is not None:
             out[name]["warm_unbatched_s"] = float(np.median(runs_alone))
+    import resource
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     print("RESULT " + json.dumps(out), flush=True)
 
 
@@ -119,7 +121,8 @@ def main():
             r = run(n, path, args.unbatched and label == "this")
             cells = "  ".join(f"{r[k]['compile_s']:6.1f} s {1e3 * r[k]['warm_s']:6.1f} ms"
                               for k in ("residuals", "residuals + Jacobian", "gradient"))
-            print(f"{label:<9} {n:>3} {r['parameters']:>6}  {cells}  {r['batches']}", flush=True)
+            print(f"{label:<9} {n:>3} {r['parameters']:>6}  {cells}  peak {r['peak_rss_mb']:.0f} MB  {r['batches']}",
+                  flush=True)
             if "warm_unbatched_s" in r["residuals"]:
                 cells = "  ".join(f"{'':>8} {1e3 * r[k]['warm_unbatched_s']:6.1f} ms"
                                   for k in ("residuals", "residuals + Jacobian", "gradient"))
