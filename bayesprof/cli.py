@@ -809,13 +809,15 @@ def resummarise(out_dir, log=print):
 
 
 # ----------------------------------------------------------------------------- command line
-CATALOG_KEYS = ("images", "sources", "model", "neighbours", "stamps", "map", "run")
+CATALOG_KEYS = ("images", "sources", "model", "neighbours", "stamps", "map", "nuts", "run")
 CATALOG_SOURCE_KEYS = ("file", "ra", "dec", "id", "re", "q", "pa", "flux", "detect")
 DETECT_KEYS = {"image": "name", "threshold": "positive", "min_area": "count"}
 CATALOG_MODEL_KEYS = ("kind", "vary", "sky")
 STAMP_KEYS = {"stamp_scale": "positive", "margin": "positive"}
 RUN_KEYS = {"partition_size": "count", "workers": "count", "batch_size": "count", "dask": "bool", "scheduler": "name"}
 CATALOG_MAP_KEYS = {"max_steps": "count", "rtol": "positive", "atol": "positive"}
+# NUTS per object: each object's chains are vectorised (no chain_method)
+CATALOG_NUTS_KEYS = {k: v for k, v in NUTS_KEYS.items() if k != "chain_method"}
 
 
 def _catalog_settings(d, rules, where):
@@ -880,12 +882,15 @@ def run_catalog_config(config, out_dir, *, base_dir=None, label=None, workers=No
         neighbours: model                 # or mask: other groups' light subtracted (a second pass) or masked
         stamps: {stamp_scale: 2, margin: 1.0}
         map: {max_steps: 200}
+        nuts: {num_warmup: 300, num_samples: 500, num_chains: 2}   # optional: NUTS per object, from its MAP
         run: {partition_size: 64, workers: 2, batch_size: 1, dask: true, scheduler: tcp://host:8786}
 
     Writes ``DIR/catalog.fits``, ``DIR/catalog.parquet``, ``DIR/parts/`` (one Parquet file per
     finished partition; a rerun skips them) and ``DIR/plan.json``; returns the table.  With
-    ``dask: false`` the objects are fitted in this process and only the two catalog files are
-    written."""
+    ``nuts`` (``true`` for the defaults of :data:`bayesprof.survey.NUTS_DEFAULTS`) the table
+    gains posterior means, sds, R-hat and ESS columns, and each group's posterior is written to
+    ``DIR/posteriors/``.  With ``dask: false`` the objects are fitted in this process and only
+    the two catalog files (and the posteriors) are written."""
     from .scenefile import KINDS
     from .survey import fit_catalog, run_catalog, _write_atomic
 
@@ -923,6 +928,9 @@ def run_catalog_config(config, out_dir, *, base_dir=None, label=None, workers=No
     fit_kw = {"kind": KINDS[kind], "vary": vary or None, "sky": None if sky in (None, "none") else KINDS[sky],
               "neighbours": _check_value(cfg.get("neighbours", "model"), ("model", "mask"), f"{label}: neighbours")}
     fit_kw.update(_catalog_settings(cfg.get("map"), CATALOG_MAP_KEYS, f"{label}: map"))
+    nuts = cfg.get("nuts", False)
+    if nuts is not False:  # nuts: true (the defaults) or {num_samples: ..., ...}
+        fit_kw["nuts"] = _catalog_settings(nuts, CATALOG_NUTS_KEYS, f"{label}: nuts")
     plan_kw = _catalog_settings(cfg.get("stamps"), STAMP_KEYS, f"{label}: stamps")
     run = _catalog_settings(cfg.get("run"), RUN_KEYS, f"{label}: run")
     if "batch_size" in run:
@@ -937,8 +945,9 @@ def run_catalog_config(config, out_dir, *, base_dir=None, label=None, workers=No
                             scheduler=scheduler or run.get("scheduler"), partition_size=run.get("partition_size", 64),
                             progress=progress, **plan_kw, **fit_kw)
     else:
-        table = fit_catalog(images, sources, progress=progress, **plan_kw, **fit_kw)
         out.mkdir(parents=True, exist_ok=True)
+        posterior_dir = out / "posteriors" if fit_kw.get("nuts") is not None else None
+        table = fit_catalog(images, sources, progress=progress, posterior_dir=posterior_dir, **plan_kw, **fit_kw)
         _write_atomic(table, out / "catalog.parquet")
         _write_atomic(table, out / "catalog.fits")
     n_ok = int(np.sum(table["converged"])) if len(table) else 0

@@ -44,7 +44,7 @@ from .diagnostics import FitWarning, check_map
 from .profiles import flux_to_mag
 from .results import Posterior, flux_to_mag_sigma, wrap_angles
 
-__all__ = ["MapResult", "fit_map", "sample", "load_map"]
+__all__ = ["MapResult", "fit_map", "fit_map_batch", "sample", "sample_batch", "load_map"]
 
 
 @dataclass
@@ -847,20 +847,8 @@ def sample(scene, init=None, *, num_warmup=500, num_samples=1000, num_chains=4, 
         init = fit_map(model)
     if init.model is not model:
         raise ValueError("init comes from a different scene (or the scene changed after the fit); fit it again")
-    u_map = jnp.asarray(init.u)
-    cov = np.asarray(init.cov_u)
+    u_map, L = _whitening(init, whiten)
     d = u_map.size
-    # Cholesky factor of the correlation matrix, rescaled per parameter: a jitter relative to
-    # each parameter's own variance, so a sky level of 1e-12 counts keeps its true scale
-    s = np.sqrt(np.maximum(np.diag(cov), 0.0))
-    s = np.where(s > 0, s, 1.0)
-    try:
-        L = s[:, None] * np.linalg.cholesky(cov / np.outer(s, s) + 1e-10 * np.eye(d))
-    except np.linalg.LinAlgError:
-        L = np.diag(s)
-    if not whiten:
-        L = np.eye(d)
-    L = jnp.asarray(L)
     if chain_method not in ("auto", "vectorized", "sequential", "parallel"):
         raise ValueError(f"chain_method must be 'auto', 'vectorized', 'sequential' or 'parallel', not {chain_method!r}")
     if chain_method == "auto":
@@ -894,10 +882,119 @@ def sample(scene, init=None, *, num_warmup=500, num_samples=1000, num_chains=4, 
         t2 = time.perf_counter()
     finally:
         progress.close()
-    warmup_time, elapsed = t1 - t0, t2 - t1
+    post = _posterior(model, init, u_map, L, z, stats, num_warmup, log_likelihood, t2 - t1, t1 - t0, chain_method)
+    if post.num_divergences:
+        warnings.warn(f"NUTS: {post.num_divergences} divergent transitions out of {post.num_draws}; the posterior may "
+                      "be biased (try target_accept_prob=0.95 or check the model)", UserWarning, stacklevel=2)
+    return post
+
+
+@partial(jax.jit, static_argnames=("num_warmup", "num_samples", "options"))
+def _nuts_objects(models, u_map, L, z0, keys, state, resume, n_steps, num_warmup, num_samples, options):
+    """:func:`_run` for a batch of objects (every argument with a leading object axis, the chains
+    of each vectorised): each object adapts its own step size and mass matrix."""
+    bar = jnp.zeros((1,), jnp.int32)
+    return jax.vmap(lambda m, u, l, z, k, st: _run(m, u, l, z, k, bar, st, resume, n_steps, num_warmup, num_samples,
+                                                   options, False, True))(models, u_map, L, z0, keys, state)
+
+
+def sample_batch(models, fits, *, num_warmup=500, num_samples=500, num_chains=2, seeds=None, dense_mass=False,
+                 target_accept_prob=0.8, max_tree_depth=10, batch_size=None, log_likelihood=False) -> list:
+    """NUTS for many scene models of one structure (e.g. one galaxy per set of cut-outs), each
+    from its own MAP: one compiled program for all of them, ``batch_size`` objects per call
+    (vmapped; each object's chains vectorised), every object with its own step size and mass
+    matrix.  The per-object counterpart of :func:`fit_map_batch`.
+
+    models : list of :class:`~bayesprof.scene.SceneModel`, one structure (``model._structure``)
+    fits : list of :class:`MapResult`
+        Each model's MAP (its ``model``): the start and the whitening (as :func:`sample`).
+    seeds : list of int, optional
+        One per model (default 0, 1, ...): an object's draws depend on its own seed only, not
+        on the batch it is in.
+    batch_size : int, optional
+        Objects per call (default: all).  A last, smaller batch is padded with copies of its
+        last object (dropped).
+    log_likelihood : bool
+        Each image's log-likelihood per draw, as :func:`sample` (default off: catalogs rarely
+        need it and it costs one render per draw).
+
+    Other arguments as :func:`sample` (chains vectorised).  Returns one :class:`Posterior` per
+    model, in order; its ``sampling_time_s`` and ``warmup_time_s`` are the batch's, shared
+    equally."""
+    models = list(models)
+    if len(fits) != len(models):
+        raise ValueError(f"sample_batch: {len(fits)} MAP results for {len(models)} models")
+    if not models:
+        return []
+    for m, fit in zip(models, fits):
+        if fit.model is not m:
+            raise ValueError("sample_batch: each MAP result must come from its own model (fit.model)")
+        if m._structure != models[0]._structure:
+            raise ValueError("sample_batch: the models differ in structure; group them by model._structure")
+    seeds = list(range(len(models))) if seeds is None else [int(k) for k in seeds]
+    if len(seeds) != len(models):
+        raise ValueError(f"sample_batch: {len(seeds)} seeds for {len(models)} models")
+    options = (bool(dense_mass), float(target_accept_prob), int(max_tree_depth))
+    size = len(models) if batch_size is None else max(1, min(int(batch_size), len(models)))
+    out = []
+    for a in range(0, len(models), size):
+        chunk = list(zip(models[a:a + size], fits[a:a + size], seeds[a:a + size]))
+        chunk += [chunk[-1]] * (size - len(chunk))
+        starts = []
+        for m, fit, seed in chunk:
+            u_map, L = _whitening(fit)
+            k_init, k_run = jax.random.split(jax.random.PRNGKey(seed))
+            z0 = 0.5 * jax.random.normal(k_init, (num_chains, u_map.size), dtype=u_map.dtype)
+            starts.append((m, u_map, L, z0, jax.random.split(k_run, num_chains)))
+        args = jax.tree.map(lambda *xs: jnp.stack(xs), *starts)
+        placeholder = jax.tree.map(
+            lambda a: jnp.zeros(a.shape, a.dtype),
+            jax.eval_shape(jax.vmap(lambda m, u, l, z, k: _nuts_start(m, u, l, z, k, int(num_warmup), options)),
+                           *args))
+        static = (int(num_warmup), int(num_samples), options)
+        t0 = time.perf_counter()
+        state = jax.block_until_ready(_nuts_objects(*args, placeholder, False, int(num_warmup), *static)[0])
+        t1 = time.perf_counter()
+        _, z, stats = jax.block_until_ready(_nuts_objects(*args, state, True, int(num_samples), *static))
+        t2 = time.perf_counter()
+        n = len(models[a:a + size])
+        z, stats = np.asarray(z), [np.asarray(x) for x in stats]
+        for i, (m, fit, _) in enumerate(chunk[:n]):
+            out.append(_posterior(m, fit, starts[i][1], starts[i][2], z[i], [x[i] for x in stats], num_warmup,
+                                  log_likelihood, (t2 - t1) / n, (t1 - t0) / n, "vectorized"))
+    return out
+
+
+def _whitening(init, whiten=True):
+    """``(u_map, L)``: the MAP in unconstrained coordinates and the factor of the whitened
+    coordinates ``u = u_map + L z`` (the Cholesky factor of the MAP covariance; a parameter
+    whose variance is not finite or not positive gets scale 1)."""
+    u_map = jnp.asarray(init.u)
+    cov = np.asarray(init.cov_u)
+    d = u_map.size
+    if not whiten:
+        return u_map, jnp.eye(d)
+    # Cholesky factor of the correlation matrix, rescaled per parameter: a jitter relative to
+    # each parameter's own variance, so a sky level of 1e-12 counts keeps its true scale
+    s = np.sqrt(np.maximum(np.diag(cov), 0.0))
+    s = np.where(np.isfinite(s) & (s > 0), s, 1.0)
+    try:
+        L = s[:, None] * np.linalg.cholesky(cov / np.outer(s, s) + 1e-10 * np.eye(d))
+    except np.linalg.LinAlgError:
+        L = np.diag(s)
+    if not np.all(np.isfinite(L)):
+        L = np.diag(s)
+    return u_map, jnp.asarray(L)
+
+
+def _posterior(model, init, u_map, L, z, stats, num_warmup, log_likelihood, sampling_time, warmup_time,
+               chain_method):
+    """The :class:`Posterior` of whitened draws ``z`` (chains, draws, size) and NUTS's statistics
+    (``_NUTS_FIELDS``, each (chains, draws)): physical site values, derived values, each image's
+    log-likelihood per draw (``log_likelihood``), timings."""
     extra = dict(zip(_NUTS_FIELDS, (np.asarray(a) for a in stats)))  # (chains, draws)
     z = np.asarray(z)
-    C, S, _ = z.shape
+    C, S, d = z.shape
     u = np.asarray(u_map)[None, None, :] + z @ np.asarray(L).T
     flat = _constrain_draws(model, jnp.asarray(u.reshape(C * S, d)))
     posterior = {}
@@ -926,12 +1023,9 @@ def sample(scene, init=None, *, num_warmup=500, num_samples=1000, num_chains=4, 
         "lp": -extra["potential_energy"],
         "step_size": extra["step_size"],
     }
-    post = Posterior.from_samples(model, posterior, stats, loglik, map_result=init, sampling_time_s=elapsed,
+    post = Posterior.from_samples(model, posterior, stats, loglik, map_result=init, sampling_time_s=sampling_time,
                                   num_warmup=num_warmup)
     post.tree.attrs["warmup_time_s"] = float(warmup_time)
     post.tree.attrs["chain_method"] = chain_method
     post.tree.attrs["log_likelihood_time_s"] = float(loglik_time)
-    if post.num_divergences:
-        warnings.warn(f"NUTS: {post.num_divergences} divergent transitions out of {C * S}; the posterior may be "
-                      "biased (try target_accept_prob=0.95 or check the model)", UserWarning, stacklevel=2)
     return post

@@ -190,6 +190,11 @@ class Posterior:
         return a.reshape((-1,) + a.shape[2:])
 
     @property
+    def num_draws(self) -> int:
+        """Draws of all chains together (chains x draws per chain)."""
+        return int(self.posterior.sizes.get("chain", 0) * self.posterior.sizes.get("draw", 0))
+
+    @property
     def num_divergences(self) -> int:
         return int(np.sum(np.asarray(self.tree["sample_stats"]["diverging"].values)))
 
@@ -207,22 +212,43 @@ class Posterior:
         """Effective sample size of every posterior element: ``{"gal.n": 812.3, "gal.flux[r]": ...}``."""
         import arviz as az
 
+        return self._elements(az.ess(self.tree, method=method))
+
+    def _elements(self, stat) -> dict:
+        """An arviz diagnostic (one value per posterior element) as ``{"gal.n": ..., "gal.flux[r]": ...}``."""
+        stat = stat["posterior"] if "posterior" in getattr(stat, "children", {}) else stat
         out = {}
-        ess = az.ess(self.tree, method=method)
-        ess = ess["posterior"] if "posterior" in getattr(ess, "children", {}) else ess
         for name in self.var_names:
-            da = ess[name]
+            da = stat[name]
             if da.ndim == 0:
                 out[name] = float(da.values)
             else:
-                dim = da.dims[0]
-                for label, v in zip(da[dim].values, np.ravel(da.values)):
+                for label, v in zip(da[da.dims[0]].values, np.ravel(da.values)):
                     out[f"{name}[{label}]"] = float(v)
         return out
 
-    def ess_min(self) -> float:
-        vals = [v for k, v in self.ess().items() if ".mag" not in k and np.isfinite(v)]
+    def ess_min(self, method="bulk") -> float:
+        """The smallest ESS (:meth:`ess`) over the parameters (magnitudes, transforms of the
+        fluxes, left out)."""
+        vals = [v for k, v in self.ess(method).items() if ".mag" not in k and np.isfinite(v)]
         return float(min(vals))
+
+    def rhat(self) -> dict:
+        """Rank-normalised split R-hat (arviz) of every posterior element, keyed as :meth:`ess`;
+        a chain stuck on one value gives NaN or inf, without numpy's warnings."""
+        import warnings
+
+        import arviz as az
+
+        with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return self._elements(az.rhat(self.tree))
+
+    def rhat_max(self) -> float:
+        """The largest R-hat (:meth:`rhat`) over the parameters (magnitudes left out); NaN if
+        any is not finite (a stuck chain)."""
+        vals = [v for k, v in self.rhat().items() if ".mag" not in k]
+        return float(max(vals)) if all(np.isfinite(vals)) else float("nan")
 
     # ------------------------------------------------------------------ reporting
     def summary(self, var_names=None, round_to="sd", **kwargs):

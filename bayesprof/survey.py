@@ -42,6 +42,19 @@ coefficients ``re_cheb0, re_cheb1, ...`` on the parameter's link and its value i
 object), ``flags`` (comma-separated: ``blended``, ``edge``, ``prior_bound``, ``outside``,
 ``noise``, ``not_converged``, ``failed``) and ``time_s`` (the object's share of its group's
 build and solve).
+
+**With NUTS** (``nuts=``): each group's posterior is sampled from its MAP
+(:func:`~bayesprof.inference.sample_batch`: groups of one structure share one compiled program
+and are vmapped ``batch_size`` at a time, each with its own step size and mass matrix; the seed
+of a group depends only on the run's seed and the group's index, not on its partition or
+batch; with batches of one, the CPU's default, its draws are the same in any run).  The row
+gains the posterior mean and sd of each of its columns as
+``<column>_mean`` and ``<column>_sd`` (``ra_mean``, ``dec_mean`` in deg with ``ra_sd``,
+``dec_sd`` in arcsec; ``re_mean``, ``flux_r_sd``, ``mag_r_mean``, ...; angles about their
+circular mean), the group's ``rhat_max`` (rank-normalised split R-hat, largest over its
+parameters), ``ess_bulk_min``, ``ess_tail_min``, ``divergences``, ``nuts_time_s`` and
+``posterior`` (the file of the group's posterior, when written), and the flags ``divergent``
+and ``not_mixed`` (R-hat above 1.01, or a bulk ESS below 100 per chain), or ``nuts_failed``.
 """
 
 from __future__ import annotations
@@ -59,7 +72,8 @@ from .inference import fit_map_batch
 from .results import flux_to_mag_sigma
 from .scene import Scene
 
-__all__ = ["fit_catalog", "fit_cutouts", "run_catalog", "plan_catalog", "CatalogPlan", "group_sources", "SIZE_CLASSES"]
+__all__ = ["fit_catalog", "fit_cutouts", "run_catalog", "plan_catalog", "CatalogPlan", "group_sources", "SIZE_CLASSES",
+           "NUTS_DEFAULTS"]
 
 #: stamp sides (pixels of the finest image) that groups are rounded up to
 SIZE_CLASSES = (32, 48, 64, 96, 128, 192, 256, 384, 512)
@@ -217,7 +231,8 @@ def _default_batch_size():
 
 def fit_catalog(images, sources, *, kind=None, vary=None, sky=comps.FlatSky, size_classes=SIZE_CLASSES,
                 stamp_scale=2.0, margin=None, neighbours="model", neighbour_table=None, batch_size=None, max_steps=200,
-                rtol=1e-8, atol=1e-2, groups=None, plan=None, progress=False, return_fits=False):
+                rtol=1e-8, atol=1e-2, nuts=None, posterior_dir=None, groups=None, plan=None, progress=False,
+                return_fits=False):
     """MAP fits of every source of a list in every image, blended ones together, batched by
     structure (module docstring); returns an astropy Table, one row per source in the list's
     order.
@@ -261,6 +276,17 @@ def fit_catalog(images, sources, *, kind=None, vary=None, sky=comps.FlatSky, siz
         until its slowest member converges and gains nothing; 64 on accelerators).
     max_steps, rtol, atol
         As :func:`~bayesprof.fit_map`.
+    nuts : dict or True, optional
+        Also sample each group's posterior with NUTS, from its MAP (:func:`~bayesprof.inference.sample_batch`:
+        one compiled program per structure, ``batch_size`` groups per call, each with its own
+        step size and mass matrix).  ``True``: :data:`NUTS_DEFAULTS`; a dict overrides them
+        (``num_warmup``, ``num_samples``, ``num_chains``, ``seed``, ``dense_mass``,
+        ``target_accept_prob``, ``max_tree_depth``).  Adds the columns of the module docstring
+        ("With NUTS").  Default: MAP only.
+    posterior_dir : path, optional
+        With ``nuts``: write each group's posterior there, ``group-NNNNNN.nc`` (NetCDF,
+        :meth:`~bayesprof.Posterior.to_netcdf`, written atomically), named in the column
+        ``posterior``.
     groups : sequence of int, optional
         Fit only these blend groups (indices into ``plan.groups``); their rows come out in
         the list's order.  Default: all.
@@ -285,6 +311,7 @@ def fit_catalog(images, sources, *, kind=None, vary=None, sky=comps.FlatSky, siz
     if neighbours not in ("model", "mask"):
         raise ValueError(f"fit_catalog: neighbours must be 'model' or 'mask', not {neighbours!r}")
     batch_size = _default_batch_size() if batch_size is None else int(batch_size)
+    nuts = nuts_settings(nuts, "fit_catalog")
     plan = plan_catalog(images, sources, stamp_scale=stamp_scale, margin=margin) if plan is None else plan
     chosen = plan.groups if groups is None else [plan.groups[k] for k in groups]
     sources, field_ref, xi, eta, radii = plan.sources, plan.field_ref, plan.xi, plan.eta, plan.radii
@@ -295,7 +322,7 @@ def fit_catalog(images, sources, *, kind=None, vary=None, sky=comps.FlatSky, siz
 
     tree = cKDTree(np.column_stack([xi, eta]))
     first_pass = neighbours == "mask" or neighbour_table is None
-    passes = int(first_pass) + int(neighbours == "model")
+    passes = int(first_pass) + int(neighbours == "model") + int(nuts is not None)
     bar = tqdm(total=passes * sum(len(g.members) for g in chosen), disable=not progress, desc="fit_catalog",
                unit="obj")
     rows, built, fits = {}, {}, {}
@@ -326,13 +353,20 @@ def fit_catalog(images, sources, *, kind=None, vary=None, sky=comps.FlatSky, siz
                 light = _neighbour_light(model, g, fitted, reach, tree, xi, eta, kind)
                 dt += time.perf_counter() - t0 + (fit.time_s if fit is not None else 0.0)
                 if light is None:  # nothing to subtract: the first fit stands
-                    if not first_pass:
-                        rows.update({i: dict(fitted[i]) for i in g.members if i in fitted})
-                    bar.update(len(g.members))
-                    continue
-                model = model.with_data([d - l for d, l in zip(model.data, light)])
+                    if first_pass or nuts is None:
+                        if not first_pass:
+                            rows.update({i: dict(fitted[i]) for i in g.members if i in fitted})
+                        bar.update(len(g.members))
+                        continue
+                    # its first-pass row is in the table: fitted again from it (a step or two),
+                    # for the MapResult that NUTS starts from
+                else:
+                    model = model.with_data([d - l for d, l in zip(model.data, light)])
                 again.setdefault(structure, []).append((g, model, edge, dt, _start_from_rows(model, g, fitted)))
         _solve(again, sources, rows, fits, bar, batch_size, max_steps, rtol, atol)
+    if nuts is not None:
+        _sample([(g, fits[g.members[0]]) for g in chosen if g.members[0] in fits], sources, rows, nuts, posterior_dir,
+                batch_size, bar)
     bar.close()
     table = _table([rows[i] for i in sorted(rows)], images.names)
     return (table, [fits.get(i) for i in sorted(rows)]) if return_fits else table
@@ -483,6 +517,7 @@ def _solve(built, sources, rows, fits_out, bar, batch_size, max_steps, rtol, ato
                 for g, _, _, dt, _ in chunk:
                     for i in g.members:
                         rows[i] = _failed_row(sources[i], g, f"{type(err).__name__}: {err}", dt)
+                        fits_out.pop(i, None)  # a first pass's fit is not this row's
                     bar.update(len(g.members))
                 continue
             for (g, model, edge, dt, _), fit in zip(chunk, fits):
@@ -492,8 +527,135 @@ def _solve(built, sources, rows, fits_out, bar, batch_size, max_steps, rtol, ato
                 bar.update(len(g.members))
 
 
+#: NUTS settings of a catalog when ``nuts=True`` (per group: 2 chains of 300 warm-up and 500
+#: kept draws, enough for a bulk ESS of several hundred in whitened coordinates)
+NUTS_DEFAULTS = {"num_warmup": 300, "num_samples": 500, "num_chains": 2, "seed": 0}
+_NUTS_KEYS = ("num_warmup", "num_samples", "num_chains", "seed", "dense_mass", "target_accept_prob", "max_tree_depth")
+
+
+def nuts_settings(nuts, caller="fit_catalog"):
+    """The NUTS settings of a catalog run: None (MAP only) for None or False, else
+    :data:`NUTS_DEFAULTS` updated by ``nuts`` (True or a dict); a one-line ValueError for an
+    unknown key."""
+    if nuts is None or nuts is False:
+        return None
+    given = {} if nuts is True else dict(nuts)
+    unknown = sorted(set(given) - set(_NUTS_KEYS))
+    if unknown:
+        raise ValueError(f"{caller}: nuts: unknown setting(s) {', '.join(unknown)}; known: {', '.join(_NUTS_KEYS)}")
+    return {**NUTS_DEFAULTS, **given}
+
+
+def _object_seed(seed, group):
+    """An object's NUTS seed from the run's ``seed`` and its blend group's index: the same
+    whatever the batch or partition it is fitted in."""
+    return int(np.random.SeedSequence([int(seed), int(group.index)]).generate_state(1)[0])
+
+
+def _sample(done, sources, rows, nuts, posterior_dir, batch_size, bar):
+    """NUTS for each ``(group, MapResult)`` of ``done``, structure by structure in batches; the
+    summary columns go into the members' ``rows``, each posterior to ``posterior_dir``."""
+    from .inference import sample_batch
+
+    kw = {k: v for k, v in nuts.items() if k != "seed"}
+    by_structure = {}
+    for g, fit in done:
+        by_structure.setdefault(fit.model._structure, []).append((g, fit))
+    for items in by_structure.values():
+        size = min(batch_size, len(items))
+        for a in range(0, len(items), size):
+            chunk = items[a:a + size]
+            try:
+                posts = sample_batch([f.model for _, f in chunk], [f for _, f in chunk], batch_size=size,
+                                     seeds=[_object_seed(nuts["seed"], g) for g, _ in chunk], **kw)
+                files = [_write_posterior(post, posterior_dir, g) if posterior_dir is not None else None
+                         for (g, _), post in zip(chunk, posts)]
+            except Exception as err:  # flagged; the MAP row stands
+                for g, _ in chunk:
+                    for i in g.members:
+                        rows[i]["flags"] = ",".join(f for f in (rows[i]["flags"], "nuts_failed") if f)
+                        rows[i]["status"] = f"{rows[i]['status']}; NUTS: {type(err).__name__}: {err}"
+                    bar.update(len(g.members))
+                continue
+            for (g, fit), post, file in zip(chunk, posts, files):
+                columns, flags = _nuts_summary(post, nuts["num_chains"])
+                for j, i in enumerate(g.members):
+                    rows[i].update(_nuts_columns(post, f"s{j}", fit.model), **columns, posterior=file or "")
+                    rows[i]["flags"] = ",".join([f for f in rows[i]["flags"].split(",") if f] + flags)
+                bar.update(len(g.members))
+
+
+def _nuts_summary(post, num_chains):
+    """(columns, flags): the convergence columns of one group's posterior (every parameter of the group):
+    ``rhat_max``, ``ess_bulk_min``, ``ess_tail_min``, ``divergences``, ``nuts_time_s`` (warm-up
+    plus sampling), and its flags: ``divergent``, ``not_mixed`` (R-hat above 1.01 or not finite,
+    or a bulk ESS below 100 per chain; Vehtari et al. 2021)."""
+    rhat, ess_bulk, ess_tail = post.rhat_max(), post.ess_min("bulk"), post.ess_min("tail")
+    divergences = post.num_divergences
+    flags = []
+    if divergences:
+        flags.append("divergent")
+    if not (rhat <= 1.01) or ess_bulk < 100 * num_chains:
+        flags.append("not_mixed")
+    return {"rhat_max": rhat, "ess_bulk_min": ess_bulk, "ess_tail_min": ess_tail, "divergences": divergences,
+            "nuts_time_s": float(post.warmup_time_s + post.sampling_time_s)}, flags
+
+
+def _nuts_columns(post, name, model):
+    """Posterior mean and sd of one member (``name``, e.g. ``"s0"``) under the MAP columns' names
+    plus ``_mean`` and ``_sd``: ``ra_mean``, ``dec_mean`` (deg) with ``ra_sd``, ``dec_sd``
+    (arcsec), each structural parameter, flux and magnitude per band, polynomial coefficients
+    and their band values.  Angles are averaged about their circular mean."""
+    from .results import _mag
+
+    out = {}
+    pos = post.sky_positions()
+    k = list(pos["source"]).index(name)
+    out.update({"ra_mean": float(pos["ra"][k]), "dec_mean": float(pos["dec"][k]),
+                "ra_sd": float(pos["ra_err"][k]), "dec_sd": float(pos["dec_err"][k])})
+
+    def put(label, draws):
+        out[f"{label}_mean"], out[f"{label}_sd"] = float(np.mean(draws)), float(np.std(draws, ddof=1))
+
+    for site in model.sites:
+        if site.source != name or site.param in ("xi", "eta") or site.fixed is not None:
+            continue
+        draws = post.flat(site.name)
+        if site.poly is not None:
+            for c in range(site.poly.size):
+                put(f"{site.param}_cheb{c}", draws[:, c])
+            continue
+        label = site.param if site.dim is None else f"{site.param}_{site.label}"
+        put(label, draws)
+        if site.param == "flux":
+            put(f"mag_{site.label if site.dim is not None else 'all'}", _mag(draws))
+    for d in model.derived.values():
+        if d.source != name or d.coefficients is None:
+            continue
+        draws = post.flat(d.name)
+        put(f"{d.param}_{d.label}", draws)
+        if d.param == "flux":
+            put(f"mag_{d.label}", _mag(draws))
+    return out
+
+
+def _write_posterior(post, folder, group):
+    """Write one group's posterior to ``folder/group-NNNNNN.nc`` whole or not at all; returns
+    the file name."""
+    import os
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"group-{group.index:06d}.nc"
+    tmp = folder / f".{name}.tmp-{os.getpid()}"
+    post.to_netcdf(tmp)
+    os.replace(tmp, folder / name)
+    return name
+
+
 def fit_cutouts(cutouts, sources=None, *, kind=None, vary=None, sky=comps.FlatSky, size_classes=SIZE_CLASSES,
-                batch_size=None, max_steps=200, rtol=1e-8, atol=1e-2, progress=False, return_fits=False):
+                batch_size=None, max_steps=200, rtol=1e-8, atol=1e-2, nuts=None, posterior_dir=None, progress=False,
+                return_fits=False):
     """MAP fits of one object per set of cut-outs (e.g. survey cut-outs centred on each galaxy,
     with neighbours already masked); returns an astropy Table as :func:`fit_catalog`, one row
     per object in order.
@@ -517,6 +679,7 @@ def fit_cutouts(cutouts, sources=None, *, kind=None, vary=None, sky=comps.FlatSk
     kind = comps.Sersic if kind is None else kind
     _check_vary(vary, "fit_cutouts")
     batch_size = _default_batch_size() if batch_size is None else int(batch_size)
+    nuts = nuts_settings(nuts, "fit_cutouts")
     if sources is None:
         sources = SourceList(CatalogSource(id=k, ra=float(c.reference.icrs.ra.deg), dec=float(c.reference.icrs.dec.deg))
                              for k, c in enumerate(cutouts))
@@ -524,7 +687,7 @@ def fit_cutouts(cutouts, sources=None, *, kind=None, vary=None, sky=comps.FlatSk
         sources = sources_from_table(sources)
     if len(sources) != len(cutouts):
         raise ValueError(f"fit_cutouts: {len(sources)} sources for {len(cutouts)} sets of cut-outs")
-    bar = tqdm(total=len(cutouts), disable=not progress, desc="fit_cutouts", unit="obj")
+    bar = tqdm(total=len(cutouts) * (1 + int(nuts is not None)), disable=not progress, desc="fit_cutouts", unit="obj")
     rows, built, fits = {}, {}, {}
 
     def stamps_of(ims):  # each cut-out padded about its own centre: no pixel is lost
@@ -536,6 +699,9 @@ def fit_cutouts(cutouts, sources=None, *, kind=None, vary=None, sky=comps.FlatSk
         g = _Group(k, [k], 0.0, 0.0, 0.0)
         _build(g, lambda ims=ims: stamps_of(ims), src.coord, sources, kind, vary, sky, rows, built, bar)
     _solve(built, sources, rows, fits, bar, batch_size, max_steps, rtol, atol)
+    if nuts is not None:
+        _sample([(g, fits[g.members[0]]) for items in built.values() for g, *_ in items if g.members[0] in fits],
+                sources, rows, nuts, posterior_dir, batch_size, bar)
     bar.close()
     names = []
     for c in cutouts:
@@ -608,7 +774,9 @@ def _row(source, group, j, fit, edge, dt):
 
 
 _UNITS = {"ra": "deg", "dec": "deg", "ra_err": "arcsec", "dec_err": "arcsec", "re": "arcsec", "re_err": "arcsec",
-          "pa": "deg", "pa_err": "deg", "time_s": "s"}
+          "pa": "deg", "pa_err": "deg", "time_s": "s", "ra_mean": "deg", "dec_mean": "deg", "ra_sd": "arcsec",
+          "dec_sd": "arcsec", "re_mean": "arcsec", "re_sd": "arcsec", "pa_mean": "deg", "pa_sd": "deg",
+          "nuts_time_s": "s"}
 
 
 def _table(rows, image_names):
@@ -624,13 +792,13 @@ def _table(rows, image_names):
     cols = {}
     for k in names:
         values = [r.get(k) for r in rows]
-        if k in ("status", "flags"):
+        if k in ("status", "flags", "posterior"):
             cols[k] = [str(x) if x is not None else "" for x in values]
         elif k == "converged":
             cols[k] = np.array([bool(x) for x in values])
         elif k == "id":  # the list's own ids: integers or strings
             cols[k] = np.array(values)
-        elif k in ("group", "n_group", "lm_steps"):
+        elif k in ("group", "n_group", "lm_steps", "divergences"):
             cols[k] = np.array([int(x) if x is not None else -1 for x in values])
         else:
             cols[k] = np.array([float(x) if x is not None else np.nan for x in values])
@@ -641,7 +809,7 @@ def _table(rows, image_names):
     for k in table.colnames:
         if "_cheb" in k:  # Chebyshev coefficients on the parameter's link (Scene.add): no unit
             continue
-        if k.startswith("re_") or k.startswith("fwhm_") or k == "fwhm":
+        if k.startswith("re_") or k.startswith("fwhm_") or k == "fwhm":  # re_<band>, re_<band>_mean, ...
             table[k].unit = "arcsec"
         elif k.startswith("flux_"):
             table[k].unit = "uJy"
@@ -674,9 +842,16 @@ def _partitions(plan, size):
 def _fit_partition(images, sources, plan_kw, groups, fit_kw):
     """One Dask task: the rows of ``groups`` (the plan is recomputed on the worker from the
     whole list, so neighbours outside the partition are masked, or modelled from the first
-    pass's table, as in one run)."""
+    pass's table, as in one run), and with NUTS the groups' posterior files (name -> bytes),
+    returned for the client to write, so that the workers need no shared file system."""
+    import tempfile
+
     plan = plan_catalog(images, sources, **plan_kw)
-    return fit_catalog(images, sources, plan=plan, groups=groups, **fit_kw)
+    if not fit_kw.get("nuts"):
+        return fit_catalog(images, sources, plan=plan, groups=groups, **fit_kw), {}
+    with tempfile.TemporaryDirectory(prefix="bayesprof-posteriors-") as folder:
+        table = fit_catalog(images, sources, plan=plan, groups=groups, posterior_dir=folder, **fit_kw)
+        return table, {f.name: f.read_bytes() for f in Path(folder).glob("group-*.nc")}
 
 
 def _write_atomic(table, path):
@@ -688,6 +863,17 @@ def _write_atomic(table, path):
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     fmt = "parquet" if path.suffix == ".parquet" else "fits"
     table.write(tmp, format=fmt, overwrite=True)
+    os.replace(tmp, path)
+
+
+def _write_bytes_atomic(content, path):
+    """Write ``content`` (bytes) to ``path`` whole or not at all (a temporary file, renamed)."""
+    import os
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(content)
     os.replace(tmp, path)
 
 
@@ -722,8 +908,10 @@ def run_catalog(images, sources, out, *, client=None, scheduler=None, n_workers=
     modelled as in one process.  At the end
     the partitions are joined, in the list's order, into ``out/catalog.parquet`` and
     ``out/catalog.fits``.  ``out/plan.json`` records the partitions; a rerun with another
-    partitioning (other sources, ``partition_size``, stamps or ``neighbours``) is refused rather
-    than mixed.
+    partitioning (other sources, ``partition_size``, stamps, ``neighbours`` or ``nuts``) is
+    refused rather than mixed.  With ``nuts`` (:func:`fit_catalog`; in the last pass only) each
+    group's posterior is written to ``out/posteriors/group-NNNNNN.nc`` by this process (the
+    workers return it), before its partition's table.
 
     client : distributed.Client, optional
         Use this cluster.  ``scheduler``: or connect to one at this address (e.g. one started
@@ -745,23 +933,26 @@ def run_catalog(images, sources, out, *, client=None, scheduler=None, n_workers=
         raise ValueError(f"run_catalog: neighbours must be 'model' or 'mask', not {neighbours!r}")
     # with neighbours="model" two passes, each over every partition: the first masks the other
     # groups (out/first), the second subtracts their first-pass light (out/parts)
-    phases = [("first", {"neighbours": "mask"}), ("parts", {"neighbours": "model"})] if neighbours == "model" \
-        else [("parts", {"neighbours": "mask"})]
+    nuts = nuts_settings(fit_kw.pop("nuts", None), "run_catalog")
+    final = {"neighbours": neighbours, "nuts": nuts}  # NUTS in the last pass only
+    phases = [("first", {"neighbours": "mask", "nuts": None}), ("parts", final)] if neighbours == "model" \
+        else [("parts", final)]
     for folder, _ in phases:
         (out / folder).mkdir(parents=True, exist_ok=True)
     plan_kw = {"stamp_scale": stamp_scale, "margin": margin}
     plan = plan_catalog(images, sources, **plan_kw)
     sources = plan.sources
     parts = _partitions(plan, partition_size)
-    manifest = {"format": "bayesprof catalog run 2", "n_sources": len(sources),
+    manifest = {"format": "bayesprof catalog run 3", "n_sources": len(sources),
                 "ids": hashlib.sha1(json.dumps([str(s.id) for s in sources]).encode()).hexdigest(),
-                "images": images.names, "partitions": parts, "neighbours": neighbours}
+                "images": images.names, "partitions": parts, "neighbours": neighbours, "nuts": nuts}
     plan_path = out / "plan.json"
     if plan_path.exists():
         old = json.loads(plan_path.read_text())
         if old != manifest:
-            raise ValueError(f"run_catalog: {out} holds a run of other sources, another partitioning or another "
-                             "neighbours mode; give a new output folder (or delete it) to start afresh")
+            raise ValueError(f"run_catalog: {out} holds a run of other sources, another partitioning, another "
+                             "neighbours mode or other NUTS settings; give a new output folder (or delete it) to start "
+                             "afresh")
     else:
         tmp = plan_path.with_name(".plan.json.tmp")
         tmp.write_text(json.dumps(manifest))
@@ -801,7 +992,10 @@ def run_catalog(images, sources, out, *, client=None, scheduler=None, n_workers=
                        for k in todo[folder]}
             for fut in as_completed(futures):
                 k = futures[fut]
-                _write_atomic(fut.result(), path(folder, k))
+                table, posteriors = fut.result()
+                for name, content in posteriors.items():  # before the part: a written part has all its files
+                    _write_bytes_atomic(content, out / "posteriors" / name)
+                _write_atomic(table, path(folder, k))
                 bar.update(n_objects([k]))
     finally:
         if own_client is not None:

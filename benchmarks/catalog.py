@@ -8,6 +8,11 @@ Parts (``--parts``, default all):
               of ``--n`` (compile + fits), then other sets of ``--n`` and ``4 x --n`` objects of the
               same structure (warm): fits/s and the time per object at both sizes; the same
               for 3-band joint fits (g, r, i at 0.2"/px, Moffat PSFs of FWHM 0.9", 0.8", 0.75").
+``nuts``      NUTS per object (``fit_cutouts(nuts=True)``: 2 chains x (300 warm-up + 500 draws)
+              from each MAP) on ``--nuts-n`` of the single-band cut-outs, a first set (compile +
+              fits) and a second set (warm): galaxies/s, the time per object, min bulk ESS and
+              max R-hat per object, and the pulls (posterior mean - truth) / posterior sd of re, n
+              and q over the objects.
 ``dask``      ``run_catalog`` on a field of isolated galaxies (one structure) with a LocalCluster
               of 1 and of 2 single-threaded workers, each run from scratch on the same objects
               after a warm-up run that fills the persistent compilation cache.
@@ -29,7 +34,8 @@ Parts (``--parts``, default all):
 Prints a Markdown table per part and writes every figure to ``benchmarks/.cache/catalog.json``.
 
 Usage:  .venv/bin/python benchmarks/catalog.py [--n 32] [--dask-n 64] [--field-px 1000]
-        [--noiseless-n 49] [--parts cutouts,dask,kill,field,noiseless,gama]
+        [--noiseless-n 49] [--nuts-n 8]
+        [--parts cutouts,nuts,dask,kill,field,noiseless,gama]
 """
 
 from __future__ import annotations
@@ -97,6 +103,84 @@ def part_cutouts(n):
         print(f"| {label} | first {n}: {cold:.1f} s | " + " | ".join(
             f"{m}: {r['time_s']:.1f} s, {r['fits_per_s']:.2f} fits/s, {1e3 * r['time_s'] / m:.0f} ms/object, "
             f"{r['converged']}/{m} converged, {r['mean_steps']:.1f} steps" for m, r in runs.items()) + " |", flush=True)
+    return out
+
+
+def _pysersic(python, sets, nuts):
+    """pysersic (``benchmarks/pysersic_cutouts.py`` in the venv of ``python``) on the same
+    single-band cut-outs: per object the MAP and NUTS times (s), MAP values and draws."""
+    import subprocess
+
+    from bayesprof.simulate import _galsim_psf
+
+    psf = _galsim_psf(R_BAND[2]).drawImage(nx=41, ny=41, scale=R_BAND[1]).array
+    folder = Path(tempfile.mkdtemp(prefix="bp-pysersic-"))
+    try:
+        np.savez(folder / "in.npz", data=np.stack([ims[0].data for ims in sets]), sigma=0.05, psf=psf / psf.sum(),
+                 scale=R_BAND[1], num_warmup=nuts["num_warmup"], num_samples=nuts["num_samples"],
+                 num_chains=nuts["num_chains"], nuts=True)
+        done = subprocess.run([python, str(HERE / "pysersic_cutouts.py"), str(folder / "in.npz"),
+                               str(folder / "out.npz")], capture_output=True, text=True)  # its SVI bars: stderr
+        if done.returncode:
+            raise RuntimeError(f"pysersic failed:\n{done.stderr[-3000:]}")
+        with np.load(folder / "out.npz") as f:
+            return {k: f[k] for k in f.files}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _ess_bulk_min(draws):
+    """The smallest arviz bulk ESS over a dict of (chains, draws) arrays."""
+    import arviz as az
+
+    return min(float(az.ess(np.asarray(d), method="bulk")) for d in draws.values())
+
+
+def part_nuts(n, pysersic=None):
+    from bayesprof.survey import NUTS_DEFAULTS
+
+    out = {}
+    for label, seed in (("first", 11), ("warm", 12)):
+        sets, truths = cutout_sets(seed, n, (R_BAND,))
+        folder = Path(tempfile.mkdtemp(prefix="bp-posteriors-"))
+        t = time.perf_counter()
+        tab = fit_cutouts(sets, nuts=True, posterior_dir=folder)
+        dt = time.perf_counter() - t
+        pulls = {p: np.asarray([(r[f"{p}_mean"] - getattr(g, p)) / r[f"{p}_sd"] for r, g in zip(tab, truths)])
+                 for p in ("re", "n", "q")}
+        out[label] = {"n": n, "time_s": dt, "galaxies_per_s": n / dt,
+                      "nuts_time_s": [float(x) for x in tab["nuts_time_s"]],
+                      "map_time_s": [float(x) for x in tab["time_s"]],
+                      "ess_bulk_min": [float(x) for x in tab["ess_bulk_min"]],
+                      "rhat_max": [float(x) for x in tab["rhat_max"]],
+                      "divergences": [int(x) for x in tab["divergences"]],
+                      "flags": [str(x) for x in tab["flags"]],
+                      "pulls": {p: v.tolist() for p, v in pulls.items()}}
+        ess = np.asarray(tab["ess_bulk_min"])
+        print(f"| bayesprof NUTS, {label} {n} | {dt:.1f} s: {n / dt:.3f} galaxies/s, NUTS "
+              f"{np.median(tab['nuts_time_s']):.1f} s per object (median) | min bulk ESS median {np.median(ess):.0f}, "
+              f"lowest {ess.min():.0f} | max R-hat {np.max(tab['rhat_max']):.3f} | divergences "
+              f"{int(np.sum(tab['divergences']))} | pulls " + ", ".join(
+                  f"{p} {v.mean():+.2f} ± {v.std(ddof=1):.2f}" for p, v in pulls.items()) + " |", flush=True)
+        if pysersic and label == "warm":  # the peer on the same objects, same NUTS settings, same run
+            peer = _pysersic(pysersic, sets, NUTS_DEFAULTS)
+            ess_p = np.asarray([_ess_bulk_min({p: peer[f"{p}_draws"][k] for p in ("re", "n", "q")}) for k in range(n)])
+            ess_b = np.asarray([_ess_bulk_min({p: bp.load_posterior(folder / f).draws("s0." + p)
+                                               for p in ("re", "n", "q")}) for f in tab["posterior"]])
+            print(f"| bayesprof, {label}: min bulk ESS (re, n, q) median {np.median(ess_b):.0f}, lowest "
+                  f"{ess_b.min():.0f} |", flush=True)
+            out[label]["ess_bulk_min_re_n_q"] = ess_b.tolist()
+            pulls_p = {p: np.asarray([(peer[f"{p}_draws"][k].mean() - getattr(g, p)) / peer[f"{p}_draws"][k].std(ddof=1)
+                                      for k, g in enumerate(truths)]) for p in ("re", "n", "q")}
+            out["pysersic"] = {"map_s": peer["map_s"].tolist(), "nuts_s": peer["nuts_s"].tolist(),
+                               "ess_bulk_min_re_n_q": ess_p.tolist(), "pulls": {p: v.tolist() for p, v in pulls_p.items()},
+                               "map": {p: peer[p].tolist() for p in ("re", "n", "q")}}
+            total = float(peer["map_s"].sum() + peer["nuts_s"].sum())
+            print(f"| pysersic MAP + NUTS, {label} {n} | {total:.1f} s: {n / total:.3f} galaxies/s, NUTS "
+                  f"{np.median(peer['nuts_s']):.1f} s, MAP {np.median(peer['map_s']):.1f} s per object (median) | min "
+                  f"bulk ESS (re, n, q) median {np.median(ess_p):.0f}, lowest {ess_p.min():.0f} | pulls " + ", ".join(
+                      f"{p} {v.mean():+.2f} ± {v.std(ddof=1):.2f}" for p, v in pulls_p.items()) + " |", flush=True)
+        shutil.rmtree(folder, ignore_errors=True)
     return out
 
 
@@ -290,11 +374,13 @@ def part_gama(folder):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=32)
+    ap.add_argument("--nuts-n", type=int, default=8)
+    ap.add_argument("--pysersic", help="python of a venv with pysersic: the peer in the nuts part")
     ap.add_argument("--dask-n", type=int, default=64)
     ap.add_argument("--field-px", type=int, default=1000)
     ap.add_argument("--noiseless-n", type=int, default=49)
     ap.add_argument("--gama", default=str(HERE.parent.parent / "shared" / "data" / "gama-kids-sdss"))
-    ap.add_argument("--parts", default="cutouts,dask,kill,field,noiseless,gama")
+    ap.add_argument("--parts", default="cutouts,nuts,dask,kill,field,noiseless,gama")
     ap.add_argument("--out", default=str(HERE / ".cache" / "catalog.json"))
     ap.add_argument("--kill-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -308,6 +394,8 @@ def main():
                           "cpus": os.cpu_count(), "backend": jax.default_backend(), "command": " ".join(sys.argv)}}
     if "cutouts" in parts:
         result["cutouts"] = part_cutouts(args.n)
+    if "nuts" in parts:
+        result["nuts"] = part_nuts(args.nuts_n, args.pysersic)
     if "dask" in parts:
         result["dask"] = part_dask(args.dask_n)
     if "kill" in parts:
