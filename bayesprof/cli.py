@@ -953,6 +953,11 @@ def run_catalog_config(config, out_dir, *, base_dir=None, label=None, workers=No
     n_ok = int(np.sum(table["converged"])) if len(table) else 0
     log(f"{n_ok} of {len(table)} objects converged; wrote {out}/catalog.fits and catalog.parquet in "
         f"{time.perf_counter() - t0:.0f} s")
+    if "rhat_max" in table.colnames:
+        flagged = {f: sum(f in str(x).split(",") for x in table["flags"]) for f in ("not_mixed", "divergent",
+                                                                                    "nuts_failed")}
+        log(f"NUTS: posteriors in {out}/posteriors/; " + ", ".join(f"{n} {f}" for f, n in flagged.items())
+            + " (flags column)")
     return table
 
 

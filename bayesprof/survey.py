@@ -311,7 +311,7 @@ def fit_catalog(images, sources, *, kind=None, vary=None, sky=comps.FlatSky, siz
     if neighbours not in ("model", "mask"):
         raise ValueError(f"fit_catalog: neighbours must be 'model' or 'mask', not {neighbours!r}")
     batch_size = _default_batch_size() if batch_size is None else int(batch_size)
-    nuts = nuts_settings(nuts, "fit_catalog")
+    nuts = nuts_settings(nuts, "fit_catalog", posterior_dir)
     plan = plan_catalog(images, sources, stamp_scale=stamp_scale, margin=margin) if plan is None else plan
     chosen = plan.groups if groups is None else [plan.groups[k] for k in groups]
     sources, field_ref, xi, eta, radii = plan.sources, plan.field_ref, plan.xi, plan.eta, plan.radii
@@ -533,11 +533,14 @@ NUTS_DEFAULTS = {"num_warmup": 300, "num_samples": 500, "num_chains": 2, "seed":
 _NUTS_KEYS = ("num_warmup", "num_samples", "num_chains", "seed", "dense_mass", "target_accept_prob", "max_tree_depth")
 
 
-def nuts_settings(nuts, caller="fit_catalog"):
+def nuts_settings(nuts, caller="fit_catalog", posterior_dir=None):
     """The NUTS settings of a catalog run: None (MAP only) for None or False, else
     :data:`NUTS_DEFAULTS` updated by ``nuts`` (True or a dict); a one-line ValueError for an
-    unknown key."""
+    unknown key, or for a ``posterior_dir`` without NUTS."""
     if nuts is None or nuts is False:
+        if posterior_dir is not None:
+            raise ValueError(f"{caller}: posterior_dir={str(posterior_dir)!r} without nuts: there are no posteriors "
+                             "to write (give nuts=True or a dict of NUTS settings)")
         return None
     given = {} if nuts is True else dict(nuts)
     unknown = sorted(set(given) - set(_NUTS_KEYS))
@@ -679,7 +682,7 @@ def fit_cutouts(cutouts, sources=None, *, kind=None, vary=None, sky=comps.FlatSk
     kind = comps.Sersic if kind is None else kind
     _check_vary(vary, "fit_cutouts")
     batch_size = _default_batch_size() if batch_size is None else int(batch_size)
-    nuts = nuts_settings(nuts, "fit_cutouts")
+    nuts = nuts_settings(nuts, "fit_cutouts", posterior_dir)
     if sources is None:
         sources = SourceList(CatalogSource(id=k, ra=float(c.reference.icrs.ra.deg), dec=float(c.reference.icrs.dec.deg))
                              for k, c in enumerate(cutouts))

@@ -326,3 +326,5 @@ def test_nuts_per_object_through_the_command_line_and_dask(tmp_path):
     assert main(["catalog", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "bad")]) == 2
     with pytest.raises(ValueError, match="unknown setting"):
         fit_catalog(images, cat, nuts={"samples": 10})
+    with pytest.raises(ValueError, match="without nuts"):
+        fit_catalog(images, cat, posterior_dir=tmp_path / "p")
