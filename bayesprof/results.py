@@ -229,9 +229,9 @@ class Posterior:
 
     def ess_min(self, method="bulk") -> float:
         """The smallest ESS (:meth:`ess`) over the parameters (magnitudes, transforms of the
-        fluxes, left out)."""
+        fluxes, left out; so are values that are not finite); NaN if none is finite."""
         vals = [v for k, v in self.ess(method).items() if ".mag" not in k and np.isfinite(v)]
-        return float(min(vals))
+        return float(min(vals)) if vals else float("nan")
 
     def rhat(self) -> dict:
         """Rank-normalised split R-hat (arviz) of every posterior element, keyed as :meth:`ess`;
@@ -248,7 +248,7 @@ class Posterior:
         """The largest R-hat (:meth:`rhat`) over the parameters (magnitudes left out); NaN if
         any is not finite (a stuck chain)."""
         vals = [v for k, v in self.rhat().items() if ".mag" not in k]
-        return float(max(vals)) if all(np.isfinite(vals)) else float("nan")
+        return float(max(vals)) if vals and all(np.isfinite(vals)) else float("nan")
 
     # ------------------------------------------------------------------ reporting
     def summary(self, var_names=None, round_to="sd", **kwargs):

@@ -571,21 +571,30 @@ def _sample(done, sources, rows, nuts, posterior_dir, batch_size, bar):
             try:
                 posts = sample_batch([f.model for _, f in chunk], [f for _, f in chunk], batch_size=size,
                                      seeds=[_object_seed(nuts["seed"], g) for g, _ in chunk], **kw)
-                files = [_write_posterior(post, posterior_dir, g) if posterior_dir is not None else None
-                         for (g, _), post in zip(chunk, posts)]
-            except Exception as err:  # flagged; the MAP row stands
+            except Exception as err:  # flagged; the MAP rows stand
                 for g, _ in chunk:
-                    for i in g.members:
-                        rows[i]["flags"] = ",".join(f for f in (rows[i]["flags"], "nuts_failed") if f)
-                        rows[i]["status"] = f"{rows[i]['status']}; NUTS: {type(err).__name__}: {err}"
+                    _nuts_failed(rows, g, err)
                     bar.update(len(g.members))
                 continue
-            for (g, fit), post, file in zip(chunk, posts, files):
-                columns, flags = _nuts_summary(post, nuts["num_chains"])
-                for j, i in enumerate(g.members):
-                    rows[i].update(_nuts_columns(post, f"s{j}", fit.model), **columns, posterior=file or "")
-                    rows[i]["flags"] = ",".join([f for f in rows[i]["flags"].split(",") if f] + flags)
+            for (g, fit), post in zip(chunk, posts):
+                try:
+                    columns, flags = _nuts_summary(post, nuts["num_chains"])
+                    per_member = [_nuts_columns(post, f"s{j}", fit.model) for j in range(len(g.members))]
+                    file = _write_posterior(post, posterior_dir, g) if posterior_dir is not None else ""
+                except Exception as err:  # flagged; the MAP rows stand
+                    _nuts_failed(rows, g, err)
+                else:
+                    for i, own in zip(g.members, per_member):
+                        rows[i].update(own, **columns, posterior=file)
+                        rows[i]["flags"] = ",".join([f for f in rows[i]["flags"].split(",") if f] + flags)
                 bar.update(len(g.members))
+
+
+def _nuts_failed(rows, group, err):
+    """Flag the rows of a group whose NUTS failed (``nuts_failed``, the error in ``status``)."""
+    for i in group.members:
+        rows[i]["flags"] = ",".join(f for f in (rows[i]["flags"], "nuts_failed") if f)
+        rows[i]["status"] = f"{rows[i]['status']}; NUTS: {type(err).__name__}: {err}"
 
 
 def _nuts_summary(post, num_chains):
@@ -598,7 +607,7 @@ def _nuts_summary(post, num_chains):
     flags = []
     if divergences:
         flags.append("divergent")
-    if not (rhat <= 1.01) or ess_bulk < 100 * num_chains:
+    if not (rhat <= 1.01 and ess_bulk >= 100 * num_chains):  # NaN (a stuck chain) fails too
         flags.append("not_mixed")
     return {"rhat_max": rhat, "ess_bulk_min": ess_bulk, "ess_tail_min": ess_tail, "divergences": divergences,
             "nuts_time_s": float(post.warmup_time_s + post.sampling_time_s)}, flags

@@ -200,7 +200,7 @@ def test_command_line_catalog_from_fits_frames_and_a_table(field, fitted, tmp_pa
         assert main(["catalog", str(tmp_path / f"bad_vary{k}.yaml"), "--out", str(tmp_path / f"v{k}")]) == 2
 
 
-def test_cutouts_keep_string_ids_and_their_order():
+def test_cutouts_keep_string_ids_and_their_order(monkeypatch):
     """One object per set of cut-outs, ids as the survey names them (strings)."""
     from astropy.table import Table
 
@@ -226,6 +226,15 @@ def test_cutouts_keep_string_ids_and_their_order():
         assert abs(row["flux_r_mean"] - g.flux) < 4.5 * row["flux_r_sd"]
         assert abs((row["pa_mean"] - g.pa + 90) % 180 - 90) < 4.5 * row["pa_sd"] + 0.5
         assert 0.6 < row["flux_r_sd"] / row["flux_r_err"] < 1.6 and row["posterior"] == ""
+    # NUTS that fails is flagged, with its error; the MAP rows stand and the run goes on
+
+    def broken(*args, **kwargs):
+        raise FloatingPointError("a NaN in the warm-up")
+
+    monkeypatch.setattr(bp.inference, "sample_batch", broken)
+    failed = bp.fit_cutouts(sets, nuts=True)
+    assert all("nuts_failed" in f for f in failed["flags"]) and all("a NaN in the warm-up" in s for s in failed["status"])
+    np.testing.assert_allclose(failed["flux_r"], table["flux_r"], rtol=1e-12)
 
 
 def test_neighbours_light_is_subtracted_not_left_to_the_sky():
