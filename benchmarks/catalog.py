@@ -8,6 +8,9 @@ Parts (``--parts``, default all):
               of ``--n`` (compile + fits), then other sets of ``--n`` and ``4 x --n`` objects of the
               same structure (warm): fits/s and the time per object at both sizes; the same
               for 3-band joint fits (g, r, i at 0.2"/px, Moffat PSFs of FWHM 0.9", 0.8", 0.75").
+              With ``--astrophot`` / ``--pysersic`` (the pythons of their venvs), the peers fit the
+              second single-band set in the same run (AstroPhot: its initialisation + LM;
+              pysersic: ``find_MAP``): time per object and RMS errors against the truth.
 ``nuts``      NUTS per object (``fit_cutouts(nuts=True)``: 2 chains x (300 warm-up + 500 draws)
               from each MAP) on ``--nuts-n`` of the single-band cut-outs, a first set (compile +
               fits) and a second set (warm): galaxies/s, the time per object, min bulk ESS and
@@ -34,6 +37,7 @@ Parts (``--parts``, default all):
 Prints a Markdown table per part and writes every figure to ``benchmarks/.cache/catalog.json``.
 
 Usage:  .venv/bin/python benchmarks/catalog.py [--n 32] [--dask-n 64] [--field-px 1000]
+        [--pysersic benchmarks/.venv-pysersic/bin/python] [--astrophot benchmarks/.venv-astrophot/bin/python]
         [--noiseless-n 49] [--nuts-n 8]
         [--parts cutouts,nuts,dask,kill,field,noiseless,gama]
 """
@@ -84,7 +88,63 @@ def cutout_sets(seed, n, bands, size=64, sigma=0.05):
     return sets, truths
 
 
-def part_cutouts(n):
+def _psf_stamp():
+    """The r band's PSF as GalSim draws it (pixel-integrated) on a 41 x 41 stamp, normalised."""
+    from bayesprof.simulate import _galsim_psf
+
+    psf = _galsim_psf(R_BAND[2]).drawImage(nx=41, ny=41, scale=R_BAND[1]).array
+    return psf / psf.sum()
+
+
+def _peer(python, script, sets, **extra):
+    """Run a peer's script (``script`` in the venv of ``python``) on single-band cut-outs; its
+    output arrays."""
+    import subprocess
+
+    folder = Path(tempfile.mkdtemp(prefix="bp-peer-"))
+    try:
+        np.savez(folder / "in.npz", data=np.stack([ims[0].data for ims in sets]), sigma=0.05, psf=_psf_stamp(),
+                 scale=R_BAND[1], zeropoint=23.9, **extra)
+        done = subprocess.run([python, str(HERE / script), str(folder / "in.npz"), str(folder / "out.npz")],
+                              capture_output=True, text=True)  # progress bars and warnings: stderr
+        if done.returncode:
+            raise RuntimeError(f"{script} failed:\n{done.stderr[-3000:]}")
+        with np.load(folder / "out.npz") as f:
+            return {k: f[k] for k in f.files}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _errors(values, truths):
+    """RMS of re / re_true - 1, and of n - n_true and q - q_true, over the objects."""
+    return {p: float(np.sqrt(np.mean([(v / getattr(g, p) - 1.0 if p == "re" else v - getattr(g, p)) ** 2
+                                      for v, g in zip(values[p], truths)]))) for p in ("re", "n", "q")}
+
+
+def _map_peers(sets, truths, tab, dt, pysersic, astrophot):
+    """bayesprof's warm single-band fits (``tab``, ``dt`` s) against pysersic's ``find_MAP`` and
+    AstroPhot's LM on the same cut-outs, in this run: time per object and the RMS errors
+    against the truth."""
+    rows = {"bayesprof": {"time_s": dt, "errors": _errors({p: np.asarray(tab[p]) for p in ("re", "n", "q")}, truths),
+                          "converged": int(np.sum(tab["converged"]))}}
+    if astrophot:
+        r = _peer(astrophot, "astrophot_cutouts.py", sets)
+        rows["AstroPhot"] = {"time_s": float(r["time_s"].sum()), "errors": _errors(r, truths),
+                             "converged": int(r["success"].sum()), "first_s": float(r["time_s"][0])}
+    if pysersic:
+        r = _peer(pysersic, "pysersic_cutouts.py", sets, num_warmup=0, num_samples=0, num_chains=0, nuts=False)
+        rows["pysersic"] = {"time_s": float(r["map_s"].sum()), "errors": _errors(r, truths),
+                            "converged": -1, "first_s": float(r["map_s"][0])}
+    m = len(sets)
+    for name, r in rows.items():
+        e = r["errors"]
+        print(f"| MAP, {name}, {m} objects | {r['time_s']:.1f} s: {m / r['time_s']:.2f} fits/s, "
+              f"{1e3 * r['time_s'] / m:.0f} ms/object | RMS re/re_true - 1 {e['re']:.3f}, n {e['n']:.3f}, "
+              f"q {e['q']:.3f} | converged {r['converged'] if r['converged'] >= 0 else 'not reported'} |", flush=True)
+    return rows
+
+
+def part_cutouts(n, pysersic=None, astrophot=None):
     out = {}
     for label, bands in (("1 band", (R_BAND,)), ("3 bands", THREE_BANDS)):
         first, _ = cutout_sets(1, n, bands)
@@ -93,12 +153,14 @@ def part_cutouts(n):
         cold = time.perf_counter() - t
         runs = {}
         for k, m in ((2, n), (3, 4 * n)):
-            sets, _ = cutout_sets(k, m, bands)
+            sets, truths = cutout_sets(k, m, bands)
             t = time.perf_counter()
             tab = fit_cutouts(sets)
             dt = time.perf_counter() - t
             runs[m] = {"time_s": dt, "fits_per_s": m / dt, "converged": int(np.sum(tab["converged"])),
                        "mean_steps": float(np.mean(tab["lm_steps"]))}
+            if m == n and len(bands) == 1 and (pysersic or astrophot):  # the peers on the same objects
+                out["peers"] = _map_peers(sets, truths, tab, dt, pysersic, astrophot)
         out[label] = {"cold_s": cold, "cold_n": n, "warm": runs}
         print(f"| {label} | first {n}: {cold:.1f} s | " + " | ".join(
             f"{m}: {r['time_s']:.1f} s, {r['fits_per_s']:.2f} fits/s, {1e3 * r['time_s'] / m:.0f} ms/object, "
@@ -107,26 +169,10 @@ def part_cutouts(n):
 
 
 def _pysersic(python, sets, nuts):
-    """pysersic (``benchmarks/pysersic_cutouts.py`` in the venv of ``python``) on the same
-    single-band cut-outs: per object the MAP and NUTS times (s), MAP values and draws."""
-    import subprocess
-
-    from bayesprof.simulate import _galsim_psf
-
-    psf = _galsim_psf(R_BAND[2]).drawImage(nx=41, ny=41, scale=R_BAND[1]).array
-    folder = Path(tempfile.mkdtemp(prefix="bp-pysersic-"))
-    try:
-        np.savez(folder / "in.npz", data=np.stack([ims[0].data for ims in sets]), sigma=0.05, psf=psf / psf.sum(),
-                 scale=R_BAND[1], num_warmup=nuts["num_warmup"], num_samples=nuts["num_samples"],
+    """pysersic (``benchmarks/pysersic_cutouts.py``) MAP and NUTS on the same single-band
+    cut-outs: per object the MAP and NUTS times (s), MAP values and draws."""
+    return _peer(python, "pysersic_cutouts.py", sets, num_warmup=nuts["num_warmup"], num_samples=nuts["num_samples"],
                  num_chains=nuts["num_chains"], nuts=True)
-        done = subprocess.run([python, str(HERE / "pysersic_cutouts.py"), str(folder / "in.npz"),
-                               str(folder / "out.npz")], capture_output=True, text=True)  # its SVI bars: stderr
-        if done.returncode:
-            raise RuntimeError(f"pysersic failed:\n{done.stderr[-3000:]}")
-        with np.load(folder / "out.npz") as f:
-            return {k: f[k] for k in f.files}
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _ess_bulk_min(draws):
@@ -375,7 +421,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=32)
     ap.add_argument("--nuts-n", type=int, default=8)
-    ap.add_argument("--pysersic", help="python of a venv with pysersic: the peer in the nuts part")
+    ap.add_argument("--pysersic", help="python of a venv with pysersic (benchmarks/setup_pysersic_venv.sh): "
+                                       "a peer in the cutouts (MAP) and nuts parts")
+    ap.add_argument("--astrophot", help="python of the AstroPhot venv (benchmarks/setup_astrophot_venv.sh): a peer in "
+                                        "the cutouts part (MAP)")
     ap.add_argument("--dask-n", type=int, default=64)
     ap.add_argument("--field-px", type=int, default=1000)
     ap.add_argument("--noiseless-n", type=int, default=49)
@@ -393,7 +442,7 @@ def main():
     result = {"machine": {"python": platform.python_version(), "jax": jax.__version__, "bayesprof": "main",
                           "cpus": os.cpu_count(), "backend": jax.default_backend(), "command": " ".join(sys.argv)}}
     if "cutouts" in parts:
-        result["cutouts"] = part_cutouts(args.n)
+        result["cutouts"] = part_cutouts(args.n, args.pysersic, args.astrophot)
     if "nuts" in parts:
         result["nuts"] = part_nuts(args.nuts_n, args.pysersic)
     if "dask" in parts:
