@@ -52,7 +52,8 @@ gains the posterior mean and sd of each of its columns as
 ``<column>_mean`` and ``<column>_sd`` (``ra_mean``, ``dec_mean`` in deg with ``ra_sd``,
 ``dec_sd`` in arcsec; ``re_mean``, ``flux_r_sd``, ``mag_r_mean``, ...; angles about their
 circular mean), the group's ``rhat_max`` (rank-normalised split R-hat, largest over its
-parameters), ``ess_bulk_min``, ``ess_tail_min``, ``divergences``, ``nuts_time_s`` and
+parameters), ``ess_bulk_min``, ``ess_tail_min``, ``divergences``, ``nuts_steps`` (mean leapfrog
+steps per draw), ``nuts_time_s`` and
 ``posterior`` (the file of the group's posterior, when written), and the flags ``divergent``
 and ``not_mixed`` (R-hat above 1.01, or a bulk ESS below 100 per chain), or ``nuts_failed``.
 """
@@ -599,7 +600,8 @@ def _nuts_failed(rows, group, err):
 
 def _nuts_summary(post, num_chains):
     """(columns, flags): the convergence columns of one group's posterior (every parameter of the group):
-    ``rhat_max``, ``ess_bulk_min``, ``ess_tail_min``, ``divergences``, ``nuts_time_s`` (warm-up
+    ``rhat_max``, ``ess_bulk_min``, ``ess_tail_min``, ``divergences``, ``nuts_steps`` (leapfrog
+    steps per kept draw, the mean: what a draw costs in gradients), ``nuts_time_s`` (warm-up
     plus sampling), and its flags: ``divergent``, ``not_mixed`` (R-hat above 1.01 or not finite,
     or a bulk ESS below 100 per chain; Vehtari et al. 2021)."""
     rhat, ess_bulk, ess_tail = post.rhat_max(), post.ess_min("bulk"), post.ess_min("tail")
@@ -609,8 +611,9 @@ def _nuts_summary(post, num_chains):
         flags.append("divergent")
     if not (rhat <= 1.01 and ess_bulk >= 100 * num_chains):  # NaN (a stuck chain) fails too
         flags.append("not_mixed")
+    steps = float(np.mean(np.asarray(post.tree["sample_stats"]["n_steps"].values)))
     return {"rhat_max": rhat, "ess_bulk_min": ess_bulk, "ess_tail_min": ess_tail, "divergences": divergences,
-            "nuts_time_s": float(post.warmup_time_s + post.sampling_time_s)}, flags
+            "nuts_steps": steps, "nuts_time_s": float(post.warmup_time_s + post.sampling_time_s)}, flags
 
 
 def _nuts_columns(post, name, model):

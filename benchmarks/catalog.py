@@ -200,12 +200,14 @@ def part_nuts(n, pysersic=None):
                       "ess_bulk_min": [float(x) for x in tab["ess_bulk_min"]],
                       "rhat_max": [float(x) for x in tab["rhat_max"]],
                       "divergences": [int(x) for x in tab["divergences"]],
+                      "nuts_steps": [float(x) for x in tab["nuts_steps"]],
                       "flags": [str(x) for x in tab["flags"]],
                       "pulls": {p: v.tolist() for p, v in pulls.items()}}
         ess = np.asarray(tab["ess_bulk_min"])
         print(f"| bayesprof NUTS, {label} {n} | {dt:.1f} s: {n / dt:.3f} galaxies/s, NUTS "
               f"{np.median(tab['nuts_time_s']):.1f} s per object (median) | min bulk ESS median {np.median(ess):.0f}, "
-              f"lowest {ess.min():.0f} | max R-hat {np.max(tab['rhat_max']):.3f} | divergences "
+              f"lowest {ess.min():.0f} | leapfrog steps per draw {', '.join(f'{x:.1f}' for x in tab['nuts_steps'])} "
+              f"| max R-hat {np.max(tab['rhat_max']):.3f} | divergences "
               f"{int(np.sum(tab['divergences']))} | pulls " + ", ".join(
                   f"{p} {v.mean():+.2f} ± {v.std(ddof=1):.2f}" for p, v in pulls.items()) + " |", flush=True)
         if pysersic and label == "warm":  # the peer on the same objects, same NUTS settings, same run
@@ -219,7 +221,8 @@ def part_nuts(n, pysersic=None):
             pulls_p = {p: np.asarray([(peer[f"{p}_draws"][k].mean() - getattr(g, p)) / peer[f"{p}_draws"][k].std(ddof=1)
                                       for k, g in enumerate(truths)]) for p in ("re", "n", "q")}
             out["pysersic"] = {"map_s": peer["map_s"].tolist(), "nuts_s": peer["nuts_s"].tolist(),
-                               "ess_bulk_min_re_n_q": ess_p.tolist(), "pulls": {p: v.tolist() for p, v in pulls_p.items()},
+                               "ess_bulk_min_re_n_q": ess_p.tolist(),
+                               "pulls": {p: v.tolist() for p, v in pulls_p.items()},
                                "map": {p: peer[p].tolist() for p in ("re", "n", "q")}}
             total = float(peer["map_s"].sum() + peer["nuts_s"].sum())
             print(f"| pysersic MAP + NUTS, {label} {n} | {total:.1f} s: {n / total:.3f} galaxies/s, NUTS "
