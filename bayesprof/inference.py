@@ -905,7 +905,8 @@ def sample_batch(models, fits, *, num_warmup=500, num_samples=500, num_chains=2,
     (vmapped; each object's chains vectorised), every object with its own step size and mass
     matrix.  The per-object counterpart of :func:`fit_map_batch`.
 
-    models : list of :class:`~bayesprof.scene.SceneModel`, one structure (``model._structure``)
+    models : list of :class:`~bayesprof.scene.SceneModel`
+        Models of one structure (``model._structure``).
     fits : list of :class:`MapResult`
         Each model's MAP (its ``model``): the start and the whitening (as :func:`sample`).
     seeds : list of int, optional
