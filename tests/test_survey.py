@@ -32,6 +32,20 @@ def fitted(field):
     return fit_catalog(images, truth[["id", "ra", "dec"]], return_fits=True)
 
 
+def _write_frames_and_sources(images, truth, folder):
+    """The field's frames as FITS files (data and WCS) and its sources as ``objects.ecsv`` in
+    ``folder``: the ``images`` entries of a catalog configuration."""
+    from astropy.io import fits
+
+    specs = []
+    for (name, scale, psf, zp, sigma, _), im in zip(BANDS, images):
+        fits.writeto(folder / f"{name}.fits", im.data, im.wcs.to_header())
+        specs.append({"file": f"{name}.fits", "name": name, "band": name, "sigma": sigma, "zeropoint": zp,
+                      "psf": {"gaussian": {"fwhm": psf.fwhm}}})
+    truth[["id", "ra", "dec"]].write(folder / "objects.ecsv")
+    return specs
+
+
 def test_groups_are_the_connected_sets_of_overlapping_footprints():
     xi = np.array([0.0, 1.5, 3.0, 10.0, 20.0])
     eta = np.zeros(5)
@@ -161,18 +175,12 @@ def test_dask_run_equals_one_process_and_reruns_only_missing_partitions(field, f
 
 
 def test_command_line_catalog_from_fits_frames_and_a_table(field, fitted, tmp_path):
-    from astropy.io import fits
     from astropy.table import Table
 
     from bayesprof.cli import main
 
     images, truth = field
-    specs = []
-    for (name, scale, psf, zp, sigma, _), im in zip(BANDS, images):
-        fits.writeto(tmp_path / f"{name}.fits", im.data, im.wcs.to_header())
-        specs.append({"file": f"{name}.fits", "name": name, "band": name, "sigma": sigma, "zeropoint": zp,
-                      "psf": {"gaussian": {"fwhm": psf.fwhm}}})
-    truth[["id", "ra", "dec"]].write(tmp_path / "objects.ecsv")
+    specs = _write_frames_and_sources(images, truth, tmp_path)
     config = {"images": specs, "sources": {"file": "objects.ecsv"}, "model": {"kind": "Sersic"},
               "run": {"dask": False}}
     import yaml
@@ -276,7 +284,6 @@ def test_nuts_per_object_through_the_command_line_and_dask(tmp_path):
     2 x 150 draws), each posterior file holds the draws the row summarises, and a Dask run
     gives the same table, its posterior files written by the client."""
     import yaml
-    from astropy.io import fits
     from astropy.table import Table
     from distributed import Client, LocalCluster
 
@@ -285,12 +292,7 @@ def test_nuts_per_object_through_the_command_line_and_dask(tmp_path):
     images, truth = simulate_field(11, size_arcsec=16.0, positions=[(-4.0, 0.0), (4.0, 0.5)], bands=BANDS,
                                    mag_range=(18.0, 18.5), re_range=(0.5, 0.7), n_range=(1.0, 2.0),
                                    q_range=(0.6, 0.8))
-    specs = []
-    for (name, scale, psf, zp, sigma, _), im in zip(BANDS, images):
-        fits.writeto(tmp_path / f"{name}.fits", im.data, im.wcs.to_header())
-        specs.append({"file": f"{name}.fits", "name": name, "band": name, "sigma": sigma, "zeropoint": zp,
-                      "psf": {"gaussian": {"fwhm": psf.fwhm}}})
-    truth[["id", "ra", "dec"]].write(tmp_path / "objects.ecsv")
+    specs = _write_frames_and_sources(images, truth, tmp_path)
     nuts = {"num_warmup": 150, "num_samples": 150, "num_chains": 2, "seed": 3}
     config = {"images": specs, "sources": {"file": "objects.ecsv"}, "neighbours": "mask", "nuts": nuts,
               "run": {"dask": False, "batch_size": 2}}
