@@ -657,14 +657,8 @@ def _nuts_columns(post, name, model):
 def _write_posterior(post, folder, group):
     """Write one group's posterior to ``folder/group-NNNNNN.nc`` whole or not at all; returns
     the file name."""
-    import os
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     name = f"group-{group.index:06d}.nc"
-    tmp = folder / f".{name}.tmp-{os.getpid()}"
-    post.to_netcdf(tmp)
-    os.replace(tmp, folder / name)
+    _replace_atomic(Path(folder) / name, post.to_netcdf)
     return name
 
 
@@ -869,27 +863,23 @@ def _fit_partition(images, sources, plan_kw, groups, fit_kw):
         return table, {f.name: f.read_bytes() for f in Path(folder).glob("group-*.nc")}
 
 
-def _write_atomic(table, path):
-    """Write ``table`` to ``path`` (format from the suffix: .parquet or .fits) whole or not at
-    all: a temporary file in the same folder, then renamed."""
-    import os
-
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fmt = "parquet" if path.suffix == ".parquet" else "fits"
-    table.write(tmp, format=fmt, overwrite=True)
-    os.replace(tmp, path)
-
-
-def _write_bytes_atomic(content, path):
-    """Write ``content`` (bytes) to ``path`` whole or not at all (a temporary file, renamed)."""
+def _replace_atomic(path, write):
+    """Make ``path`` by ``write(tmp)`` on a temporary file in the same folder (created if need
+    be), then a rename: the file is there whole or not at all."""
     import os
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(content)
+    write(tmp)
     os.replace(tmp, path)
+
+
+def _write_atomic(table, path):
+    """Write ``table`` to ``path`` (format from the suffix: .parquet or .fits) whole or not at
+    all (:func:`_replace_atomic`)."""
+    fmt = "parquet" if Path(path).suffix == ".parquet" else "fits"
+    _replace_atomic(path, lambda tmp: table.write(tmp, format=fmt, overwrite=True))
 
 
 def _local_cluster(n_workers, cache_dir):
@@ -1009,7 +999,7 @@ def run_catalog(images, sources, out, *, client=None, scheduler=None, n_workers=
                 k = futures[fut]
                 table, posteriors = fut.result()
                 for name, content in posteriors.items():  # before the part: a written part has all its files
-                    _write_bytes_atomic(content, out / "posteriors" / name)
+                    _replace_atomic(out / "posteriors" / name, lambda tmp, content=content: tmp.write_bytes(content))
                 _write_atomic(table, path(folder, k))
                 bar.update(n_objects([k]))
     finally:
