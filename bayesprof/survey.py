@@ -580,7 +580,8 @@ def _sample(done, sources, rows, nuts, posterior_dir, batch_size, bar):
             for (g, fit), post in zip(chunk, posts):
                 try:
                     columns, flags = _nuts_summary(post, nuts["num_chains"])
-                    per_member = [_nuts_columns(post, f"s{j}", fit.model) for j in range(len(g.members))]
+                    positions = post.sky_positions()
+                    per_member = [_nuts_columns(post, positions, f"s{j}", fit.model) for j in range(len(g.members))]
                     file = _write_posterior(post, posterior_dir, g) if posterior_dir is not None else ""
                 except Exception as err:  # flagged; the MAP rows stand
                     _nuts_failed(rows, g, err)
@@ -616,15 +617,16 @@ def _nuts_summary(post, num_chains):
             "nuts_steps": steps, "nuts_time_s": float(post.warmup_time_s + post.sampling_time_s)}, flags
 
 
-def _nuts_columns(post, name, model):
+def _nuts_columns(post, positions, name, model):
     """Posterior mean and sd of one member (``name``, e.g. ``"s0"``) under the MAP columns' names
     plus ``_mean`` and ``_sd``: ``ra_mean``, ``dec_mean`` (deg) with ``ra_sd``, ``dec_sd``
     (arcsec), each structural parameter, flux and magnitude per band, polynomial coefficients
-    and their band values.  Angles are averaged about their circular mean."""
+    and their band values (``positions``: the group's :meth:`~bayesprof.Posterior.sky_positions`).
+    Angles are averaged about their circular mean."""
     from .results import _mag
 
     out = {}
-    pos = post.sky_positions()
+    pos = positions
     k = list(pos["source"]).index(name)
     out.update({"ra_mean": float(pos["ra"][k]), "dec_mean": float(pos["dec"][k]),
                 "ra_sd": float(pos["ra_err"][k]), "dec_sd": float(pos["dec_err"][k])})
