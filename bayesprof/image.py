@@ -302,47 +302,53 @@ class PixelMap:
 
     # -- evaluation ---------------------------------------------------------
 
-    def _uv(self, xi: Any, eta: Any) -> tuple[jax.Array, jax.Array]:
-        xi, eta = jnp.broadcast_arrays(jnp.asarray(xi), jnp.asarray(eta))
+    def _xp(self, *values: Any) -> Any:
+        """numpy for concrete inputs (set-up code: no JAX dispatch per operation), else jax.numpy
+        (traced or JAX arrays, e.g. inside ``jit`` where the coefficients are tracers)."""
+        return jnp if any(isinstance(v, jax.Array) for v in (self._cx, *values)) else np
+
+    def _uv(self, xi: Any, eta: Any, xp: Any) -> tuple[Any, Any]:
+        xi, eta = xp.broadcast_arrays(xp.asarray(xi, dtype=float), xp.asarray(eta, dtype=float))
         return (xi - self._xi0) / self._scale, (eta - self._eta0) / self._scale
 
     @staticmethod
-    def _poly(coeffs: Any, upow: jax.Array, vpow: jax.Array) -> jax.Array:
-        return jnp.einsum("...i,ij,...j->...", upow, jnp.asarray(coeffs), vpow)
+    def _poly(coeffs: Any, upow: Any, vpow: Any, xp: Any = jnp) -> Any:
+        return xp.einsum("...i,ij,...j->...", upow, xp.asarray(coeffs), vpow)
 
-    def __call__(self, xi: Any, eta: Any) -> tuple[jax.Array, jax.Array]:
+    def __call__(self, xi: Any, eta: Any) -> tuple[Any, Any]:
         """Pixel coordinates ``(x, y)`` of tangent-plane offsets ``(xi, eta)`` in arcsec.
 
         ``xi`` and ``eta`` may be scalars or arrays (broadcast together); the
-        results have their broadcast shape.
+        results have their broadcast shape: numpy arrays for numbers or numpy
+        arrays, JAX arrays for JAX arrays (or inside a traced function).
         """
-        uu, vv = self._uv(xi, eta)
-        upow = _powers(uu, self.degree, jnp)
-        vpow = _powers(vv, self.degree, jnp)
-        return self._poly(self._cx, upow, vpow), self._poly(self._cy, upow, vpow)
+        xp = self._xp(xi, eta)
+        uu, vv = self._uv(xi, eta, xp)
+        upow = _powers(uu, self.degree, xp)
+        vpow = _powers(vv, self.degree, xp)
+        return self._poly(self._cx, upow, vpow, xp), self._poly(self._cy, upow, vpow, xp)
 
-    def jacobian(self, xi: Any, eta: Any) -> jax.Array:
+    def jacobian(self, xi: Any, eta: Any) -> Any:
         """Jacobian ``d(x, y) / d(xi, eta)`` in pixels per arcsec.
 
         Returns an array of shape ``broadcast_shape + (2, 2)`` with
         ``J[..., 0, :] = (dx/dxi, dx/deta)`` and
         ``J[..., 1, :] = (dy/dxi, dy/deta)``; a ``(2, 2)`` array for scalar
-        input.
+        input (numpy or JAX as for :meth:`__call__`).
         """
-        uu, vv = self._uv(xi, eta)
+        xp = self._xp(xi, eta)
+        uu, vv = self._uv(xi, eta, xp)
         d = self.degree
-        upow = _powers(uu, d, jnp)
-        vpow = _powers(vv, d, jnp)
+        upow = _powers(uu, d, xp)
+        vpow = _powers(vv, d, xp)
         # d/du of sum C[i, j] u^i v^j = sum (i+1) C[i+1, j] u^i v^j, likewise d/dv.
         ramp = np.arange(1, d + 1, dtype=np.float64)
         rows = []
-        for c in (jnp.asarray(self._cx), jnp.asarray(self._cy)):
-            dc_du = jnp.zeros_like(c).at[:-1, :].set(c[1:, :] * ramp[:, None])
-            dc_dv = jnp.zeros_like(c).at[:, :-1].set(c[:, 1:] * ramp[None, :])
-            rows.append(
-                jnp.stack([self._poly(dc_du, upow, vpow), self._poly(dc_dv, upow, vpow)], axis=-1)
-            )
-        return jnp.stack(rows, axis=-2) / self._scale
+        for c in (xp.asarray(self._cx), xp.asarray(self._cy)):
+            dc_du = xp.concatenate([c[1:, :] * ramp[:, None], xp.zeros_like(c[:1, :])], axis=0)
+            dc_dv = xp.concatenate([c[:, 1:] * ramp[None, :], xp.zeros_like(c[:, :1])], axis=1)
+            rows.append(xp.stack([self._poly(dc_du, upow, vpow, xp), self._poly(dc_dv, upow, vpow, xp)], axis=-1))
+        return xp.stack(rows, axis=-2) / self._scale
 
     # -- pytree protocol ----------------------------------------------------
 

@@ -98,8 +98,9 @@ class MapResult:
     cov_u: np.ndarray = field(repr=False)
     model: object = field(repr=False, default=None)
     flags: list = field(default_factory=list)
-    #: the scene's tangent point (SkyCoord) and each image's (chi2, n_pixels): from the model,
-    #: or, for a result read by :func:`load_map` (which has no model), from the file
+    #: the scene's tangent point (SkyCoord; from the model when there is one) and each image's
+    #: (chi2, n_pixels) at ``u``: computed by the fit from its last residuals, or read from the
+    #: file by :func:`load_map`
     reference: object = field(repr=False, default=None)
     saved_image_chi2: dict = field(repr=False, default=None)
 
@@ -221,7 +222,7 @@ class MapResult:
         ((data - model) / sigma) over the image's fitted pixels at the MAP, and their number;
         ``chi2 / n_pixels`` near 1 means residuals consistent with the noise."""
         model = self.model
-        if model is None:
+        if self.saved_image_chi2 is not None or model is None:
             return dict(self.saved_image_chi2 or {})
         r = np.asarray(model.whitened_residuals(model.constrain(jnp.asarray(self.u))))
         return _image_chi2(model, r[model._fitted])
@@ -537,7 +538,9 @@ def fit_map_batch(models, *, starts=None, max_steps=200, rtol=1e-8, atol=1e-2, b
     for a in range(0, len(models), size):
         chunk, u0 = models[a:a + size], starts[a:a + size]
         pad = size - len(chunk)
-        stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *(chunk + [chunk[-1]] * pad))
+        # stacked on the host (one transfer per leaf when the program is called): a jnp.stack per
+        # leaf is an eager dispatch each, 3.2 ms against 0.6 ms for a one-galaxy model's 60 leaves
+        stacked = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *(chunk + [chunk[-1]] * pad))
         t0 = time.perf_counter()
         u, steps, converged, jac, res = jax.block_until_ready(
             _lm_batch(stacked, jnp.stack(u0 + [u0[-1]] * pad), max_steps, rtol, atol))
@@ -622,8 +625,9 @@ def _finish(model, u, hess, steps, success, message, elapsed, pixels=None):
     dof = max(model.n_data - p, 1)
     fit = MapResult(values=values, sigmas=sig, covariance=cov, names=names, chi2=chi2, reduced_chi2=chi2 / dof,
                     n_data=model.n_data, n_params=p, iterations=steps, success=success, message=message,
-                    time_s=elapsed, u=np.asarray(u), cov_u=cov_u, model=model)
-    fit.flags = check_map(fit, _image_chi2(model, pixels))
+                    time_s=elapsed, u=np.asarray(u), cov_u=cov_u, model=model,
+                    saved_image_chi2=_image_chi2(model, pixels))
+    fit.flags = check_map(fit, fit.saved_image_chi2)
     return fit
 
 

@@ -85,6 +85,23 @@ class PSF:
         f = self.fourier(kx, ky, pixel_scale)
         return f if self.includes_pixel else f * pixel_response(kx, ky)
 
+    #: The renderer's folding rule (see :mod:`bayesprof.render`): the fraction of the 1-D axis
+    #: profile of ``|E(k)|`` beyond the folding limit m pi that may be left out.  It bounds the
+    #: error of a point source relative to its peak (measured: 8.6e-5 for a beta = 3 Moffat of
+    #: FWHM 4 px folded once, where 3.9e-5 of the profile lies beyond pi).
+    FOLD_TAIL = 1e-4
+
+    def axis_tail(self, pixel_scale, kmax=16 * np.pi, n=4097):
+        """(k, tail): the fraction of the integral of ``|E(k, 0)|`` over 0 <= k (rad / image pixel)
+        that lies beyond each k; E is the effective PSF.  Beyond ``kmax`` a transform falling as
+        k^-4 (a quintic-interpolated stamp's) is assumed, so the remainder is ``|E(kmax)| kmax / 3``
+        (zero for a band-limited stamp, negligible for the analytic PSFs)."""
+        k = np.linspace(0.0, kmax, n)
+        e = np.abs(self.effective_fourier(k, 0.0 * k, pixel_scale))
+        dk = k[1] - k[0]
+        beyond = np.cumsum(e[::-1])[::-1] * dk + e[-1] * kmax / 3.0
+        return k, beyond / beyond[0]
+
 
 
 def _check_positive(name, value):
@@ -405,20 +422,9 @@ class PixelPSF(PSF):
         return min(r, half) * s
 
     #: The renderer's rule for interpolated stamps (see :mod:`bayesprof.render`): the fraction
-    #: of the 1-D axis profile of ``|E(k)|`` beyond the folding limit m pi, and beyond the halo's
-    #: band limit, that may be left out.
-    FOLD_TAIL, OVERSAMPLE_TAIL = 1e-4, 1e-3
-
-    def axis_tail(self, pixel_scale, kmax=16 * np.pi, n=4097):
-        """(k, tail): the fraction of the integral of ``|E(k, 0)|`` over 0 <= k (rad / image pixel)
-        that lies beyond each k; E is the effective PSF.  Beyond ``kmax`` the quintic
-        interpolant's transform falls as k^-4, so the remainder is ``|E(kmax)| kmax / 3`` (zero
-        for a band-limited stamp)."""
-        k = np.linspace(0.0, kmax, n)
-        e = np.abs(self.effective_fourier(k, 0.0 * k, pixel_scale))
-        dk = k[1] - k[0]
-        beyond = np.cumsum(e[::-1])[::-1] * dk + e[-1] * kmax / 3.0
-        return k, beyond / beyond[0]
+    #: of the 1-D axis profile of ``|E(k)|`` beyond the halo's band limit that may be left out
+    #: (the folding limit follows :attr:`PSF.FOLD_TAIL`, as for every PSF).
+    OVERSAMPLE_TAIL = 1e-3
 
 
     def __repr__(self):

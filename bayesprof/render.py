@@ -223,11 +223,10 @@ class Renderer:
         Halo samples per pixel side; default chosen from the PSF (1 for PSF FWHM >~ 3 px).
     fold : int, optional
         The core's k-grid extends to ``fold`` x Nyquist (aliases up to there are folded in).
-        Default from the PSF: analytic PSFs, where ``|E(k)| < 1e-7`` beyond; stamps
-        (:class:`~bayesprof.psf.PixelPSF`), where at most ``PixelPSF.FOLD_TAIL`` (1e-4) of the
-        integral of ``|E|`` along a k axis lies beyond (and the halo's band limit where at most
-        ``OVERSAMPLE_TAIL``, 1e-3, does), at most 16: 1 (and no oversampling) for a band-limited
-        stamp sampled at the image's pixels, 5-6 for a quintic-interpolated survey stamp.
+        Default from the PSF: where at most ``PSF.FOLD_TAIL`` (1e-4) of the integral of ``|E|``
+        along a k axis lies beyond, at most 16: 1 (and no oversampling) for a band-limited stamp
+        sampled at the image's pixels or a Moffat of FWHM >~ 4 px, 5-6 for a
+        quintic-interpolated survey stamp.
     core_minor_px : float
         Minimum minor semi-axis of the Fourier-rendered core, in pixels.  Default
         ``max(2, 4 / oversample)``: the halo starts >= 4 halo samples from the centre.
@@ -250,15 +249,17 @@ class Renderer:
         (:meth:`sampling`): where that light would exceed ``WING_WRAP_TOL`` (1e-5) of a source's
         flux (5.7e-4 of a point source's flux in a 48 x 48 image at beta = 1.5; at beta = 3 the
         truncation radius of :meth:`_wing_reach` keeps it below).
+    pixel_map : PixelMap, optional
+        ``image.pixel_map(reference)`` when the caller has made it already.
     """
 
     def __init__(self, image, reference=None, *, oversample=None, fold=None, core_minor_px=None, core_major_px=None,
-                 psf_flux_fraction=1 - 1e-7, psf_radius=None, wings=None):
+                 psf_flux_fraction=1 - 1e-7, psf_radius=None, wings=None, pixel_map=None):
         if image.psf is None:
             raise ValueError(f"Image {image.name!r} has no PSF: give psf=GaussianPSF(...), MoffatPSF(...) or PixelPSF(...)")
         self.image = image
         self.reference = image.center_sky() if reference is None else reference
-        self.pixel_map = image.pixel_map(self.reference)
+        self.pixel_map = image.pixel_map(self.reference) if pixel_map is None else pixel_map
         self.shape = ny, nx = image.shape
         scale = float(image.pixel_scale)
         psf = image.psf
@@ -318,17 +319,18 @@ class Renderer:
         if wp is not None:
             reach = min(reach, cls._wing_reach(type(psf), wp, ny * nx))
         R = int(np.ceil(min(reach, np.hypot(ny, nx)))) + 1
-        if hasattr(psf, "axis_tail"):
-            # an interpolated stamp: beyond the stamp's Nyquist wavenumber its transform is the
-            # interpolant's k^-4 ghosts of the stamp's Nyquist power, so a pointwise threshold
-            # asks for ~16x folding; the fraction of |E| along the axis left out (the error of a
-            # point source relative to its peak, measured) decides instead
-            k, tail = psf.axis_tail(scale)
-            k_fold = k[np.searchsorted(-tail, -psf.FOLD_TAIL)]
+        # the folding limit: where at most FOLD_TAIL of the integral of |E| along a k axis lies
+        # beyond (the error of a point source relative to its peak, measured), for every PSF.
+        # For an interpolated stamp a pointwise threshold would ask for ~16x folding: beyond the
+        # stamp's Nyquist wavenumber its transform is the interpolant's k^-4 ghosts of the
+        # stamp's Nyquist power.  For analytic PSFs a pointwise |E| < 1e-7 (the rule until
+        # 2026-12-07) folded 2x where 1x keeps a point source to 9e-5 of its peak (a beta = 3
+        # Moffat of FWHM 4 px), at 4x the core's cost.
+        k, tail = psf.axis_tail(scale)
+        fold = int(min(16, max(1, np.ceil(k[np.searchsorted(-tail, -psf.FOLD_TAIL)] / np.pi))))
+        if hasattr(psf, "OVERSAMPLE_TAIL"):
             k_over = k[np.searchsorted(-tail, -psf.OVERSAMPLE_TAIL)]
-            fold = int(min(16, max(1, np.ceil(k_fold / np.pi))))
-        else:
-            fold = cls._fold_factor(efour, 1e-7)
+        else:  # the halo's band limit pointwise: a tail rule undersamples sharp PSFs (FWHM ~1 px)
             k_over = cls._k_extent(efour, 1e-6)
         # the periodic copies (period ~2R) of a power-law wing wrap ~8 density(2R) per pixel
         wings = wp is not None and float(cls._wrapped_fraction(type(psf), wp, R, ny * nx)) > cls.WING_WRAP_TOL
@@ -403,14 +405,6 @@ class Renderer:
             vals = np.maximum(vals, np.abs(efour(k / np.sqrt(2), k / np.sqrt(2))))
         above = np.nonzero(vals > tol)[0]
         return k[above[-1]] if above.size else 0.0
-
-    @classmethod
-    def _fold_factor(cls, efour, tol):
-        """Smallest m such that |E(kx, ky)| < tol (of its k=0 value) wherever |kx| or |ky| > m pi.
-
-        E is largest along the axes, so the axis profile decides; aliasing left out is < tol.
-        """
-        return int(min(16, max(1, np.ceil(cls._k_extent(efour, tol, diagonal=False) / np.pi))))
 
     def _halo_kernels(self, psf, scale, R, fold):
         """rfft2 of E sampled at (integer - sub-lattice offset), one kernel per sub-lattice.

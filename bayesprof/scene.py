@@ -87,8 +87,8 @@ class SkyWindow:
 
     def pixel_box(self, image, reference):
         pm = image.pixel_map(reference)
-        xi = jnp.array([self.xi_min, self.xi_max, self.xi_min, self.xi_max])
-        eta = jnp.array([self.eta_min, self.eta_min, self.eta_max, self.eta_max])
+        xi = np.array([self.xi_min, self.xi_max, self.xi_min, self.xi_max], dtype=float)
+        eta = np.array([self.eta_min, self.eta_min, self.eta_max, self.eta_max], dtype=float)
         x, y = (np.asarray(v) for v in pm(xi, eta))
         return (int(np.floor(x.min() + 0.5)), int(np.floor(x.max() + 0.5)) + 1,
                 int(np.floor(y.min() + 0.5)), int(np.floor(y.max() + 0.5)) + 1)
@@ -578,12 +578,12 @@ def _resolve(scene, src_name, param):
     return key
 
 
-def _gaussian_blob(im, reference, e, flux):
+def _gaussian_blob(im, pm, e, flux):
     """A rough model (counts/pixel) of an estimated source: elliptical Gaussian of the same half-light
-    radius, q and PA, broadened by the PSF; used only to estimate the next source on the residual."""
-    pm = im.pixel_map(reference)
-    x0, y0 = (float(v) for v in pm(jnp.asarray(e["xi"]), jnp.asarray(e["eta"])))
-    J = np.asarray(pm.jacobian(jnp.asarray(e["xi"]), jnp.asarray(e["eta"])))
+    radius, q and PA, broadened by the PSF; used only to estimate the next source on the residual.
+    ``pm``: the image's pixel map."""
+    x0, y0 = (float(v) for v in pm(float(e["xi"]), float(e["eta"])))
+    J = np.asarray(pm.jacobian(float(e["xi"]), float(e["eta"])))
     sig_major = e["re"] / 1.1774  # arcsec; a Gaussian's half-light radius is 1.1774 sigma
     pa = np.radians(e["pa"])
     axes = np.array([[np.sin(pa), np.cos(pa)], [np.cos(pa), -np.sin(pa)]]).T  # columns: major, minor (xi, eta)
@@ -640,6 +640,7 @@ class SceneModel:
         if empty:
             raise ValueError(f"image(s) {empty} have no unmasked pixels: nothing to fit (drop them from the scene)")
         self._check_psfs()
+        self._pixel_maps = {}  # set-up only (see _pixel_map), dropped below
         members = self._memberships()
         self._boxes = self._windows(members)
         self.knots = {}  # spline knots (arcsec) per Spline source: declared or chosen from the estimates
@@ -662,6 +663,14 @@ class SceneModel:
         self.n_data = int(sum(np.count_nonzero(p["good"]) for p in self._plans))  # unmasked fitted pixels
         self.n_fitted = int(self._fitted.size)  # rows of pixel residuals (masked ones are zero)
         self._structure = _Structure(self._structure_key(), self)
+        del self._pixel_maps
+
+    def _pixel_map(self, image):
+        """``image.pixel_map(self.reference)``, made once per image (or window stamp) while the
+        model is set up: estimation and the renderers use it several times."""
+        if id(image) not in self._pixel_maps:  # the image is kept with its map, so its id stays its own
+            self._pixel_maps[id(image)] = (image, image.pixel_map(self.reference))
+        return self._pixel_maps[id(image)][1]
 
     # -- checks and structure
     def _check_psfs(self):
@@ -714,8 +723,8 @@ class SceneModel:
                 if len(points) < 2:
                     labels[im.name] = None
                 else:
-                    pm = im.pixel_map(self.reference)
-                    pix = [tuple(float(v) for v in pm(jnp.asarray(xi), jnp.asarray(eta))) for xi, eta in points]
+                    pm = self._pixel_map(im)
+                    pix = [tuple(float(v) for v in pm(xi, eta)) for xi, eta in points]
                     labels[im.name] = (territories(im.shape, pix), points)
             if labels[im.name] is None:
                 return None
@@ -755,10 +764,10 @@ class SceneModel:
                 continue
             user = {p: inits[f"{s.name}.{p}"] for p in s.params if f"{s.name}.{p}" in inits}
             ref_im = min(ims, key=lambda im: im.pixel_scale)
-            pm = ref_im.pixel_map(self.reference)
+            pm = self._pixel_map(ref_im)
             position = None
             if "xi" in user and "eta" in user:
-                x, y = pm(jnp.asarray(float(user["xi"])), jnp.asarray(float(user["eta"])))
+                x, y = pm(float(user["xi"]), float(user["eta"]))
                 position = (float(x), float(y))
                 inside = [im.name for im in ims if im.overlaps(self.reference, float(user["xi"]),
                                                                 float(user["eta"]))]
@@ -771,7 +780,7 @@ class SceneModel:
                                 territory=territory(s.name, ref_im))
             sky = ref_im.pixel_to_sky(g.x, g.y)
             xi, eta = (float(v) for v in tangent_plane_offsets(sky, self.reference))
-            J = np.asarray(pm.jacobian(jnp.asarray(xi), jnp.asarray(eta)))  # d(x,y)/d(xi,eta)
+            J = np.asarray(pm.jacobian(xi, eta))  # d(x,y)/d(xi,eta)
             th = np.radians(g.theta)
             major_sky = np.linalg.solve(J, [np.cos(th), np.sin(th)])
             pa = float(np.degrees(np.arctan2(major_sky[0], major_sky[1])) % 180.0)
@@ -782,8 +791,8 @@ class SceneModel:
                  "_pos_scale": max(2.0 * re, 3.0 * finest)}
             fluxes, apertures = {}, {}
             for im in ims:
-                pmk = im.pixel_map(self.reference)
-                xk, yk = (float(v) for v in pmk(jnp.asarray(xi), jnp.asarray(eta)))
+                pmk = self._pixel_map(im)
+                xk, yk = (float(v) for v in pmk(xi, eta))
                 psf_r = float(im.psf.radius(im.pixel_scale, 0.9))
                 rad = max(radius_arcsec / im.pixel_scale, 2.0 * psf_r, 2.0)
                 c, c_err = aperture_flux(residual[im.name], im.mask, im.variance, xk, yk, rad,
@@ -803,7 +812,7 @@ class SceneModel:
             est[s.name] = e
             # subtract a rough (Gaussian, PSF-broadened) model of it before estimating the next source
             for im in ims:
-                residual[im.name] = residual[im.name] - _gaussian_blob(im, self.reference, e, fluxes[im.name])
+                residual[im.name] = residual[im.name] - _gaussian_blob(im, self._pixel_map(im), e, fluxes[im.name])
             if s.name in bulges:  # the whole galaxy: 0.4 of its light to the bulge, 0.6 to the disk
                 whole = dict(e)
                 disk_starts[bulges[s.name]] = {**whole, "re": 1.5 * whole["re"], "fwhm": 1.5 * whole["fwhm"],
@@ -1149,7 +1158,8 @@ class SceneModel:
             c = common.setdefault(key, auto)
             common[key] = {k: max(c[k], auto[k]) for k in c}
         for g, key in zip(groups, keys):
-            g["renderer"] = Renderer(g.pop("target"), self.reference, **common[key])
+            target = g.pop("target")
+            g["renderer"] = Renderer(target, self.reference, pixel_map=self._pixel_map(target), **common[key])
         return plans
 
     # ------------------------------------------------------------------ batches and pytree
