@@ -155,19 +155,13 @@ class SitePrior:
     # -- the prior in unconstrained space
     def potential(self, u):
         """Elementwise V(u) = -log p(x(u)) - log|dx/du|."""
-        x = self.transform(u)
-        lp = self.prior.log_prob(x) + self.transform.log_abs_det_jacobian(u, x)
-        return -jnp.broadcast_to(lp, jnp.shape(u))
+        return _site_potential(self.prior, jnp.asarray(u, dtype=float))
 
     def contains(self, x) -> bool:
         """Whether value(s) ``x`` lie strictly inside the prior's support (finite log density and a
-        finite unconstrained value)."""
-        x = jnp.asarray(x, dtype=float)
-        ok = self.prior.support(x)
-        if not bool(jnp.all(ok)):
-            return False
-        # a value on a closed bound (q = 1 with Uniform(0.15, 1)) has no finite unconstrained image
-        return bool(jnp.all(jnp.isfinite(self.prior.log_prob(x))) and jnp.all(jnp.isfinite(self.unconstrain(x))))
+        finite unconstrained value: a value on a closed bound, q = 1 with Uniform(0.15, 1), has
+        no finite unconstrained image)."""
+        return bool(_strictly_inside(self.prior, jnp.asarray(x, dtype=float)))
 
     def unconstrain(self, x):
         return self.transform.inv(jnp.asarray(x, dtype=float))
@@ -211,6 +205,26 @@ class SitePrior:
         return u, V, jnp.maximum(curv(u), 0.0)
 
 
+# Compiled once per distribution structure and value shape: a scene's set-up checks every site's
+# prior (support, potential at the mode), and the same checks run eagerly cost ~1 ms each in
+# JAX's per-operation dispatch, about 15 ms of a one-galaxy catalog object's build.
+@jax.jit
+def _site_potential(prior, u):
+    """Elementwise V(u) = -log p(x(u)) - log|dx/du| of a distribution at unconstrained ``u``."""
+    t = biject_to(prior.support)
+    x = t(u)
+    return -jnp.broadcast_to(prior.log_prob(x) + t.log_abs_det_jacobian(u, x), jnp.shape(u))
+
+
+@jax.jit
+def _strictly_inside(prior, x):
+    """Whether every entry of ``x`` lies in the support with a finite log density and a finite
+    unconstrained value."""
+    inside = jnp.all(prior.support(x))
+    finite = jnp.all(jnp.isfinite(prior.log_prob(x))) & jnp.all(jnp.isfinite(biject_to(prior.support).inv(x)))
+    return inside & finite
+
+
 def _leaf_names(d, n_leaves, prefix=""):
     """Names of the pytree leaves of the distribution ``d`` in their flattened order (field
     names, nested ones dotted); positional names if its fields cannot be matched to its leaves."""
@@ -249,11 +263,11 @@ class PriorBlocks:
         for p, i in zip(priors, starts[:-1]):
             leaves, treedef = jax.tree_util.tree_flatten(p.prior)
             if p.shape != ():  # a vector site: its (expanded) distribution as a whole
-                self._add(treedef, False, [jnp.asarray(x) for x in leaves], np.arange(i, i + p.size), [p])
+                self._add(treedef, False, [np.asarray(x) for x in leaves], np.arange(i, i + p.size), [p])
             else:
                 groups.setdefault(treedef, []).append((int(i), p, leaves))
         for treedef, members in groups.items():
-            leaves = [jnp.stack([jnp.asarray(m[2][j], dtype=float) for m in members])
+            leaves = [np.stack([np.asarray(m[2][j], dtype=float) for m in members])
                       for j in range(len(members[0][2]))]
             self._add(treedef, True, leaves, np.array([m[0] for m in members]), [m[1] for m in members])
 
@@ -265,8 +279,8 @@ class PriorBlocks:
         self.static.append((treedef, vmapped, names))
 
         def flat(name):
-            return jnp.concatenate([jnp.reshape(jnp.asarray(getattr(p, name), dtype=float), (-1,)) for p in priors])
-        self.arrays.append({"leaves": dict(zip(names, leaves)), "index": jnp.asarray(index), "mode": flat("_mode"),
+            return np.concatenate([np.reshape(np.asarray(getattr(p, name), dtype=float), (-1,)) for p in priors])
+        self.arrays.append({"leaves": dict(zip(names, leaves)), "index": np.asarray(index), "mode": flat("_mode"),
                             "v_mode": flat("_v_mode"), "curv": flat("_curv")})
 
     def tree_flatten(self):
