@@ -1,6 +1,8 @@
 """Catalogs (bayesprof.survey): blend groups, stamps, batched fits against single fits, a GalSim
 field with known truth, and the Dask run's partitions (rerun, refusal of another layout)."""
 
+import os
+
 import numpy as np
 import pytest
 from astropy.coordinates import SkyCoord
@@ -172,6 +174,36 @@ def test_dask_run_equals_one_process_and_reruns_only_missing_partitions(field, f
         assert list(on_disk["id"]) == list(first["id"])
         with pytest.raises(ValueError, match="another partitioning"):
             run_catalog(images, cat, out, client=client, partition_size=2, progress=False)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="pinning workers to cores needs Linux and two cores")
+def test_local_cluster_workers_each_run_on_a_core_of_their_own(tmp_path):
+    """run_catalog's own LocalCluster: every thread of each worker, XLA's included (started by a
+    JAX computation after the pinning), runs on one core, a different one per worker.  XLA's
+    CPU runtime starts threads whatever XLA_FLAGS say, so unpinned "single-threaded" workers
+    shared the cores."""
+    from distributed import Client
+
+    from bayesprof.survey import _local_cluster, _pinning_plugin, _worker_cores
+
+    def affinities():
+        import os
+
+        import jax.numpy as jnp
+        float(jnp.sum(jnp.fft.rfft2(jnp.ones((256, 256))).real))
+        return sorted({tuple(sorted(os.sched_getaffinity(int(t)))) for t in os.listdir("/proc/self/task")})
+
+    cores = _worker_cores(2)
+    assert cores == sorted(os.sched_getaffinity(0))[:2] and _worker_cores(10**6) is None
+    cluster = _local_cluster(2, tmp_path / "cache")
+    try:
+        with Client(cluster) as client:
+            client.register_plugin(_pinning_plugin(cores))
+            found = client.run(affinities)
+    finally:
+        cluster.close()
+    assert sorted(found.values()) == [[(cores[0],)], [(cores[1],)]]
 
 
 def test_command_line_catalog_from_fits_frames_and_a_table(field, fitted, tmp_path):
