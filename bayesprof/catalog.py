@@ -47,7 +47,7 @@ import numpy as np
 from astropy.stats import sigma_clipped_stats
 from scipy import ndimage
 
-from .estimate import estimate_source
+from .estimate import background, estimate_source
 from .image import Image, tangent_plane_offsets
 from .profiles import flux_to_counts
 
@@ -355,13 +355,33 @@ def _extent(image, box, centre):
     return (float(xi.min()), float(xi.max()), float(eta.min()), float(eta.max()))
 
 
-def _measure(image, data, mask, variance, box, position=None):
-    """estimate_source inside ``box`` and the derived sky quantities."""
-    g = estimate_source(data, mask, variance, position=position, box=box)
+#: pixels kept about a measured box: the 1.5 px smoothing of estimate_source reaches 6 px
+_MEASURE_MARGIN = 8
+
+
+def _measure(image, data, mask, variance, box, position=None, sky=None, segment=None):
+    """estimate_source inside ``box`` and the derived sky quantities; with ``segment`` =
+    ``(segmentation map, label)`` the other segments are masked too.
+
+    Everything estimate_source measures lies inside the box (or within 3 px of ``position``,
+    inside it), so it runs on the box plus a margin cut from the frame, with the frame's ``sky``
+    (:func:`~bayesprof.estimate.background` of ``data``, measured once per frame by the
+    caller): the cost per source does not grow with the frame (a catalog's sources on a frame
+    of N of them: N x the frame's pixels before, 7.9 s for 192 sources, 58 s for 576)."""
+    sky = background(data, mask, variance) if sky is None else sky
+    x0, x1, y0, y1 = box
+    ny, nx = data.shape
+    cx0, cx1 = max(x0 - _MEASURE_MARGIN, 0), min(x1 + _MEASURE_MARGIN, nx)
+    cy0, cy1 = max(y0 - _MEASURE_MARGIN, 0), min(y1 + _MEASURE_MARGIN, ny)
+    cut = (slice(cy0, cy1), slice(cx0, cx1))
+    mask = mask[cut] if segment is None else mask[cut] | ((segment[0][cut] > 0) & (segment[0][cut] != segment[1]))
+    g = estimate_source(data[cut], mask, variance[cut], box=(x0 - cx0, x1 - cx0, y0 - cy0, y1 - cy0), sky=sky,
+                        position=None if position is None else (position[0] - cx0, position[1] - cy0))
+    g.x, g.y = g.x + cx0, g.y + cy0
     centre = image.pixel_to_sky(g.x, g.y)
     pa = _pa_from_theta(image, g.x, g.y, g.theta)
     per_count = float(flux_to_counts(1.0, image.zeropoint))
-    sig = float(np.median(np.sqrt(variance[~mask]))) if (~mask).any() else 1.0
+    sig = sky[1]
     noise = sig * math.sqrt(math.pi) * max(g.radius_px, 1.0)  # background noise in the flux aperture
     return dict(x=g.x, y=g.y, centre=centre, counts=g.counts, flux=g.counts / per_count,
                 re=g.re_px * image.pixel_scale, q=g.q, pa=pa, snr=g.counts / noise, radius_px=g.radius_px)
@@ -389,7 +409,8 @@ def sources_from_segmentation(image, segmap, *, reference=None, pad=3) -> Source
 
     Each segment (label > 0, in increasing label order) is measured with
     :func:`bayesprof.estimate.estimate_source` on the image with every other segment masked,
-    inside the segment's bounding box widened by ``pad`` pixels.  ``reference`` (SkyCoord,
+    inside the segment's bounding box widened by ``pad`` pixels, above the frame's sky level
+    (the median of its border between the segments).  ``reference`` (SkyCoord,
     ImageList or Scene) adds the (xi, eta) offsets of the scene's frame.
     """
     if not isinstance(image, Image):
@@ -399,15 +420,15 @@ def sources_from_segmentation(image, segmap, *, reference=None, pad=3) -> Source
         raise ValueError(f"segmap shape {seg.shape} differs from the image's {image.shape}")
     reference = _reference(reference)
     out = SourceList()
-    slices = ndimage.find_objects(np.clip(seg, 0, None).astype(int))
+    labels = np.clip(seg, 0, None).astype(int)
+    slices = ndimage.find_objects(labels)
+    sky = background(image.data, image.mask | (labels > 0), image.variance)  # the frame's, between the segments
     for lab, sl in enumerate(slices, start=1):
         if sl is None:
             continue
         y0, y1, x0, x1 = sl[0].start, sl[0].stop, sl[1].start, sl[1].stop
         box = (max(x0 - pad, 0), min(x1 + pad, image.nx), max(y0 - pad, 0), min(y1 + pad, image.ny))
-        others = (seg > 0) & (seg != lab)
-        mask = image.mask | others
-        m = _measure(image, image.data, mask, image.variance, box)
+        m = _measure(image, image.data, image.mask, image.variance, box, sky=sky, segment=(labels, lab))
         ra, dec = _icrs(m["centre"])
         xi, eta = _offsets(m["centre"], reference)
         out.append(CatalogSource(
@@ -475,6 +496,7 @@ def sources_from_table(table, *, ra="ra", dec="dec", id="id", flux="flux", re="r
             except (ValueError, TypeError):
                 ids = [v.decode() if isinstance(v, bytes) else str(v) for v in column]
     out = SourceList()
+    sky = background(image.data, image.mask, image.variance) if image is not None else None
     for k in range(n):
         coord = SkyCoord(ra_c[k] * u.deg, dec_c[k] * u.deg, frame="icrs")
         val = {p: (float(c[k]) if c is not None else float("nan")) for p, c in cols.items()}
@@ -490,7 +512,7 @@ def sources_from_table(table, *, ra="ra", dec="dec", id="id", flux="flux", re="r
             if box[1] <= box[0] or box[3] <= box[2]:
                 raise ValueError(f"sources_from_table: source {k} at RA {ra_c[k]:.6f}, Dec {dec_c[k]:.6f} lies "
                                  f"outside the image {image.name!r}")
-            m = _measure(image, image.data, image.mask, image.variance, box, position=(x, y))
+            m = _measure(image, image.data, image.mask, image.variance, box, position=(x, y), sky=sky)
             counts, snr = m["counts"], m["snr"]
             for p in ("flux", "re", "q", "pa"):
                 if not np.isfinite(val[p]):

@@ -79,16 +79,17 @@ def territories(shape, positions):
     return cKDTree(pos).query(np.column_stack([xx.ravel(), yy.ravel()]))[1].reshape(shape)
 
 
-def estimate_source(data, mask, variance, *, position=None, box=None, territory=None):
+def estimate_source(data, mask, variance, *, position=None, box=None, territory=None, sky=None):
     """Guess centre, counts, size and shape of the brightest source in an image.
 
     ``position``: optional (x, y) pixel guess (searched within 3 px); ``box``: optional
     (x0, x1, y0, y1) window to search in; ``territory``: optional boolean image, the only
-    pixels the source is measured on (its part of a blend, :func:`territories`).  The
-    orientation is returned in pixel terms (``theta``); the scene turns it into a PA east of
-    north through the image's WCS.
+    pixels the source is measured on (its part of a blend, :func:`territories`); ``sky``:
+    optional ``(level, sigma_pix)`` (:func:`background`) already measured, e.g. on the whole
+    frame that ``data`` is cut from.  The orientation is returned in pixel terms (``theta``);
+    the scene turns it into a PA east of north through the image's WCS.
     """
-    level, sigma = background(data, mask, variance)
+    level, sigma = background(data, mask, variance) if sky is None else sky
     img = np.where(mask, 0.0, data - level)
     good = ~mask if territory is None else ~mask & territory
     ny, nx = img.shape

@@ -850,18 +850,19 @@ def _partitions(plan, size):
     return parts
 
 
-def _fit_partition(images, sources, plan_kw, groups, fit_kw):
-    """One Dask task: the rows of ``groups`` (the plan is recomputed on the worker from the
-    whole list, so neighbours outside the partition are masked, or modelled from the first
-    pass's table, as in one run), and with NUTS the groups' posterior files (name -> bytes),
-    returned for the client to write, so that the workers need no shared file system."""
+def _fit_partition(images, plan, groups, fit_kw):
+    """One Dask task: the rows of ``groups`` of the whole list's ``plan`` (made once by the
+    client and sent to every worker: neighbours outside the partition are masked, or modelled
+    from the first pass's table, as in one run; a plan per task would cost each task the whole
+    list's measurement, quadratic in the list's length), and with NUTS the groups' posterior
+    files (name -> bytes), returned for the client to write, so that the workers need no
+    shared file system."""
     import tempfile
 
-    plan = plan_catalog(images, sources, **plan_kw)
     if not fit_kw.get("nuts"):
-        return fit_catalog(images, sources, plan=plan, groups=groups, **fit_kw), {}
+        return fit_catalog(images, plan.sources, plan=plan, groups=groups, **fit_kw), {}
     with tempfile.TemporaryDirectory(prefix="bayesprof-posteriors-") as folder:
-        table = fit_catalog(images, sources, plan=plan, groups=groups, posterior_dir=folder, **fit_kw)
+        table = fit_catalog(images, plan.sources, plan=plan, groups=groups, posterior_dir=folder, **fit_kw)
         return table, {f.name: f.read_bytes() for f in Path(folder).glob("group-*.nc")}
 
 
@@ -994,8 +995,7 @@ def run_catalog(images, sources, out, *, client=None, scheduler=None, n_workers=
         else [("parts", final)]
     for folder, _ in phases:
         (out / folder).mkdir(parents=True, exist_ok=True)
-    plan_kw = {"stamp_scale": stamp_scale, "margin": margin}
-    plan = plan_catalog(images, sources, **plan_kw)
+    plan = plan_catalog(images, sources, stamp_scale=stamp_scale, margin=margin)  # once: the workers get it
     sources = plan.sources
     parts = _partitions(plan, partition_size)
     manifest = {"format": "bayesprof catalog run 3", "n_sources": len(sources),
@@ -1037,7 +1037,7 @@ def run_catalog(images, sources, out, *, client=None, scheduler=None, n_workers=
                 cores = _worker_cores(len(own_cluster.workers)) if own_cluster is not None else None
                 if cores is not None:  # before any task: the threads XLA starts later inherit the core
                     client.register_plugin(_pinning_plugin(cores))
-            [images_f, sources_f] = client.scatter([images, sources], broadcast=True)
+            [images_f, plan_f] = client.scatter([images, plan], broadcast=True)
         for folder, extra in phases:
             if not todo[folder]:
                 continue
@@ -1045,7 +1045,7 @@ def run_catalog(images, sources, out, *, client=None, scheduler=None, n_workers=
             if extra["neighbours"] == "model":  # the first pass's table, in the list's order
                 kw["neighbour_table"] = joined("first")
             [kw_f] = client.scatter([kw], broadcast=True)
-            futures = {client.submit(_fit_partition, images_f, sources_f, plan_kw, parts[k], kw_f, retries=retries,
+            futures = {client.submit(_fit_partition, images_f, plan_f, parts[k], kw_f, retries=retries,
                                      key=f"bayesprof-{folder}-{k}-{manifest['ids'][:8]}", pure=False): k
                        for k in todo[folder]}
             for fut in as_completed(futures):
