@@ -308,7 +308,8 @@ class PixelMap:
         return jnp if any(isinstance(v, jax.Array) for v in (self._cx, *values)) else np
 
     def _uv(self, xi: Any, eta: Any, xp: Any) -> tuple[Any, Any]:
-        xi, eta = xp.broadcast_arrays(xp.asarray(xi, dtype=float), xp.asarray(eta, dtype=float))
+        cast = (lambda v: np.asarray(v, dtype=float)) if xp is np else jnp.asarray  # JAX: its own precision
+        xi, eta = xp.broadcast_arrays(cast(xi), cast(eta))
         return (xi - self._xi0) / self._scale, (eta - self._eta0) / self._scale
 
     @staticmethod

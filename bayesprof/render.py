@@ -323,9 +323,8 @@ class Renderer:
         # beyond (the error of a point source relative to its peak, measured), for every PSF.
         # For an interpolated stamp a pointwise threshold would ask for ~16x folding: beyond the
         # stamp's Nyquist wavenumber its transform is the interpolant's k^-4 ghosts of the
-        # stamp's Nyquist power.  For analytic PSFs a pointwise |E| < 1e-7 (the rule until
-        # 2026-12-07) folded 2x where 1x keeps a point source to 9e-5 of its peak (a beta = 3
-        # Moffat of FWHM 4 px), at 4x the core's cost.
+        # stamp's Nyquist power.  For analytic PSFs a pointwise rule folds more than this accuracy
+        # needs (a beta = 3 Moffat of FWHM 4 px twice instead of once, at 4x the core's cost).
         k, tail = psf.axis_tail(scale)
         fold = int(min(16, max(1, np.ceil(k[np.searchsorted(-tail, -psf.FOLD_TAIL)] / np.pi))))
         if hasattr(psf, "OVERSAMPLE_TAIL"):

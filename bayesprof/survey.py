@@ -914,9 +914,8 @@ def _worker_cores(n_workers):
 def _pinning_plugin(cores):
     """A Dask worker plugin that pins LocalCluster worker ``k`` (its name) to ``cores[k]``.
 
-    XLA's CPU runtime starts threads of its own whatever ``XLA_FLAGS`` say: a "single-threaded"
-    worker used 1.5 cores (32 single-band cut-outs: 6.2 s of CPU in 4.1 s), so two workers on two
-    cores ran 1.28x one.  Pinned, each worker has its core to itself."""
+    XLA's CPU runtime starts threads of its own whatever ``XLA_FLAGS`` say, so unpinned
+    "single-threaded" workers share the cores; pinned, each has its core to itself."""
     from distributed.diagnostics.plugin import WorkerPlugin
 
     class PinToCore(WorkerPlugin):
@@ -932,9 +931,9 @@ def _pinning_plugin(cores):
 
 
 def _local_cluster(n_workers, cache_dir):
-    """A LocalCluster of single-threaded worker processes (one per core by default); XLA
-    keeps to one thread per worker (:func:`run_catalog` pins each worker to a core of its own)
-    and the workers share a persistent compilation cache."""
+    """A LocalCluster of single-threaded worker processes (one per core by default); XLA is
+    asked to keep to one thread (its runtime starts threads anyway: :func:`run_catalog` pins
+    each worker to a core of its own) and the workers share a persistent compilation cache."""
     import os
 
     from distributed import LocalCluster
