@@ -42,6 +42,24 @@ from .scenefile import load_scene, save_scene  # noqa: E402
 from .survey import fit_catalog, fit_cutouts, run_catalog  # noqa: E402
 from .wavelength import Chebyshev, effective_wavelength  # noqa: E402
 
+
+
+def _link_numpyro_submodules():
+    """Bind every loaded ``numpyro.*`` submodule to its parent package.  arviz-base imports
+    numpyro lazily (``lazy_loader``); ``import arviz`` followed by ``import numpyro.distributions``
+    then leaves ``numpyro.distributions.distribution`` unbound, and NumPyro's own
+    ``numpyro.factor`` (used by its ``potential_energy``) fails with an AttributeError."""
+    import sys
+
+    for name, module in list(sys.modules.items()):
+        parent, _, child = name.rpartition(".")
+        if name.startswith("numpyro.") and module is not None and parent in sys.modules \
+                and not hasattr(sys.modules[parent], child):
+            setattr(sys.modules[parent], child, module)
+
+
+_link_numpyro_submodules()
+
 __all__ = [
     "Image", "ImageList", "PixelMap", "tangent_plane_offsets", "sky_from_offsets",
     "GaussianPSF", "MoffatPSF", "PixelPSF", "PSFExModel", "gaussian_psf",

@@ -61,6 +61,19 @@ def test_ties_fix_and_images(three_images):
         scene.tie("gal.xi", "gal_g.xi")
 
 
+def test_numpyro_works_when_arviz_was_imported_before_it():
+    """arviz-base imports numpyro lazily; importing arviz, then numpyro.distributions, then
+    bayesprof must leave NumPyro whole (``numpyro.factor`` needs
+    ``numpyro.distributions.distribution``; it raised an AttributeError in that order)."""
+    import subprocess
+    import sys
+
+    code = ("import arviz\nimport numpyro.distributions\nimport bayesprof\nimport numpyro\n"
+            "numpyro.factor('f', 0.0)\nprint('ok')")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]
+
+
 def test_least_squares_objective_is_numpyros_potential(three_images):
     """0.5 |r(u)|^2 (pixels + prior residuals) differs from NumPyro's potential energy of the
     public NumPyro model by a constant, for any priors (here four kinds)."""
