@@ -155,8 +155,8 @@ def _posterior_median_models(model, posterior, n_draws):
     total = int(posterior.posterior.sizes["chain"] * posterior.posterior.sizes["draw"])
     pick = np.unique(np.linspace(0, total - 1, min(n_draws, total)).astype(int))
     flat = {nm: posterior.flat(nm)[pick] for nm in names}
-    renders = [[np.asarray(r) for r in model.render_all({nm: flat[nm][i] for nm in names})] for i in range(len(pick))]
-    return [np.median(np.stack([r[k] for r in renders]), axis=0) for k in range(len(model.images))], f"{len(pick)} draws"
+    renders = model.render_draws({nm: np.asarray(flat[nm]) for nm in names})
+    return [np.median(np.asarray(r), axis=0) for r in renders], f"{len(pick)} draws"
 
 
 def windows(scene, *, figsize_per_panel=3.5):

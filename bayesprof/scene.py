@@ -547,6 +547,18 @@ def _derived_of(model, values):
     return model.derived_values(model.flat(values))
 
 
+@jax.jit
+def _model_images(model, values):
+    """Every image's model (counts/pixel) at the site ``values`` (fixed sites added), one compiled call."""
+    return tuple(model._models(model.flat(model.complete(values))))
+
+
+@jax.jit
+def _draw_model_images(model, draws):
+    """:func:`_model_images` of every draw of the stacked latent site values ``draws``."""
+    return jax.lax.map(lambda d: _model_images(model, d), draws, batch_size=8)
+
+
 def _show(value):
     """A value for a message: a number as given, an array as a list."""
     v = np.asarray(value)
@@ -1462,8 +1474,15 @@ class SceneModel:
         return self._render_flat(self.flat(values), k)
 
     def render_all(self, values):
-        values = self.complete(values)
-        return [self.render_image(values, k) for k in range(len(self._plans))]
+        """Model of every image (counts/pixel, a list in image order) for the latent site
+        ``values`` (physical units; fixed sites are added), as one compiled call."""
+        return list(_model_images(self, values))
+
+    def render_draws(self, draws):
+        """Model of every image for each of a stack of site values: ``draws`` maps each latent
+        site to its values with a leading draw axis.  A list in image order of arrays
+        ``(draws, ny, nx)`` (counts/pixel); one compiled call, 8 draws rendered at a time."""
+        return list(_draw_model_images(self, draws))
 
     def complete(self, values):
         """Add the fixed sites to a dict of latent values."""
