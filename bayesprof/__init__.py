@@ -24,7 +24,7 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-from . import catalog, plot, survey  # noqa: E402
+from . import catalog, likelihood, plot, survey  # noqa: E402
 from .components import (  # noqa: E402
     AstrometricOffset, DeVaucouleurs, Exponential, FlatSky, Gaussian, Moffat, PhotometricOffset, PlaneSky, PointSource,
     Sersic, Spline)
@@ -70,7 +70,7 @@ __all__ = [
     "Scene", "Window", "SkyWindow", "PeriodicUniform", "fit_map", "sample", "MapResult", "load_map", "Posterior",
     "load_posterior", "save_scene", "load_scene", "plot", "light_curve", "forced_photometry",
     "mag_to_flux", "flux_to_mag", "flux_to_counts", "sersic_ie_from_flux", "sersic_flux_from_ie",
-    "set_precision", "FitWarning", "fit_catalog", "fit_cutouts", "run_catalog", "Chebyshev", "effective_wavelength",
+    "set_precision", "FitWarning", "likelihood", "fit_catalog", "fit_cutouts", "run_catalog", "Chebyshev", "effective_wavelength",
 ]
 
 

@@ -55,8 +55,10 @@ def check_map(fit, image_chi2=None) -> list[Flag]:
     ``image_chi2``: ``{image: (chi2, n_pixels)}`` if known (else computed)."""
     messages = _prior_bounds(fit)
     messages += _light_outside(fit)
-    if fit.model.scene.likelihood == "normal":
-        messages += _noise_mismatch(fit.image_chi2() if image_chi2 is None else image_chi2)
+    normal = {im.name for im, lk in zip(fit.model.images, fit.model.likelihoods) if lk.least_squares}
+    if normal:  # chi^2 / N measures the noise only under a normal likelihood
+        chi2 = fit.image_chi2() if image_chi2 is None else image_chi2
+        messages += _noise_mismatch({name: c for name, c in chi2.items() if name in normal})
     return messages
 
 

@@ -304,9 +304,9 @@ def fit_map(scene, *, init=None, max_steps=200, rtol=1e-8, atol=1e-2, method="au
     """
     model = scene.build() if hasattr(scene, "build") else scene
     if method == "auto":
-        method = "lm" if model.likelihood == "normal" else "lbfgs"
-    if method == "lm" and model.likelihood != "normal":
-        raise ValueError("Levenberg–Marquardt needs the normal likelihood; use method='lbfgs'")
+        method = "lm" if model.least_squares else "lbfgs"
+    if method == "lm" and not model.least_squares:
+        raise ValueError("Levenberg–Marquardt needs the normal likelihood in every image; use method='lbfgs'")
     if method not in ("lm", "lbfgs"):
         raise ValueError(f"method must be 'auto', 'lm' or 'lbfgs', not {method!r}")
     start = dict(model.init_values)
@@ -524,8 +524,8 @@ def fit_map_batch(models, *, starts=None, max_steps=200, rtol=1e-8, atol=1e-2, b
         return []
     first = models[0]
     for m in models:
-        if m.likelihood != "normal":
-            raise ValueError("fit_map_batch: Levenberg–Marquardt needs the normal likelihood")
+        if not m.least_squares:
+            raise ValueError("fit_map_batch: Levenberg–Marquardt needs the normal likelihood in every image")
         if m._structure != first._structure:
             raise ValueError("fit_map_batch: the models differ in structure (images' shapes, sources, sites); "
                              "group them by model._structure")

@@ -151,7 +151,7 @@ class Posterior:
             dims[key] = [f"{im.name}_y", f"{im.name}_x"]
         data["observed_data"] = observed
         ref = model.reference.icrs
-        attrs = {"creator": "bayesprof", "likelihood": model.likelihood,
+        attrs = {"creator": "bayesprof", "likelihood": str(model.scene.likelihood),
                  "reference": json.dumps([float(ref.ra.deg), float(ref.dec.deg)]),
                  "images": json.dumps([im.name for im in model.images]),
                  "bands": json.dumps([im.band for im in model.images]),

@@ -51,6 +51,8 @@ import numpyro.distributions as dist
 from . import components as comps
 from .estimate import aperture_flux, background, estimate_source, territories
 from .image import Image, ImageList, tangent_plane_offsets
+from .likelihood import NAMES as LIKELIHOOD_NAMES
+from .likelihood import Likelihood, Normal, StudentT, as_likelihood
 from .priors import PriorBlocks, SitePrior, default_prior, prior_text, support_text
 from .profiles import flux_to_counts
 from .render import Renderer
@@ -59,7 +61,7 @@ from .wavelength import COEFFICIENT_PRIOR_WIDTHS, LINK_CODES, LINKS, LOGIT_BOUND
 __all__ = ["Scene", "SceneModel", "Source", "Window", "SkyWindow", "Site", "VARY_MODES", "LIKELIHOODS"]
 
 VARY_MODES = ("shared", "band", "image")
-LIKELIHOODS = ("normal", "student_t", "poisson")
+LIKELIHOODS = tuple(LIKELIHOOD_NAMES)
 
 
 @dataclass(frozen=True)
@@ -192,12 +194,14 @@ class Scene:
         Any sizes, pixel scales, PSFs, bands, WCSs.
     reference : SkyCoord, optional
         Tangent point of the (xi, eta) frame; default: the first image's centre.
-    likelihood : {"normal", "student_t", "poisson"}
-        Pixel likelihood: Gaussian with the images' variance (default); Student-t with
-        ``dof`` degrees of freedom and the same scale (robust to outliers); or Poisson in
-        the images' counts (data must be counts, e.g. electrons; variance ignored).
+    likelihood : {"normal", "student_t", "poisson"}, a :class:`~bayesprof.likelihood.Likelihood`, or a dict
+        Pixel likelihood (:mod:`bayesprof.likelihood`): Gaussian with the images' variance
+        (default); Student-t with ``dof`` degrees of freedom and the same scale (robust to
+        outliers); or Poisson in the images' counts (data must be counts, e.g. electrons;
+        variance ignored).  A dict ``{image name: likelihood}`` gives images their own
+        (instruments with different noise); images it does not name are normal.
     dof : float
-        Degrees of freedom of the Student-t likelihood.
+        Degrees of freedom of the Student-t likelihood when given by name.
     """
 
     def __init__(self, images, *, reference=None, likelihood="normal", dof=5.0):
@@ -206,11 +210,16 @@ class Scene:
             images.reference = reference
         if len(images) == 0:
             raise ValueError("a Scene needs at least one image")
-        if likelihood not in LIKELIHOODS:
-            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, not {likelihood!r}")
         self.images = images
-        self.likelihood = likelihood
-        self.dof = float(dof)
+        if isinstance(likelihood, dict) and not (len(likelihood) == 1 and StudentT.name in likelihood):
+            unknown = [k for k in likelihood if k not in images]
+            if unknown:
+                raise ValueError(f"likelihood: no image(s) named {unknown} in the scene ({images.names})")
+            per_image = {im.name: as_likelihood(likelihood.get(im.name, Normal()), dof) for im in images}
+        else:
+            common = as_likelihood(likelihood, dof)
+            per_image = {im.name: common for im in images}
+        self.likelihoods: dict[str, Likelihood] = per_image
         self.sources: list[Source] = []
         self._priors: dict[str, object] = {}
         self._inits: dict[str, object] = {}
@@ -539,6 +548,14 @@ class Scene:
         srcs = ", ".join(f"{s.name}:{s.kind.__name__}" for s in self.sources)
         return f"Scene(images={self.images.names}, sources=[{srcs}], likelihood={self.likelihood!r})"
 
+    @property
+    def likelihood(self):
+        """The images' pixel likelihood: its name when all images share one (``"normal"``,
+        ``"student_t"``, ``"poisson"``), else ``{image name: name}``; the objects are in
+        :attr:`likelihoods`."""
+        names = {im: lk.name for im, lk in self.likelihoods.items()}
+        return next(iter(names.values())) if len(set(names.values())) == 1 else names
+
 
 # ====================================================================== the frozen model
 @jax.jit
@@ -644,8 +661,7 @@ class SceneModel:
         self.scene = scene
         self.images = scene.images
         self.reference = scene.images.reference
-        self.likelihood = scene.likelihood
-        self.dof = scene.dof
+        self.likelihoods = tuple(scene.likelihoods[im.name] for im in scene.images)  # in image order
         if not scene.sources:
             raise ValueError("the scene has no sources: add some with Scene.add")
         empty = [im.name for im in scene.images if im.mask.all()]
@@ -1252,7 +1268,7 @@ class SceneModel:
                         tuple(g["rows"].shape for g in p["groups"])) for p in self._plans)
         sites = tuple((s.name, s.shape, s.fixed is None) for s in self.sites)
         derived = tuple((d.name, d.param, d.coefficients, d.parts) for d in self.derived.values())
-        return sites, derived, images, tuple(self._batches), self.likelihood, self.dof, self.n_fitted
+        return sites, derived, images, tuple(self._batches), self.likelihoods, self.n_fitted
 
     def tree_flatten(self):
         children = (self._stacked, self.priors, self._fixed_values, self._latent_entries, self._column, self._fitted,
@@ -1534,45 +1550,30 @@ class SceneModel:
         return jnp.concatenate([((d - m) * plan["sqrt_w"]).ravel()
                                 for plan, d, m in zip(self._plans, self._data(data), self._models(v))])
 
+    @property
+    def least_squares(self):
+        """Whether every image's likelihood is normal: the negative log posterior is then half a
+        sum of squares (:meth:`residuals`), for Levenberg–Marquardt."""
+        return all(lk.least_squares for lk in self.likelihoods)
+
     def fisher_residuals(self, u, data=None):
-        """Residuals whose Jacobian J gives the expected (Fisher) information J^T J of the scene's
-        likelihood plus the prior's Gauss–Newton term: whitened residuals scaled by
-        sqrt((dof + 1) / (dof + 3)) for Student-t, ``(d - m) / sqrt(m)`` for Poisson."""
+        """Residuals whose Jacobian J gives the expected (Fisher) information J^T J of the images'
+        likelihoods plus the prior's Gauss–Newton term: ``(d - m)`` times each image's
+        :meth:`~bayesprof.likelihood.Likelihood.fisher_weight` at its fitted pixels."""
         v = self.site_vector(u)
         out = []
-        for plan, d, m in zip(self._plans, self._data(data), self._models(v)):
-            if self.likelihood == "poisson":
-                w = jnp.where(plan["good"], 1.0 / jnp.sqrt(jax.lax.stop_gradient(jnp.clip(m, 1e-30))), 0.0)
-            elif self.likelihood == "student_t":
-                w = plan["sqrt_w"] * jnp.sqrt((self.dof + 1.0) / (self.dof + 3.0))
-            else:
-                w = plan["sqrt_w"]
+        for plan, lk, d, m in zip(self._plans, self.likelihoods, self._data(data), self._models(v)):
+            w = jnp.where(plan["good"], lk.fisher_weight(m, plan["sigma"]), 0.0)
             out.append(((d - m) * w).ravel())
         return jnp.concatenate(out + [self.prior_residuals(u)])
 
     def image_log_likelihoods(self, values, data=None):
-        """Log-likelihood of each image (a list of scalars) for the scene's pixel likelihood."""
+        """Log-likelihood of each image (a list of scalars) for its pixel likelihood."""
         return self._log_likelihoods(self.flat(self.complete(values)), data)
 
     def _log_likelihoods(self, v, data=None):
-        return [jnp.sum(self._pixel_log_prob(plan, m, d))
-                for plan, d, m in zip(self._plans, self._data(data), self._models(v))]
-
-    def _obs_dist(self, plan, model):
-        if self.likelihood == "normal":
-            return dist.Normal(model, plan["sigma"])
-        if self.likelihood == "student_t":
-            return dist.StudentT(self.dof, model, plan["sigma"])
-        return dist.Poisson(jnp.clip(model, 1e-30))
-
-    def _pixel_log_prob(self, plan, model, d=None):
-        d = plan["data"] if d is None else d
-        if self.likelihood == "poisson":
-            m = jnp.clip(model, 1e-30)
-            lp = d * jnp.log(m) - m - jax.scipy.special.gammaln(d + 1.0)
-        else:
-            lp = self._obs_dist(plan, model).log_prob(d)
-        return jnp.where(plan["good"], lp, 0.0)
+        return [jnp.sum(jnp.where(plan["good"], lk.log_prob(d, m, plan["sigma"]), 0.0))
+                for plan, lk, d, m in zip(self._plans, self.likelihoods, self._data(data), self._models(v))]
 
     def numpyro_model(self):
         """The scene as a plain NumPyro model (no arguments).
@@ -1590,12 +1591,8 @@ class SceneModel:
         v = self.flat(values)
         for name, value in self.derived_values(v).items():
             numpyro.deterministic(name, value)
-        for plan, model in zip(self._plans, self._models(v)):
-            if self.likelihood == "poisson":
-                numpyro.factor(f"obs[{plan['image'].name}]", jnp.sum(self._pixel_log_prob(plan, model)))
-            else:
-                numpyro.sample(f"obs[{plan['image'].name}]",
-                               self._obs_dist(plan, model).mask(jnp.asarray(plan["good"])), obs=plan["data"])
+        for plan, lk, model in zip(self._plans, self.likelihoods, self._models(v)):
+            lk.observe(f"obs[{plan['image'].name}]", model, plan["sigma"], jnp.asarray(plan["good"]), plan["data"])
 
     # -- the unconstrained parameter vector
     @property

@@ -10,7 +10,8 @@ Format (YAML)::
 
     bayesprof_scene: 1
     reference: {ra: 180.0, dec: 0.0}          # degrees
-    likelihood: normal                       # or student_t (with dof), poisson
+    likelihood: normal                       # or student_t (with dof), poisson, {student_t: dof},
+                                             # or per image: {F814W: normal, NUV: poisson}
     images:                                  # descriptions, checked on load
       - {name: r, band: r, zeropoint: 22.5, shape: [240, 240], pixel_scale: 0.262,
          wavelength: 6469.6}                 # Angstrom, if the image has one
@@ -87,12 +88,20 @@ def _image_description(im):
     return d
 
 
+def _likelihood_config(scene):
+    """The scene's likelihood as a scene file writes it: one form for all images, else a
+    mapping image name -> form (``normal``, ``poisson`` or ``{student_t: dof}``)."""
+    forms = {name: lk.config() for name, lk in scene.likelihoods.items()}
+    first = next(iter(forms.values()))
+    return first if all(f == first for f in forms.values()) else forms
+
+
 def scene_to_dict(scene: Scene) -> dict:
     ref = scene.images.reference.icrs
     out = {
         "bayesprof_scene": 1,
         "reference": {"ra": float(ref.ra.deg), "dec": float(ref.dec.deg)},
-        "likelihood": scene.likelihood,
+        "likelihood": _likelihood_config(scene),
         "images": [_image_description(im) for im in scene.images],
         "sources": [],
         "priors": {k: describe(v) for k, v in scene._priors.items()},
@@ -100,8 +109,6 @@ def scene_to_dict(scene: Scene) -> dict:
         "fixed": {k: _plain(v) for k, v in scene._fixed.items()},
         "ties": [[f"{a}.{p}", f"{b}.{q}"] for (a, p), (b, q) in scene._ties.items()],
     }
-    if scene.likelihood == "student_t":
-        out["dof"] = scene.dof
     if scene._bulge_disks:
         out["bulge_disk"] = {name: list(pair) for name, pair in scene._bulge_disks.items()}
     for s in scene.sources:
