@@ -18,22 +18,57 @@ Parameters and units (the conventions of :mod:`bayesprof`):
 ``dxi, deta`` astrometric offset of one image (arcsec east, north; :class:`AstrometricOffset`)
 ``dzp``      zeropoint correction of one image (mag; :class:`PhotometricOffset`)
 
-The values each parameter can take are :data:`PARAMETER_DOMAINS`: a fixed value, an initial
-value or a prior's support outside them is refused when a scene is built.
+Each component class declares its parameters in one place, ``PARAMETERS``: per parameter a
+:class:`Parameter` with its unit, its domain (the values it can take: a fixed value, an initial
+value or a prior's support outside it is refused when a scene is built), its default sharing
+across a scene's images and its default prior, centred on the image estimate:
+
+==============  ====================================================================
+``xi, eta``     Normal(estimate, max(2 * re estimate, 3 pixels of the finest image)) arcsec
+``flux``        LogNormal(log(aperture flux) + 1.5**2, 1.5), uJy: the density over the flux is
+                exp(-ln(flux / aperture flux)**2 / (2 * 1.5**2)), peaked at the aperture flux
+                (:func:`~bayesprof.priors.lognormal_peaked_at`), so the reported (physical)
+                mode is not pulled there; per band
+point flux      (:class:`PointSource`, given per image: a supernova per epoch) Normal(0,
+per image       max(100 * aperture error, 10 * abs(aperture flux))) uJy, on the real line: a flux
+                may be negative (a baseline epoch scatters about 0), and the MAP is not pulled:
+                it moves by -f (sigma_f / width)^2, at most 1e-4 of the flux and 0.01 sigma_f per
+                100 of S/N
+``re``          LogNormal(log(estimate) + 1, 1.0) arcsec: peaked at the estimate, as ``flux``
+``n``           Uniform(0.5, 8)
+``q``           Uniform(0.15, 1)
+``pa``          :class:`~bayesprof.priors.PeriodicUniform` (180 deg)
+``fwhm``        LogNormal(log(estimate) + 1, 1.0) arcsec: peaked at the estimate
+``beta``        Uniform(1.1, 10)
+``log_i``       Normal(estimate, 3) per knot (an exponential profile through the estimate)
+``level``       Normal(estimate, 10 sigma_pix) counts/pixel (median of the image border); per image
+``gx, gy``      Normal(0, sigma_pix / 10) counts/pixel per pixel; per image
+``dxi, deta``   Normal(0, 0.1) arcsec (astrometric offset of an image); per image
+``dzp``         Normal(0, 0.1) mag (zeropoint correction of an image); per image
+==============  ====================================================================
+
+Structure is shared by default and fluxes are per band.  A new profile declares its
+``PARAMETERS`` (reusing these declarations or its own) next to its ``log_density`` and
+``enclosed``; ``tests/test_profiles.py`` checks every class's declaration.
+:data:`PARAMETER_DOMAINS` and :data:`PARAMETER_UNITS` list the declarations by name.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro.distributions as dist
 
 from . import profiles
+from .priors import PeriodicUniform, lognormal_peaked_at
 
-__all__ = ["Domain", "PARAMETER_DOMAINS", "PARAMETER_UNITS", "Sersic", "Exponential", "DeVaucouleurs", "Gaussian", "Moffat", "PointSource", "Spline", "FlatSky",
+__all__ = ["Domain", "Parameter", "PARAMETER_DOMAINS", "PARAMETER_UNITS", "Sersic", "Exponential", "DeVaucouleurs", "Gaussian", "Moffat", "PointSource", "Spline", "FlatSky",
            "PlaneSky", "SkyComponent", "AstrometricOffset", "PhotometricOffset", "Component"]
 
 
@@ -72,23 +107,76 @@ class Domain:
         return f"{lo}{name}{hi}"
 
 
-#: The values each parameter can take (``n``: where the Sersic b_n is accurate to 1e-12).
-PARAMETER_DOMAINS = {
-    "xi": Domain(), "eta": Domain(), "flux": Domain(), "pa": Domain(), "log_i": Domain(),
-    "level": Domain(), "gx": Domain(), "gy": Domain(), "dxi": Domain(), "deta": Domain(), "dzp": Domain(),
-    "re": Domain(0.0), "fwhm": Domain(0.0),
-    "n": Domain(0.2, 20.0, True, True),
-    "q": Domain(0.0, 1.0, False, True),
-    "beta": Domain(1.0),
-}
+SHARING = ("shared", "band", "image")
 
 
-#: The unit of each parameter, for labels and tables (``""``: dimensionless).
-PARAMETER_UNITS = {
-    "xi": "arcsec", "eta": "arcsec", "re": "arcsec", "fwhm": "arcsec", "dxi": "arcsec", "deta": "arcsec",
-    "flux": "uJy", "mag": "AB mag", "dzp": "mag", "pa": "deg", "n": "", "q": "", "beta": "", "log_i": "",
-    "level": "counts/px", "gx": "counts/px^2", "gy": "counts/px^2",
-}
+@dataclasses.dataclass(frozen=True)
+class Parameter:
+    """What a component declares about one of its parameters.
+
+    unit : str
+        For labels and tables (``""``: dimensionless).
+    domain : Domain
+        The values it can take.
+    prior : callable
+        ``prior(estimate, scale)``: the default NumPyro prior from the image estimate and a
+        scale (arcsec for positions, the pixel noise in counts/pixel for skies).
+    sharing : {"shared", "band", "image"}
+        Its default sharing across a scene's images.
+    per_image_prior : callable, optional
+        The default prior when the parameter is given per image (``vary={p: "image"}``), from
+        the per-image estimate and its error; default: ``prior``.
+    estimate : callable, optional
+        ``estimate(moments)``: the initial value from a source's image moments, a dict with
+        ``xi``, ``eta`` (arcsec), ``re`` (half-light radius, arcsec), ``q``, ``pa`` (deg),
+        ``finest`` (the finest pixel scale, arcsec) and, for a profile with knots, ``knots``;
+        default: the moment of the parameter's name.  Fluxes are measured by aperture
+        photometry in each image and skies on the image border, whatever is declared here.
+    """
+
+    unit: str
+    domain: Domain
+    prior: Callable
+    sharing: str = "shared"
+    per_image_prior: Callable | None = None
+    estimate: Callable | None = None
+
+    def __post_init__(self):
+        if self.sharing not in SHARING:
+            raise ValueError(f"Parameter.sharing must be one of {SHARING}, not {self.sharing!r}")
+
+    def default_prior(self, estimate, scale=None, *, per_image=False):
+        """The default prior centred on ``estimate`` (module docstring's table)."""
+        make = self.per_image_prior if per_image and self.per_image_prior is not None else self.prior
+        return make(jnp.asarray(estimate, dtype=float), scale)
+
+    def initial(self, moments, name):
+        """The initial value of parameter ``name`` from a source's image ``moments``."""
+        return moments[name] if self.estimate is None else self.estimate(moments)
+
+
+POSITION = Parameter("arcsec", Domain(), lambda e, s: dist.Normal(e, s))
+FLUX = Parameter("uJy", Domain(), lambda e, s: lognormal_peaked_at(e, 1.5), sharing="band")
+POINT_FLUX = dataclasses.replace(
+    FLUX, per_image_prior=lambda e, s: dist.Normal(0.0, jnp.maximum(100.0 * s, 10.0 * jnp.abs(e))))
+SIZE = Parameter("arcsec", Domain(0.0), lambda e, s: lognormal_peaked_at(e, 1.0))
+FWHM = dataclasses.replace(SIZE, estimate=lambda m: 2.0 * m["re"])
+#: the domain of n: where the Sersic b_n is accurate to 1e-12
+SERSIC_INDEX = Parameter("", Domain(0.2, 20.0, True, True), lambda e, s: dist.Uniform(0.5, 8.0),
+                         estimate=lambda m: 2.0)
+AXIS_RATIO = Parameter("", Domain(0.0, 1.0, False, True), lambda e, s: dist.Uniform(0.15, 1.0))
+POSITION_ANGLE = Parameter("deg", Domain(), lambda e, s: PeriodicUniform(180.0))
+MOFFAT_BETA = Parameter("", Domain(1.0), lambda e, s: dist.Uniform(1.1, 10.0), estimate=lambda m: 3.0)
+#: an exponential profile of the moments' half-light radius through the knots
+LOG_INTENSITY = Parameter("", Domain(), lambda e, s: dist.Normal(e, 3.0),
+                          estimate=lambda m: -1.678 * np.asarray(m["knots"][1:]) / max(m["re"], m["finest"]))
+SKY_LEVEL = Parameter("counts/px", Domain(), lambda e, s: dist.Normal(e, 10.0 * s), sharing="image")
+SKY_GRADIENT = Parameter("counts/px^2", Domain(), lambda e, s: dist.Normal(0.0, s / 10.0), sharing="image",
+                         estimate=lambda m: 0.0)
+WCS_SHIFT = Parameter("arcsec", Domain(), lambda e, s: dist.Normal(0.0, 0.1), sharing="image", estimate=lambda m: 0.0)
+ZEROPOINT_SHIFT = Parameter("mag", Domain(), lambda e, s: dist.Normal(0.0, 0.1), sharing="image",
+                            estimate=lambda m: 0.0)
+_ELLIPSE = {"q": AXIS_RATIO, "pa": POSITION_ANGLE}
 
 
 def _pytree(cls):
@@ -133,10 +221,21 @@ class Component:
         """Fraction of the flux inside elliptical radius rho (arcsec)."""
         raise NotImplementedError  # pragma: no cover - interface
 
+    #: the parameters (a subset of the dataclass fields, in field order) and their declarations
+    PARAMETERS: ClassVar[dict] = {}
+
+    @classmethod
+    def parameter(cls, param) -> Parameter:
+        """The declaration of ``param`` (KeyError naming the class's parameters otherwise)."""
+        try:
+            return cls.PARAMETERS[param]
+        except KeyError:
+            raise KeyError(f"{cls.__name__} has no parameter {param!r}; it has {list(cls.PARAMETERS)}") from None
+
     @classmethod
     def domain(cls, param) -> Domain:
-        """The values ``param`` can take (:data:`PARAMETER_DOMAINS`; a subclass may override)."""
-        return PARAMETER_DOMAINS.get(param, Domain())
+        """The values ``param`` can take."""
+        return cls.parameter(param).domain
 
     def replace(self, **changes):
         """A copy with some parameters changed."""
@@ -146,6 +245,9 @@ class Component:
 @_pytree
 class Sersic(Component):
     """Sersic profile I(rho) = Ie exp(-b_n [(rho/re)^(1/n) - 1])."""
+
+    PARAMETERS: ClassVar[dict] = {"xi": POSITION, "eta": POSITION, "flux": FLUX, "re": SIZE, "n": SERSIC_INDEX,
+                                  **_ELLIPSE}
 
     xi: float = 0.0
     eta: float = 0.0
@@ -175,6 +277,7 @@ class _FixedIndexSersic(Component):
     pa: float = 0.0
 
     sersic_n = 1.0
+    PARAMETERS: ClassVar[dict] = {"xi": POSITION, "eta": POSITION, "flux": FLUX, "re": SIZE, **_ELLIPSE}
 
     def log_density(self, rho):
         return profiles.sersic_log_density(rho, self.re, self.sersic_n)
@@ -201,6 +304,8 @@ class DeVaucouleurs(_FixedIndexSersic):
 class Gaussian(Component):
     """Elliptical Gaussian with major-axis FWHM ``fwhm`` (arcsec)."""
 
+    PARAMETERS: ClassVar[dict] = {"xi": POSITION, "eta": POSITION, "flux": FLUX, "fwhm": FWHM, **_ELLIPSE}
+
     xi: float = 0.0
     eta: float = 0.0
     flux: float = 1.0
@@ -221,6 +326,9 @@ class Gaussian(Component):
 class Moffat(Component):
     """Elliptical Moffat profile (1 + rho^2/alpha^2)^-beta with major-axis ``fwhm``."""
 
+    PARAMETERS: ClassVar[dict] = {"xi": POSITION, "eta": POSITION, "flux": FLUX, "fwhm": FWHM, "beta": MOFFAT_BETA,
+                                  **_ELLIPSE}
+
     xi: float = 0.0
     eta: float = 0.0
     flux: float = 1.0
@@ -239,6 +347,8 @@ class Moffat(Component):
 @_pytree
 class PointSource(Component):
     """An unresolved source: the image's PSF scaled by ``flux`` at (xi, eta)."""
+
+    PARAMETERS: ClassVar[dict] = {"xi": POSITION, "eta": POSITION, "flux": POINT_FLUX}
 
     xi: float = 0.0
     eta: float = 0.0
@@ -292,6 +402,16 @@ class Spline(Component):
     pa: float = 0.0
     knots: tuple = (0.0, 1.0)
 
+    PARAMETERS: ClassVar[dict] = {"xi": POSITION, "eta": POSITION, "flux": FLUX, "log_i": LOG_INTENSITY,
+                                  **_ELLIPSE}
+
+    @staticmethod
+    def default_knots(re, finest):
+        """Knots (arcsec) when none are declared: 0, then 8 spaced geometrically from the
+        finest pixel scale ``finest`` to 4 times the half-light radius ``re`` (at least 8
+        pixels)."""
+        return tuple([0.0] + [float(k) for k in np.geomspace(finest, 4 * max(re, 2 * finest), 8)])
+
     #: radial quadrature points (spaced quadratically: dense near the centre) for the
     #: normalisation and the enclosed flux
     n_quadrature = 1024
@@ -343,6 +463,8 @@ class SkyComponent(Component):
 class FlatSky(SkyComponent):
     """Constant sky ``level`` in counts per pixel of the image it is fitted in."""
 
+    PARAMETERS: ClassVar[dict] = {"level": SKY_LEVEL}
+
     level: float = 0.0
 
     def evaluate(self, shape):
@@ -355,6 +477,8 @@ class PlaneSky(SkyComponent):
 
     ``gx``, ``gy``: gradients in counts/pixel per pixel along +x and +y.
     """
+
+    PARAMETERS: ClassVar[dict] = {"level": SKY_LEVEL, "gx": SKY_GRADIENT, "gy": SKY_GRADIENT}
 
     level: float = 0.0
     gx: float = 0.0
@@ -382,6 +506,7 @@ class AstrometricOffset(Component):
     """
 
     is_offset = True
+    PARAMETERS: ClassVar[dict] = {"dxi": WCS_SHIFT, "deta": WCS_SHIFT}
     dxi: float = 0.0
     deta: float = 0.0
 
@@ -402,9 +527,21 @@ class PhotometricOffset(Component):
     """
 
     is_calibration = True
+    PARAMETERS: ClassVar[dict] = {"dzp": ZEROPOINT_SHIFT}
     dzp: float = 0.0
 
     @property
     def scale(self):
         """Factor on the counts of every source in the image: ``10**(0.4 dzp)``."""
         return 10.0 ** (0.4 * self.dzp)
+
+
+_DECLARED = [Sersic, Exponential, DeVaucouleurs, Gaussian, Moffat, PointSource, Spline, FlatSky, PlaneSky,
+             AstrometricOffset, PhotometricOffset]
+
+#: Every declared parameter's domain, by name (the classes' ``PARAMETERS``).
+PARAMETER_DOMAINS = {name: p.domain for cls in _DECLARED for name, p in cls.PARAMETERS.items()}
+
+#: Every declared parameter's unit, by name, for labels and tables (``""``: dimensionless), and
+#: ``mag`` (AB magnitudes derived from fluxes).
+PARAMETER_UNITS = {**{name: p.unit for cls in _DECLARED for name, p in cls.PARAMETERS.items()}, "mag": "AB mag"}

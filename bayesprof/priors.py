@@ -16,8 +16,9 @@ constant (exactly ``(u - mu) / sigma`` for Normal and LogNormal priors).  This h
 priors whose ``V`` has one minimum in ``u`` — all of NumPyro's usual unimodal
 distributions (Normal, LogNormal, Uniform, HalfNormal, Gamma, Beta, TruncatedNormal, ...).
 
-Default priors (see :func:`default_prior`) are derived from the images' moments and
-aperture fluxes by :mod:`bayesprof.estimate`; their widths are stated there and below.
+Default priors are declared by each component class per parameter
+(:class:`bayesprof.components.Parameter`; the table is in :mod:`bayesprof.components`) and
+centred on the images' moments and aperture fluxes (:mod:`bayesprof.estimate`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import numpyro.distributions as dist
 from numpyro.distributions import constraints
 from numpyro.distributions.transforms import biject_to
 
-__all__ = ["PeriodicUniform", "default_prior", "lognormal_peaked_at", "SitePrior", "PriorBlocks", "describe", "from_description"]
+__all__ = ["PeriodicUniform", "lognormal_peaked_at", "SitePrior", "PriorBlocks", "describe", "from_description"]
 
 
 class PeriodicUniform(dist.Normal):
@@ -50,65 +51,6 @@ class PeriodicUniform(dist.Normal):
 
     def __repr__(self):
         return f"PeriodicUniform(period={self.period:g})"
-
-
-def default_prior(param: str, estimate, scale_hint: float | None = None, *, transient: bool = False):
-    """Weakly informative default prior of a parameter, centred on an image estimate.
-
-    ==============  ====================================================================
-    ``xi, eta``     Normal(estimate, max(2 * re estimate, 3 pixels of the finest image)) arcsec
-    ``flux``        LogNormal(log(aperture flux) + 1.5**2, 1.5), uJy: the density over the flux is
-                    exp(-ln(flux / aperture flux)**2 / (2 * 1.5**2)), peaked at the aperture flux
-                    (:func:`lognormal_peaked_at`), so the reported (physical) mode is not pulled
-                    there
-    transient flux  (``transient=True``: a point source's flux per image, e.g. a supernova per
-                    epoch) Normal(0, max(100 * aperture error, 10 * abs(aperture flux))) uJy, on
-                    the real line: a flux may be negative (a baseline epoch scatters about 0),
-                    and the MAP is not pulled: it moves by -f (sigma_f / width)^2, at most
-                    1e-4 of the flux and 0.01 sigma_f per 100 of S/N
-    ``re``          LogNormal(log(estimate) + 1, 1.0) arcsec: peaked at the estimate, as ``flux``
-    ``n``           Uniform(0.5, 8)
-    ``q``           Uniform(0.15, 1)
-    ``pa``          :class:`PeriodicUniform` (180 deg)
-    ``fwhm``        LogNormal(log(estimate) + 1, 1.0) arcsec: peaked at the estimate
-    ``beta``        Uniform(1.1, 10)
-    ``log_i``       Normal(estimate, 3) per knot (an exponential profile through the estimate)
-    ``level``       Normal(estimate, 10 sigma_pix) counts/pixel (median of the image border)
-    ``gx, gy``      Normal(0, sigma_pix / 10) counts/pixel per pixel
-    ``dxi, deta``   Normal(0, 0.1) arcsec (astrometric offset of an image)
-    ``dzp``         Normal(0, 0.1) mag (zeropoint correction of an image)
-    ==============  ====================================================================
-
-    ``scale_hint``: the length (xi, eta: arcsec) or noise (sky: counts/pixel) scale used above.
-    """
-    est = jnp.asarray(estimate, dtype=float)
-    if param == "flux" and transient:
-        return dist.Normal(0.0, jnp.maximum(100.0 * scale_hint, 10.0 * jnp.abs(est)))
-    if param in ("xi", "eta"):
-        return dist.Normal(est, scale_hint)
-    if param == "flux":
-        return lognormal_peaked_at(est, 1.5)
-    if param in ("re", "fwhm"):
-        return lognormal_peaked_at(est, 1.0)
-    if param == "n":
-        return dist.Uniform(0.5, 8.0)
-    if param == "q":
-        return dist.Uniform(0.15, 1.0)
-    if param == "pa":
-        return PeriodicUniform(180.0)
-    if param == "beta":
-        return dist.Uniform(1.1, 10.0)
-    if param == "log_i":
-        return dist.Normal(est, 3.0)
-    if param == "level":
-        return dist.Normal(est, 10.0 * scale_hint)
-    if param in ("gx", "gy"):
-        return dist.Normal(0.0, scale_hint / 10.0)
-    if param in ("dxi", "deta"):
-        return dist.Normal(0.0, 0.1)
-    if param == "dzp":
-        return dist.Normal(0.0, 0.1)
-    raise ValueError(f"no default prior for parameter {param!r}; set one with Scene.set_prior")
 
 
 def lognormal_peaked_at(peak, width):

@@ -53,7 +53,7 @@ from .estimate import aperture_flux, background, estimate_source, territories
 from .image import Image, ImageList, tangent_plane_offsets
 from .likelihood import NAMES as LIKELIHOOD_NAMES
 from .likelihood import Likelihood, Normal, StudentT, as_likelihood
-from .priors import PriorBlocks, SitePrior, default_prior, prior_text, support_text
+from .priors import PriorBlocks, SitePrior, prior_text, support_text
 from .profiles import flux_to_counts
 from .render import Renderer
 from .wavelength import COEFFICIENT_PRIOR_WIDTHS, LINK_CODES, LINKS, LOGIT_BOUNDS, Chebyshev, inverse_link, link
@@ -127,9 +127,7 @@ class Source:
         :class:`~bayesprof.Chebyshev`."""
         if param in self.vary:
             return self.vary[param]
-        if self.kind.is_sky or self.kind.is_nuisance():
-            return "image"
-        return "band" if param == "flux" else "shared"
+        return self.kind.parameter(param).sharing
 
     def __getitem__(self, param) -> str:
         if param not in self.params:
@@ -138,9 +136,8 @@ class Source:
 
 
 def parameter_names(kind) -> list[str]:
-    """Free parameters of a component type (its dataclass fields that are traced)."""
-    meta = {"knots"}
-    return [f.name for f in dataclasses.fields(kind) if f.name not in meta]
+    """Free parameters of a component type: its declared ``PARAMETERS``, in field order."""
+    return [f.name for f in dataclasses.fields(kind) if f.name in kind.PARAMETERS]
 
 
 @dataclass
@@ -778,16 +775,14 @@ class SceneModel:
                 user = {p: inits[f"{s.name}.{p}"] for p in s.params if f"{s.name}.{p}" in inits}
                 est[s.name] = {**disk_starts.pop(s.name), **{k: v for k, v in user.items() if k != "flux"}}
                 continue
-            if s.kind.is_offset:
-                est[s.name] = {"dxi": 0.0, "deta": 0.0}
+            if s.kind.is_nuisance():
+                est[s.name] = {p: s.kind.parameter(p).initial({}, p) for p in s.params}
                 continue
-            if s.kind.is_calibration:
-                est[s.name] = {"dzp": 0.0}
-                continue
-            if s.kind.is_sky:
+            if s.kind.is_sky:  # the level from the image border, the other parameters as declared
                 for im in ims:
                     level, sig = background(residual[im.name], im.mask, im.variance)
-                    e[im.name] = {"level": level, "gx": 0.0, "gy": 0.0, "_sigma": sig}
+                    e[im.name] = {**{p: s.kind.parameter(p).initial({"level": level}, p) for p in s.params},
+                                  "_sigma": sig}
                 est[s.name] = e
                 continue
             user = {p: inits[f"{s.name}.{p}"] for p in s.params if f"{s.name}.{p}" in inits}
@@ -815,8 +810,14 @@ class SceneModel:
             re = g.re_px * ref_im.pixel_scale
             radius_arcsec = g.radius_px * ref_im.pixel_scale
             xi, eta = float(user.get("xi", xi)), float(user.get("eta", eta))
-            e = {"xi": xi, "eta": eta, "re": re, "q": g.q, "pa": pa, "n": 2.0, "fwhm": 2.0 * re, "beta": 3.0,
-                 "_pos_scale": max(2.0 * re, 3.0 * finest)}
+            moments = {"xi": xi, "eta": eta, "re": re, "q": g.q, "pa": pa, "finest": finest}
+            if hasattr(s.kind, "default_knots"):
+                knots = s.knots or s.kind.default_knots(re, finest)
+                self.knots[s.name] = tuple(float(k) for k in knots)  # the declaration stays as written
+                moments["knots"] = knots
+            # the moments (re for the rough model below), then each parameter as its class declares
+            e = {"xi": xi, "eta": eta, "re": re, "q": g.q, "pa": pa, "_pos_scale": max(2.0 * re, 3.0 * finest)}
+            e.update({p: s.kind.parameter(p).initial(moments, p) for p in s.params if p != "flux"})
             fluxes, apertures = {}, {}
             for im in ims:
                 pmk = self._pixel_map(im)
@@ -832,10 +833,6 @@ class SceneModel:
                 apertures[im.name] = (c / per_ujy, c_err / per_ujy)  # uJy, either sign, and its error
             e["flux"] = fluxes
             e["_aperture"] = apertures
-            if s.kind is comps.Spline:
-                knots = s.knots or tuple([0.0] + list(np.geomspace(finest, 4 * max(re, 2 * finest), 8)))
-                self.knots[s.name] = tuple(float(k) for k in knots)  # the declaration stays as written
-                e["log_i"] = -1.678 * np.asarray(knots[1:]) / max(re, finest)
             e.update({k: v for k, v in user.items() if k != "flux"})
             est[s.name] = e
             # subtract a rough (Gaussian, PSF-broadened) model of it before estimating the next source
@@ -843,9 +840,10 @@ class SceneModel:
                 residual[im.name] = residual[im.name] - _gaussian_blob(im, self._pixel_map(im), e, fluxes[im.name])
             if s.name in bulges:  # the whole galaxy: 0.4 of its light to the bulge, 0.6 to the disk
                 whole = dict(e)
-                disk_starts[bulges[s.name]] = {**whole, "re": 1.5 * whole["re"], "fwhm": 1.5 * whole["fwhm"],
+                sizes = [k for k in ("re", "fwhm") if k in whole]
+                disk_starts[bulges[s.name]] = {**whole, **{k: 1.5 * whole[k] for k in sizes},
                                                "n": 1.0, "flux": {k: 0.6 * v for k, v in fluxes.items()}}
-                e.update({"re": 0.5 * whole["re"], "fwhm": 0.5 * whole["fwhm"], "n": 3.0,
+                e.update({**{k: 0.5 * whole[k] for k in sizes}, "n": 3.0,
                           "flux": {k: 0.4 * v for k, v in fluxes.items()}})
                 e.update({k: v for k, v in user.items() if k != "flux"})
         return est
@@ -977,11 +975,12 @@ class SceneModel:
             else:
                 estimate = v
             hint = e.get("_pos_scale")
-        transient = site.param == "flux" and site.dim == "image" and scene.source(site.source).kind.is_point
+        declared = scene.source(site.source).kind.parameter(site.param)
+        transient = site.param == "flux" and site.dim == "image" and declared.per_image_prior is not None
         if transient:  # a point source's flux per image (epoch): the aperture value, of either sign
             estimate = float(np.mean([e["_aperture"][n][0] for n in site._images]))
             hint = float(np.mean([e["_aperture"][n][1] for n in site._images]))
-        domain = scene.source(site.source).kind.domain(site.param)
+        domain = declared.domain
         if fixed is not None:
             if not domain.contains(fixed):
                 raise ValueError(f"{site.name} is fixed at {_show(fixed)}, outside its domain "
@@ -993,8 +992,7 @@ class SceneModel:
                              f"{domain.text(site.param)}")
         if user_prior is not None:
             _check_prior(site, user_prior, domain)
-        prior = (user_prior if user_prior is not None
-                 else default_prior(site.param, estimate, hint, transient=transient))
+        prior = user_prior if user_prior is not None else declared.default_prior(estimate, hint, per_image=transient)
         site.prior = SitePrior(site.name, prior, site.shape)
         value = jnp.broadcast_to(jnp.asarray(user_init if user_init is not None else estimate, dtype=float),
                                  site.shape)
