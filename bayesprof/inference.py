@@ -395,13 +395,13 @@ def _inside_along(model, x, step, fractions):
     return jax.vmap(lambda t: jnp.all(model.priors.inside(x - t * step)))(fractions)
 
 
-def _levenberg_marquardt(rtol, atol, verbose, dtype, linearise_when_accepted=True):
+def _levenberg_marquardt(rtol, atol, verbose, dtype):
     """optimistix's Levenberg–Marquardt with a bolder trust region: the first damping is 0.01
     (optimistix's: 1; the columns are standardised, so 1 halves every early step), it drops 8x
     after a step whose actual reduction is >= 50 % of the predicted one (optimistix's default:
     3.5x at >= 99 %); a step that achieves < 10 % is rejected and the damping rises 16x: a
     Gauss–Newton step barely shortens until the damping nears the curvature, so smaller
-    increments waste rejected steps (and a render each).  Against 4x / 4x (used before), on six
+    increments waste rejected steps (and a Jacobian each).  Against 4x / 4x (used before), on six
     simulated scenes (``benchmarks/RESULTS.md``: the seed scene, ``benchmarks/group.py``'s ten
     galaxies, ``benchmarks/scaling.py``'s 4 and 16 Sersics, two each) this takes 6, 28, 12, 51,
     41 and 21 steps instead of 6, 31, 10, 69, 46 and 20, to the same chi2 within 0.03.
@@ -409,72 +409,12 @@ def _levenberg_marquardt(rtol, atol, verbose, dtype, linearise_when_accepted=Tru
     Each step solves the damped normal equations ``(J^T J + lambda I) dz = -J^T r`` by Cholesky
     (lineax ``Normal``) in float64: the columns are standardised, so squaring the condition
     number costs nothing there, and it is ~20x cheaper than a QR of the tall ``J`` (94 ms vs
-    4 ms for 19 000 x 56 on the 2-core CPU).  In float32 the QR's accuracy is kept.
-
-    ``linearise_when_accepted``: the Jacobian is computed only at the points the trust region
-    accepts (:class:`_LinearisedWhenAccepted`; off inside a ``vmap``)."""
+    4 ms for 19 000 x 56 on the 2-core CPU).  In float32 the QR's accuracy is kept."""
     solver_ = lx.Normal(lx.Cholesky()) if np.dtype(dtype) == np.float64 else lx.QR()
-    kind = _LinearisedWhenAccepted if linearise_when_accepted else optx.LevenbergMarquardt
-    solver = kind(rtol=rtol, atol=atol, verbose=verbose, linear_solver=solver_)
+    solver = optx.LevenbergMarquardt(rtol=rtol, atol=atol, verbose=verbose, linear_solver=solver_)
     region = _TrustRegion(high_cutoff=0.5, high_constant=8.0, low_cutoff=0.1, low_constant=1 / 16,
                           initial_step_size=100.0)
     return eqx.tree_at(lambda s: s.search, solver, region)
-
-
-class _LinearisedWhenAccepted(optx.LevenbergMarquardt):
-    """optimistix's Levenberg–Marquardt, linearising the residuals only at points it accepts.
-
-    optimistix linearises at every trial point before its trust region decides; the decision
-    needs only the trial point's residuals (the predicted reduction uses the current point's
-    Jacobian).  Here the trial point's residuals are evaluated alone, and the linearisation (one
-    Jacobian: about one render per source parameter) only inside the accepted branch, so a
-    rejected step costs one render.  The iterates, decisions and stopping rule are optimistix's
-    (same descent, trust region and Cauchy termination).  Relies on optimistix's internal
-    step structure (``AbstractGaussNewton.step``, optimistix 0.1)."""
-
-    def step(self, fn, y, args, options, state, tags):
-        from equinox.internal import ω
-        from optimistix._misc import cauchy_termination, filter_cond, tree_where
-        from optimistix._solver.gauss_newton import _GaussNewtonState, _make_f_info
-
-        jac = options.get("jac", "fwd")
-        residual_eval, _ = fn(state.y_eval, args)
-        # the trial point's residuals with the current Jacobian: all the trust region reads of it
-        trial = eqx.tree_at(lambda f: f.residual, state.f_info, residual_eval)
-        step_size, accept, search_result, search_state = self.search.step(
-            state.first_step, y, state.y_eval, state.f_info, trial, state.search_state)
-
-        def accepted(descent_state):
-            f_eval_info, aux_eval = _make_f_info(fn, state.y_eval, args, tags, jac)
-            # the linearisation's jaxpr is static and compared by identity: keep the current one's
-            dynamic = eqx.filter(f_eval_info.jac, eqx.is_array)
-            static = eqx.filter(state.f_info.jac, eqx.is_array, inverse=True)
-            f_eval_info = eqx.tree_at(lambda f: f.jac, f_eval_info, eqx.combine(dynamic, static))
-            descent_state = self.descent.query(state.y_eval, f_eval_info, descent_state)
-            y_diff = (state.y_eval**ω - y**ω).ω
-            f_diff = (f_eval_info.residual**ω - state.f_info.residual**ω).ω
-            terminate = cauchy_termination(self.rtol, self.atol, self.norm, state.y_eval, y_diff,
-                                           f_eval_info.residual, f_diff)
-            return state.y_eval, f_eval_info, aux_eval, descent_state, terminate
-
-        def rejected(descent_state):
-            return y, state.f_info, state.aux, descent_state, jnp.array(False)
-
-        y, f_info, aux, descent_state, terminate = filter_cond(accept, accepted, rejected, state.descent_state)
-        self.verbose(num_steps=("Step", state.num_steps), accepted_steps=("Accepted steps", state.num_accepted_steps),
-                     loss_this_step=("Loss on this step", 0.5 * jnp.sum(residual_eval**2)),
-                     loss_last_accepted_step=("Loss on the last accepted step", 0.5 * jnp.sum(f_info.residual**2)),
-                     step_size=("Step size", step_size))
-        y_descent, descent_result = self.descent.step(step_size, descent_state)
-        y_eval = (y**ω + y_descent**ω).ω
-        result = optx.RESULTS.where(search_result == optx.RESULTS.successful, descent_result, search_result)
-        prev_aux = tree_where(state.first_step, aux, state.aux)
-        state = _GaussNewtonState(
-            first_step=jnp.array(False), y_eval=y_eval, search_state=search_state, f_info=f_info, aux=aux,
-            descent_state=descent_state, terminate=terminate, result=result, num_steps=state.num_steps + 1,
-            num_accepted_steps=state.num_accepted_steps + jnp.where(accept, 1, 0),
-            num_steps_since_acceptance=jnp.where(accept, 0, state.num_steps_since_acceptance + 1))
-        return y, state, prev_aux
 
 
 class _TrustRegion(optx.ClassicalTrustRegion):
@@ -524,12 +464,10 @@ def _solver_scale(J):
     return unit * marginal
 
 
-@partial(jax.jit, static_argnames=("max_steps", "rtol", "atol", "verbose", "batched"))
-def _lm(model, u0, max_steps, rtol, atol, verbose, batched=False):
+@partial(jax.jit, static_argnames=("max_steps", "rtol", "atol", "verbose"))
+def _lm(model, u0, max_steps, rtol, atol, verbose):
     """The Levenberg–Marquardt solve from ``u0``; one compiled program per model structure (the
-    pixel data are leaves of ``model``).  ``batched``: inside :func:`_lm_batch`'s ``vmap``, where
-    both branches of a condition run, so linearising only at accepted points
-    (:class:`_LinearisedWhenAccepted`) would add a render per step instead of saving Jacobians."""
+    pixel data are leaves of ``model``)."""
     data = model.data
     big = _big(np.dtype(u0.dtype), int(model.n_fitted + model.size))
     residuals = _block_jacobian_residuals(model)
@@ -541,7 +479,7 @@ def _lm(model, u0, max_steps, rtol, atol, verbose, batched=False):
         r = residuals(u0 + scale * z, data, known)
         return jnp.where(jnp.isfinite(r), r, big)
 
-    solver = _levenberg_marquardt(rtol, atol, verbose, u0.dtype, linearise_when_accepted=not batched)
+    solver = _levenberg_marquardt(rtol, atol, verbose, u0.dtype)
     sol = optx.least_squares(fn, solver, jnp.zeros_like(u0), max_steps=max_steps, throw=False)
     u = u0 + scale * sol.value
     # the solver's last linearisation is at its solution (the last accepted point): reuse it
@@ -557,7 +495,7 @@ def _lm_batch(models, u0, max_steps, rtol, atol):
     per structure and batch size; each model stops at its own convergence (the loop runs until
     the last one has)."""
     def one(m, u):
-        u, steps, result, jac, res = _lm.__wrapped__(m, u, max_steps, rtol, atol, False, batched=True)
+        u, steps, result, jac, res = _lm.__wrapped__(m, u, max_steps, rtol, atol, False)
         return u, steps, result == optx.RESULTS.successful, jac, res
 
     return jax.vmap(one)(models, u0)
