@@ -29,7 +29,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["background", "SourceEstimate", "estimate_source", "aperture_flux", "territories"]
+from .image import tangent_plane_offsets
+from .profiles import flux_to_counts
+
+__all__ = ["background", "SourceEstimate", "estimate_source", "aperture_flux", "territories", "scene_estimates"]
 
 
 def background(data, mask, variance):
@@ -160,3 +163,157 @@ def aperture_flux(data, mask, variance, x, y, radius_px, territory=None):
     if n_good == 0:
         return 0.0, sigma
     return float(img[good].sum() * n_in / n_good), float(sigma * np.sqrt(n_in))
+
+
+# ------------------------------------------------------------------ a scene's sources
+def _territories(scene, members, pixel_map):
+    """``territory(source, image)``: the boolean image of the pixels nearer to ``source``'s given
+    position than to any other source's (:func:`~bayesprof.estimate.territories`; sources at
+    one position share it), or None where fewer than two distinct positions are given in
+    that image or the source has none."""
+    inits = scene._inits
+    given = {}
+    for s in scene.sources:
+        if not (s.kind.is_offset or s.kind.is_calibration or s.kind.is_sky) \
+                and f"{s.name}.xi" in inits and f"{s.name}.eta" in inits:
+            given[s.name] = (round(float(inits[f"{s.name}.xi"]), 6), round(float(inits[f"{s.name}.eta"]), 6))
+    labels = {}
+
+    def territory(name, im):
+        if name not in given:
+            return None
+        if im.name not in labels:
+            points = sorted({given[n] for n in given if im.name in members[n]})
+            if len(points) < 2:
+                labels[im.name] = None
+            else:
+                pm = pixel_map(im)
+                pix = [tuple(float(v) for v in pm(xi, eta)) for xi, eta in points]
+                labels[im.name] = (territories(im.shape, pix), points)
+        if labels[im.name] is None:
+            return None
+        lab, points = labels[im.name]
+        return lab == points.index(given[name])
+
+    return territory
+
+
+def scene_estimates(scene, members, boxes, pixel_map):
+    """Initial values of every source of a :class:`~bayesprof.Scene`, estimated from its images
+    object after object on the residual (each source's rough model is subtracted before the next
+    is measured): moments on the finest image (centre, half-light radius, q, PA; the parameters
+    from them as each component class declares, :class:`~bayesprof.components.Parameter`), an
+    aperture flux per image, the sky on each image's border; a bulge + disk pair splits its
+    galaxy's light 0.4 / 0.6.  Positions the user gave are kept and each source is measured on
+    its territory (:func:`territories`).
+
+    ``members``: per source, the names of the images it is in; ``boxes``: ``{(source, image):
+    window box}``; ``pixel_map(image)``: the image's :class:`~bayesprof.PixelMap` at the scene's
+    reference.  Returns ``(estimates, knots)``: per source a dict of values (per image for fluxes
+    and skies) and per spline source its knots (arcsec, declared or chosen here)."""
+    inits = scene._inits
+    residual = {im.name: im.data.copy() for im in scene.images}
+    est = {}
+    finest = min(im.pixel_scale for im in scene.images)
+    territory = _territories(scene, members, pixel_map)
+    knots_of = {}
+    bulges = {b: d for b, d in scene._bulge_disks.values()}
+    disk_starts = {}  # a disk's estimate, split from its galaxy's (estimated as its bulge)
+    for s in scene.sources:
+        ims = [scene.images[n] for n in members[s.name]]
+        e = {}
+        if s.name in disk_starts:
+            user = {p: inits[f"{s.name}.{p}"] for p in s.params if f"{s.name}.{p}" in inits}
+            est[s.name] = {**disk_starts.pop(s.name), **{k: v for k, v in user.items() if k != "flux"}}
+            continue
+        if s.kind.is_nuisance():
+            est[s.name] = {p: s.kind.parameter(p).initial({}, p) for p in s.params}
+            continue
+        if s.kind.is_sky:  # the level from the image border, the other parameters as declared
+            for im in ims:
+                level, sig = background(residual[im.name], im.mask, im.variance)
+                e[im.name] = {**{p: s.kind.parameter(p).initial({"level": level}, p) for p in s.params},
+                              "_sigma": sig}
+            est[s.name] = e
+            continue
+        user = {p: inits[f"{s.name}.{p}"] for p in s.params if f"{s.name}.{p}" in inits}
+        ref_im = min(ims, key=lambda im: im.pixel_scale)
+        pm = pixel_map(ref_im)
+        position = None
+        if "xi" in user and "eta" in user:
+            x, y = pm(float(user["xi"]), float(user["eta"]))
+            position = (float(x), float(y))
+            inside = [im.name for im in ims if im.overlaps(scene.images.reference, float(user["xi"]),
+                                                            float(user["eta"]))]
+            if not inside:
+                raise ValueError(f"source {s.name!r} at (xi, eta) = ({float(user['xi']):g}, "
+                                 f"{float(user['eta']):g}) arcsec lies outside every one of its images "
+                                 f"{[im.name for im in ims]}")
+        box = boxes.get((s.name, ref_im.name))
+        g = estimate_source(residual[ref_im.name], ref_im.mask, ref_im.variance, position=position, box=box,
+                            territory=territory(s.name, ref_im))
+        sky = ref_im.pixel_to_sky(g.x, g.y)
+        xi, eta = (float(v) for v in tangent_plane_offsets(sky, scene.images.reference))
+        J = np.asarray(pm.jacobian(xi, eta))  # d(x,y)/d(xi,eta)
+        th = np.radians(g.theta)
+        major_sky = np.linalg.solve(J, [np.cos(th), np.sin(th)])
+        pa = float(np.degrees(np.arctan2(major_sky[0], major_sky[1])) % 180.0)
+        re = g.re_px * ref_im.pixel_scale
+        radius_arcsec = g.radius_px * ref_im.pixel_scale
+        xi, eta = float(user.get("xi", xi)), float(user.get("eta", eta))
+        moments = {"xi": xi, "eta": eta, "re": re, "q": g.q, "pa": pa, "finest": finest}
+        if hasattr(s.kind, "default_knots"):
+            knots = s.knots or s.kind.default_knots(re, finest)
+            knots_of[s.name] = tuple(float(k) for k in knots)  # the declaration stays as written
+            moments["knots"] = knots
+        # the moments (re for the rough model below), then each parameter as its class declares
+        e = {"xi": xi, "eta": eta, "re": re, "q": g.q, "pa": pa, "_pos_scale": max(2.0 * re, 3.0 * finest)}
+        e.update({p: s.kind.parameter(p).initial(moments, p) for p in s.params if p != "flux"})
+        fluxes, apertures = {}, {}
+        for im in ims:
+            pmk = pixel_map(im)
+            xk, yk = (float(v) for v in pmk(xi, eta))
+            psf_r = float(im.psf.radius(im.pixel_scale, 0.9))
+            rad = max(radius_arcsec / im.pixel_scale, 2.0 * psf_r, 2.0)
+            c, c_err = aperture_flux(residual[im.name], im.mask, im.variance, xk, yk, rad,
+                                     territory=territory(s.name, im))
+            _, sig = background(residual[im.name], im.mask, im.variance)
+            floor = 3 * sig * np.sqrt(np.pi) * max(psf_r, 1.0)
+            per_ujy = float(flux_to_counts(1.0, im.zeropoint))
+            fluxes[im.name] = max(c, floor) / per_ujy
+            apertures[im.name] = (c / per_ujy, c_err / per_ujy)  # uJy, either sign, and its error
+        e["flux"] = fluxes
+        e["_aperture"] = apertures
+        e.update({k: v for k, v in user.items() if k != "flux"})
+        est[s.name] = e
+        # subtract a rough (Gaussian, PSF-broadened) model of it before estimating the next source
+        for im in ims:
+            residual[im.name] = residual[im.name] - _gaussian_blob(im, pixel_map(im), e, fluxes[im.name])
+        if s.name in bulges:  # the whole galaxy: 0.4 of its light to the bulge, 0.6 to the disk
+            whole = dict(e)
+            sizes = [k for k in ("re", "fwhm") if k in whole]
+            disk_starts[bulges[s.name]] = {**whole, **{k: 1.5 * whole[k] for k in sizes},
+                                           "n": 1.0, "flux": {k: 0.6 * v for k, v in fluxes.items()}}
+            e.update({**{k: 0.5 * whole[k] for k in sizes}, "n": 3.0,
+                      "flux": {k: 0.4 * v for k, v in fluxes.items()}})
+            e.update({k: v for k, v in user.items() if k != "flux"})
+    return est, knots_of
+
+
+def _gaussian_blob(im, pm, e, flux):
+    """A rough model (counts/pixel) of an estimated source: elliptical Gaussian of the same half-light
+    radius, q and PA, broadened by the PSF; used only to estimate the next source on the residual.
+    ``pm``: the image's pixel map."""
+    x0, y0 = (float(v) for v in pm(float(e["xi"]), float(e["eta"])))
+    J = np.asarray(pm.jacobian(float(e["xi"]), float(e["eta"])))
+    sig_major = e["re"] / 1.1774  # arcsec; a Gaussian's half-light radius is 1.1774 sigma
+    pa = np.radians(e["pa"])
+    axes = np.array([[np.sin(pa), np.cos(pa)], [np.cos(pa), -np.sin(pa)]]).T  # columns: major, minor (xi, eta)
+    cov_sky = axes @ np.diag([sig_major**2, (e["q"] * sig_major) ** 2]) @ axes.T
+    psf_sigma = float(im.psf.radius(im.pixel_scale, 0.5)) / 1.1774  # pixels
+    cov = J @ cov_sky @ J.T + (psf_sigma**2 + 1.0 / 12) * np.eye(2)
+    yy, xx = np.indices(im.shape)
+    d = np.stack([xx - x0, yy - y0], -1)
+    chi2 = np.einsum("...i,ij,...j->...", d, np.linalg.inv(cov), d)
+    counts = flux * float(flux_to_counts(1.0, im.zeropoint))
+    return counts * np.exp(-0.5 * chi2) / (2 * np.pi * np.sqrt(np.linalg.det(cov)))
