@@ -43,7 +43,6 @@ from .survey import fit_catalog, fit_cutouts, run_catalog  # noqa: E402
 from .wavelength import Chebyshev, effective_wavelength  # noqa: E402
 
 
-
 def _link_numpyro_submodules():
     """Bind every loaded ``numpyro.*`` submodule to its parent package.  arviz-base imports
     numpyro lazily (``lazy_loader``); ``import arviz`` followed by ``import numpyro.distributions``
@@ -70,7 +69,8 @@ __all__ = [
     "Scene", "Window", "SkyWindow", "PeriodicUniform", "fit_map", "sample", "MapResult", "load_map", "Posterior",
     "load_posterior", "save_scene", "load_scene", "plot", "light_curve", "forced_photometry",
     "mag_to_flux", "flux_to_mag", "flux_to_counts", "sersic_ie_from_flux", "sersic_flux_from_ie",
-    "set_precision", "FitWarning", "likelihood", "fit_catalog", "fit_cutouts", "run_catalog", "Chebyshev", "effective_wavelength",
+    "set_precision", "FitWarning", "likelihood", "fit_catalog", "fit_cutouts", "run_catalog", "Chebyshev",
+    "effective_wavelength",
 ]
 
 
