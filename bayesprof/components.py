@@ -58,7 +58,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
-from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -222,7 +221,7 @@ class Component:
         raise NotImplementedError  # pragma: no cover - interface
 
     #: the parameters (a subset of the dataclass fields, in field order) and their declarations
-    PARAMETERS: ClassVar[dict] = {}
+    PARAMETERS = {}
 
     @classmethod
     def parameter(cls, param) -> Parameter:
@@ -246,8 +245,8 @@ class Component:
 class Sersic(Component):
     """Sersic profile I(rho) = Ie exp(-b_n [(rho/re)^(1/n) - 1])."""
 
-    PARAMETERS: ClassVar[dict] = {"xi": POSITION, "eta": POSITION, "flux": FLUX, "re": SIZE, "n": SERSIC_INDEX,
-                                  **_ELLIPSE}
+    PARAMETERS = {"xi": POSITION, "eta": POSITION, "flux": FLUX, "re": SIZE, "n": SERSIC_INDEX,
+                  **_ELLIPSE}
 
     xi: float = 0.0
     eta: float = 0.0
@@ -277,7 +276,7 @@ class _FixedIndexSersic(Component):
     pa: float = 0.0
 
     sersic_n = 1.0
-    PARAMETERS: ClassVar[dict] = {"xi": POSITION, "eta": POSITION, "flux": FLUX, "re": SIZE, **_ELLIPSE}
+    PARAMETERS = {"xi": POSITION, "eta": POSITION, "flux": FLUX, "re": SIZE, **_ELLIPSE}
 
     def log_density(self, rho):
         return profiles.sersic_log_density(rho, self.re, self.sersic_n)
@@ -304,7 +303,7 @@ class DeVaucouleurs(_FixedIndexSersic):
 class Gaussian(Component):
     """Elliptical Gaussian with major-axis FWHM ``fwhm`` (arcsec)."""
 
-    PARAMETERS: ClassVar[dict] = {"xi": POSITION, "eta": POSITION, "flux": FLUX, "fwhm": FWHM, **_ELLIPSE}
+    PARAMETERS = {"xi": POSITION, "eta": POSITION, "flux": FLUX, "fwhm": FWHM, **_ELLIPSE}
 
     xi: float = 0.0
     eta: float = 0.0
@@ -326,8 +325,8 @@ class Gaussian(Component):
 class Moffat(Component):
     """Elliptical Moffat profile (1 + rho^2/alpha^2)^-beta with major-axis ``fwhm``."""
 
-    PARAMETERS: ClassVar[dict] = {"xi": POSITION, "eta": POSITION, "flux": FLUX, "fwhm": FWHM, "beta": MOFFAT_BETA,
-                                  **_ELLIPSE}
+    PARAMETERS = {"xi": POSITION, "eta": POSITION, "flux": FLUX, "fwhm": FWHM, "beta": MOFFAT_BETA,
+                  **_ELLIPSE}
 
     xi: float = 0.0
     eta: float = 0.0
@@ -348,7 +347,7 @@ class Moffat(Component):
 class PointSource(Component):
     """An unresolved source: the image's PSF scaled by ``flux`` at (xi, eta)."""
 
-    PARAMETERS: ClassVar[dict] = {"xi": POSITION, "eta": POSITION, "flux": POINT_FLUX}
+    PARAMETERS = {"xi": POSITION, "eta": POSITION, "flux": POINT_FLUX}
 
     xi: float = 0.0
     eta: float = 0.0
@@ -402,8 +401,8 @@ class Spline(Component):
     pa: float = 0.0
     knots: tuple = (0.0, 1.0)
 
-    PARAMETERS: ClassVar[dict] = {"xi": POSITION, "eta": POSITION, "flux": FLUX, "log_i": LOG_INTENSITY,
-                                  **_ELLIPSE}
+    PARAMETERS = {"xi": POSITION, "eta": POSITION, "flux": FLUX, "log_i": LOG_INTENSITY,
+                  **_ELLIPSE}
 
     @staticmethod
     def default_knots(re, finest):
@@ -463,7 +462,7 @@ class SkyComponent(Component):
 class FlatSky(SkyComponent):
     """Constant sky ``level`` in counts per pixel of the image it is fitted in."""
 
-    PARAMETERS: ClassVar[dict] = {"level": SKY_LEVEL}
+    PARAMETERS = {"level": SKY_LEVEL}
 
     level: float = 0.0
 
@@ -478,7 +477,7 @@ class PlaneSky(SkyComponent):
     ``gx``, ``gy``: gradients in counts/pixel per pixel along +x and +y.
     """
 
-    PARAMETERS: ClassVar[dict] = {"level": SKY_LEVEL, "gx": SKY_GRADIENT, "gy": SKY_GRADIENT}
+    PARAMETERS = {"level": SKY_LEVEL, "gx": SKY_GRADIENT, "gy": SKY_GRADIENT}
 
     level: float = 0.0
     gx: float = 0.0
@@ -506,7 +505,7 @@ class AstrometricOffset(Component):
     """
 
     is_offset = True
-    PARAMETERS: ClassVar[dict] = {"dxi": WCS_SHIFT, "deta": WCS_SHIFT}
+    PARAMETERS = {"dxi": WCS_SHIFT, "deta": WCS_SHIFT}
     dxi: float = 0.0
     deta: float = 0.0
 
@@ -527,7 +526,7 @@ class PhotometricOffset(Component):
     """
 
     is_calibration = True
-    PARAMETERS: ClassVar[dict] = {"dzp": ZEROPOINT_SHIFT}
+    PARAMETERS = {"dzp": ZEROPOINT_SHIFT}
     dzp: float = 0.0
 
     @property

@@ -108,6 +108,7 @@ def test_every_component_declares_its_parameters(kind):
     moments = {**MOMENTS, "knots": kind.default_knots(1.1, 0.2)} if hasattr(kind, "default_knots") else MOMENTS
     fields = [f.name for f in dataclasses.fields(kind)]
     assert set(kind.PARAMETERS) <= set(fields)
+    assert set(kind.__dataclass_fields__) == set(fields)  # the declarations are no (pseudo-)field
     values = {p: (np.asarray(kind.PARAMETERS[p].initial(moments, p)) if p not in ("flux", "level") else np.asarray(5.0))
               for p in kind.PARAMETERS}
     instance = kind(**values)
@@ -135,7 +136,6 @@ def test_a_new_profile_is_declared_in_its_class_alone():
     value, and the MAP fit of a GalSim top-hat (GalSim's own ``TopHat``, convolved with a
     Gaussian PSF, noise added) recovers its radius and flux within 3 sigma."""
     import dataclasses
-    from typing import ClassVar
 
     import galsim
     import jax.numpy as jnp
@@ -159,7 +159,7 @@ def test_a_new_profile_is_declared_in_its_class_alone():
         radius: float = 1.0
         q = 1.0
         pa = 0.0
-        PARAMETERS: ClassVar[dict] = {"xi": POSITION, "eta": POSITION, "flux": FLUX, "radius": radius_param}
+        PARAMETERS = {"xi": POSITION, "eta": POSITION, "flux": FLUX, "radius": radius_param}
 
         def log_density(self, rho):
             return jnp.where(rho <= self.radius, -jnp.log(jnp.pi * self.radius**2), -jnp.inf)
