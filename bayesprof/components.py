@@ -231,11 +231,6 @@ class Component:
         except KeyError:
             raise KeyError(f"{cls.__name__} has no parameter {param!r}; it has {list(cls.PARAMETERS)}") from None
 
-    @classmethod
-    def domain(cls, param) -> Domain:
-        """The values ``param`` can take."""
-        return cls.parameter(param).domain
-
     def replace(self, **changes):
         """A copy with some parameters changed."""
         return dataclasses.replace(self, **changes)

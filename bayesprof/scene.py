@@ -51,16 +51,14 @@ import numpyro.distributions as dist
 from . import components as comps
 from .estimate import scene_estimates
 from .image import Image, ImageList
-from .likelihood import NAMES as LIKELIHOOD_NAMES
 from .likelihood import Likelihood, Normal, StudentT, as_likelihood
 from .priors import PriorBlocks, SitePrior, prior_text, support_text
 from .render import Renderer
 from .wavelength import COEFFICIENT_PRIOR_WIDTHS, LINK_CODES, LINKS, LOGIT_BOUNDS, Chebyshev, inverse_link, link
 
-__all__ = ["Scene", "SceneModel", "Source", "Window", "SkyWindow", "Site", "VARY_MODES", "LIKELIHOODS"]
+__all__ = ["Scene", "SceneModel", "Source", "Window", "SkyWindow", "Site", "VARY_MODES"]
 
-VARY_MODES = ("shared", "band", "image")
-LIKELIHOODS = tuple(LIKELIHOOD_NAMES)
+VARY_MODES = comps.SHARING  # the sharing rules a parameter may declare (components.Parameter)
 
 
 @dataclass(frozen=True)
