@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.special import gammainc, gammaln
+from jax.scipy.special import digamma, gammaln
 
 __all__ = [
     "sersic_b",
@@ -64,6 +64,63 @@ def flux_to_counts(flux, zeropoint):
 
 
 # ----------------------------------------------------------------------------- Sersic
+_GAMMA_TERMS = 256
+
+
+def _gamma_p_cap(a):
+    """Where P(a, x) equals 1 to double precision (Q(a, x) < 1e-17 for 0.1 <= a <= 60)."""
+    return a + 10.0 * jnp.sqrt(a) + 40.0
+
+
+@jax.custom_jvp
+def gamma_p(a, x):
+    """Regularised lower incomplete gamma function P(a, x) = gamma(a, x) / Gamma(a).
+
+    The series P = x^a e^-x / Gamma(a + 1) * sum_k x^k / ((a + 1) ... (a + k)) summed to a fixed
+    256 terms in log space (``x`` capped where P = 1 in double precision), with its exact
+    derivatives: dP/dx = x^(a-1) e^-x / Gamma(a) and dP/da = P (log x - sum_k w_k psi(a + k + 1)),
+    w_k the terms' weights.  Accurate to 2e-13 (absolute and relative) for 0.1 <= a <= 60 and
+    every x >= 0 against scipy (``tests/test_profiles.py``); P(a, x <= 0) = 0.
+
+    ``jax.scipy.special.gammainc`` gives the same values, but XLA expands it (and, worse, its
+    derivative by ``a``) into data-dependent loops and branches: in a scene's compiled
+    residuals-and-Jacobian the Sersic's incomplete gammas were 37 % of the instructions.  This
+    one is a few elementwise operations and one reduction.  The terms' constants depend on
+    ``a`` alone, so with a scalar ``a`` (one Sersic index) they cost 256 evaluations, not 256
+    per ``x``.
+    """
+    return _gamma_p_and_derivatives(a, x)[0]
+
+
+def _gamma_p_and_derivatives(a, x):
+    """P(a, x), dP/da and dP/dx (see :func:`gamma_p`)."""
+    dtype = jnp.result_type(a, x, float)
+    a, x = jnp.asarray(a, dtype), jnp.asarray(x, dtype)
+    shape = jnp.broadcast_shapes(a.shape, x.shape)
+    positive = x > 0
+    cap = _gamma_p_cap(a)
+    xs = jnp.where(positive, jnp.minimum(x, cap), 1.0)
+    log_x = jnp.log(xs)
+    k = jnp.arange(_GAMMA_TERMS, dtype=dtype)
+    ak = a[..., None] + k + 1.0  # a + k + 1: the terms' constants depend on a alone
+    log_terms = k * log_x[..., None] - (gammaln(ak) - gammaln(a + 1.0)[..., None])
+    top = jnp.max(log_terms, axis=-1, keepdims=True)
+    weights = jnp.exp(log_terms - top)
+    total = jnp.sum(weights, axis=-1)
+    log_p = a * log_x - xs - gammaln(a + 1.0) + top[..., 0] + jnp.log(total)
+    p = jnp.where(positive, jnp.exp(log_p), 0.0)
+    dp_da = jnp.where(positive, p * (log_x - jnp.sum(weights * digamma(ak), axis=-1) / total), 0.0)
+    dp_dx = jnp.where(positive & (x < cap), jnp.exp((a - 1.0) * log_x - xs - gammaln(a)), 0.0)
+    return tuple(jnp.broadcast_to(v, shape) for v in (p, dp_da, dp_dx))
+
+
+@gamma_p.defjvp
+def _gamma_p_jvp(primals, tangents):
+    (a, x), (da, dx) = primals, tangents
+    p, dp_da, dp_dx = _gamma_p_and_derivatives(a, x)
+    return p, dp_da * da + dp_dx * dx
+
+
 def _b_initial(n):
     """Ciotti & Bertin (1999) asymptotic b_n, refined below by Newton's method."""
     small = 0.01945 - 0.8902 * n + 10.95 * n**2 - 19.67 * n**3 + 13.43 * n**4  # MacArthur+03, n < 0.36
@@ -83,11 +140,11 @@ def _b_newton(n):
     a = 2.0 * n
 
     def step(_, b):  # quadratic convergence: 1e-3 -> < 1e-15 in 3-4 steps
-        f = gammainc(a, b) - 0.5
+        f = gamma_p(a, b) - 0.5
         log_dfdb = (a - 1.0) * jnp.log(b) - b - gammaln(a)
         return jnp.maximum(b - f * jnp.exp(-log_dfdb), 1e-6)
 
-    # a loop, not an unrolled sequence: one copy of gammainc to compile instead of six
+    # a loop, not an unrolled sequence: one copy of gamma_p to compile instead of six
     return jax.lax.fori_loop(0, 6, step, _b_initial(n))
 
 
@@ -107,8 +164,7 @@ def _sersic_b_jvp(primals, tangents):
     b = sersic_b(n)
     a = 2.0 * n
     # P(a(n), b(n)) = 1/2  =>  db/dn = -2 dP/da / dP/db
-    dP_da = jax.grad(gammainc, argnums=0)(a, b)
-    dP_db = jnp.exp((a - 1.0) * jnp.log(b) - b - gammaln(a))
+    _, dP_da, dP_db = _gamma_p_and_derivatives(a, b)
     return b, -2.0 * dP_da / dP_db * dn
 
 
@@ -133,7 +189,7 @@ def sersic_enclosed(rho, re, n):
     inside = r > 0
     safe = jnp.where(inside, r, 1.0)
     # P(2n, 0) = 0, but its derivative by 2n is NaN for 2n <= 1 (n <= 0.5): keep x = 0 out of it
-    return jnp.where(inside, gammainc(2.0 * n, b * jnp.exp(jnp.log(safe) / n)), 0.0)
+    return jnp.where(inside, gamma_p(2.0 * n, b * jnp.exp(jnp.log(safe) / n)), 0.0)
 
 
 def sersic_flux_from_ie(ie, re, n, q=1.0):
