@@ -25,10 +25,8 @@ REPEAT = 30  # warm runs of each program (their median is reported)
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def child(n, unbatched):
-    import jax
-    import numpy as np
-    jax.config.update("jax_enable_x64", True)
+def scene(n):
+    """Notebook 03's scene on the first ``n`` exposures of ``datasets.legacy_testcase3()``."""
     import bayesprof as bp
     from bayesprof import datasets
 
@@ -48,7 +46,16 @@ def child(n, unbatched):
         scene.add_photometric_offsets(0.3)
     scene.add_astrometric_offsets(0.1)
     scene.add("sn", bp.PointSource, vary={"flux": "image"}, init={"xi": xi + 1.2, "eta": eta + 0.9})
-    model = scene.build()
+    return scene
+
+
+def child(n, unbatched):
+    import jax
+    import numpy as np
+    jax.config.update("jax_enable_x64", True)
+
+    scene_ = scene(n)
+    model = scene_.build()
     u = model.init_vector()
     out = {"exposures": n, "parameters": int(model.size), "batches": [list(b) for b in getattr(model, "_batches", [])]}
     programs = {"residuals": lambda m, u: m.residuals(u),
