@@ -565,6 +565,13 @@ def _model_images(model, values):
 
 
 @jax.jit
+def _image_log_likelihoods(model, values, data):
+    """Each image's log-likelihood at the site ``values`` (fixed sites added), one compiled call
+    (run op by op, a scene's took seconds)."""
+    return tuple(model._log_likelihoods(model.flat(model.complete(values)), data))
+
+
+@jax.jit
 def _draw_model_images(model, draws):
     """:func:`_model_images` of every draw of the stacked latent site values ``draws``."""
     return jax.lax.map(lambda d: _model_images(model, d), draws, batch_size=8)
@@ -1423,8 +1430,9 @@ class SceneModel:
         return jnp.concatenate(out + [self.prior_residuals(u)])
 
     def image_log_likelihoods(self, values, data=None):
-        """Log-likelihood of each image (a list of scalars) for its pixel likelihood."""
-        return self._log_likelihoods(self.flat(self.complete(values)), data)
+        """Log-likelihood of each image (a list of scalars) for its pixel likelihood, at the site
+        ``values`` (physical units; fixed sites are added); one compiled call."""
+        return list(_image_log_likelihoods(self, values, self.data if data is None else tuple(data)))
 
     def _log_likelihoods(self, v, data=None):
         return [jnp.sum(jnp.where(plan["good"], lk.log_prob(d, m, plan["sigma"]), 0.0))
