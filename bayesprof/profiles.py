@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from jax.scipy.special import digamma, gammaln
 
 __all__ = [
+    "gamma_p",
     "sersic_b",
     "sersic_log_density",
     "sersic_enclosed",
