@@ -450,9 +450,7 @@ def _block_jacobian_residuals(model):
 
 @jax.jit
 def _linearise(model, u, data):
-    """``model.residuals_and_jacobian(u, data)``.  Jitted so that its two uses in :func:`_lm`
-    (the start, and the solver's Jacobians) share one trace, which is a third of the solve's
-    tracing and lowering time; XLA still compiles both copies."""
+    """``model.residuals_and_jacobian(u, data)``, jitted: one trace per model structure."""
     return model.residuals_and_jacobian(u, data)
 
 
@@ -474,25 +472,46 @@ def _solver_scale(J):
 @partial(jax.jit, static_argnames=("max_steps", "rtol", "atol", "verbose"))
 def _lm(model, u0, max_steps, rtol, atol, verbose):
     """The Levenberg–Marquardt solve from ``u0``; one compiled program per model structure (the
-    pixel data are leaves of ``model``)."""
+    pixel data are leaves of ``model``).
+
+    The solver's units (:func:`_solver_scale`) come from the Jacobian at the start, so the solve
+    runs twice through one loop body: a probe in the parameters' own units that stops after its
+    first step (infinite tolerances), which is the start's linearisation, then the solve in the
+    units set from it, whose first step reuses that linearisation.  One body keeps one copy of
+    the residuals and Jacobian in the compiled program, where a linearisation before the solve
+    made two: the seed scene's solve compiles in 4.7 s instead of 9.0 s and runs ~10 % slower
+    (the probe's step; ``benchmarks/RESULTS.md``)."""
     data = model.data
     big = _big(np.dtype(u0.dtype), int(model.n_fitted + model.size))
     residuals = _block_jacobian_residuals(model)
-    r0, J0 = _linearise(model, u0, data)
-    scale = _solver_scale(J0)
-    known = (u0, r0, J0)  # the solver's first linearisation (z = 0) is this one
+    r_shape, J_shape = jax.eval_shape(lambda: _linearise(model, u0, data))
 
-    def fn(z, _):
+    def fn(z, args):
+        scale, known = args
         r = residuals(u0 + scale * z, data, known)
         return jnp.where(jnp.isfinite(r), r, big)
 
-    solver = _levenberg_marquardt(rtol, atol, verbose, u0.dtype)
-    sol = optx.least_squares(fn, solver, jnp.zeros_like(u0), max_steps=max_steps, throw=False)
-    u = u0 + scale * sol.value
-    # the solver's last linearisation is at its solution (the last accepted point): reuse it
-    info = sol.state.f_info
-    jac = info.jac.as_matrix() / scale
-    return u, sol.stats["num_steps"], sol.result, jac, info.residual
+    def one_pass(carry):
+        probe, known = carry[0] == 0, carry[1]
+        scale = jnp.where(probe, jnp.ones_like(u0), _solver_scale(known[2]))
+        # the probe's tolerances accept any first step (rtol 0: an infinite one times a zero is NaN)
+        solver = _levenberg_marquardt(jnp.where(probe, 0.0, rtol), jnp.where(probe, jnp.inf, atol), verbose, u0.dtype)
+        sol = optx.least_squares(fn, solver, jnp.zeros_like(u0), args=(scale, known), max_steps=max_steps,
+                                 throw=False)
+        # the solver's last linearisation is at its solution (the last accepted point): reuse it
+        info = sol.state.f_info
+        jac = info.jac.as_matrix() / scale
+        start = (u0, info.residual, jac)  # the probe's (the second pass's is not used again)
+        return carry[0] + 1, start, (u0 + scale * sol.value, sol.stats["num_steps"], sol.result, jac, info.residual)
+
+    r_none, J_none = jnp.zeros(r_shape.shape, r_shape.dtype), jnp.zeros(J_shape.shape, J_shape.dtype)
+    nothing = (jnp.full_like(u0, jnp.nan), r_none, J_none)  # no point matches a NaN start
+    first = (u0, jnp.zeros((), int), optx.RESULTS.successful, J_none, r_none)
+    # two passes; the bound is data-dependent so that XLA cannot unroll the loop (and copy its body)
+    passes = jnp.where(jnp.isnan(u0[0]), 1, 2)
+    _, _, (u, steps, result, jac, res) = jax.lax.while_loop(lambda c: c[0] < passes, one_pass,
+                                                            (jnp.zeros((), int), nothing, first))
+    return u, steps, result, jac, res
 
 
 @partial(jax.jit, static_argnames=("max_steps", "rtol", "atol"))
