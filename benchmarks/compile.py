@@ -97,6 +97,8 @@ def child(name, repeat):
         instructions = len(re.findall(r"^\s+(?:ROOT )?%\S+ = ", compiled.as_text(), re.M))
         out[label] = {"lower_s": t1 - t0, "compile_s": t2 - t1, "warm_s": float(np.median(runs)),
                       "instructions": instructions}
+    import resource
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     print("RESULT " + json.dumps(out), flush=True)
 
 
@@ -131,8 +133,9 @@ def main():
                 r = run(name, path, args.repeat)
                 cells = "  ".join(f"{r[p]['lower_s']:5.1f} + {r[p]['compile_s']:5.1f} s {1e3 * r[p]['warm_s']:7.1f} ms "
                                   f"{r[p]['instructions']:>6}" for p in PROGRAMS)
-                print(f"{name:<7} {label:<9} {r['parameters']:>6}  {cells}", flush=True)
-    print("(each cell: trace + lower, then XLA compile; the median warm run; instructions of the compiled module)")
+                print(f"{name:<7} {label:<9} {r['parameters']:>6}  {cells}  peak {r['peak_rss_mb']:.0f} MB", flush=True)
+    print("(each cell: trace + lower, then XLA compile; the median warm run; instructions of the compiled module;"
+          " then the peak RSS of the process after all three)")
 
 
 if __name__ == "__main__":
