@@ -1,15 +1,16 @@
-"""Inference: the MAP by Levenberg–Marquardt (optimistix) and the posterior by NUTS (numpyro).
+"""Inference: the MAP by Levenberg–Marquardt and the posterior by NUTS (numpyro).
 
 Both work in the scene's unconstrained space ``u`` (NumPyro's ``biject_to`` of each prior's
 support), where the posterior density includes the transforms' Jacobians:
 
 * :func:`fit_map` minimises ``0.5 |r(u)|^2`` with ``r`` the whitened pixel residuals and the
-  prior residuals (:mod:`bayesprof.priors`), for the normal likelihood, by optimistix's
-  Levenberg–Marquardt.  The parameters are standardised first (``u = u0 + s z`` with
-  ``s_i = 1 / sqrt((J^T J)_ii)`` at the start), so the damping treats every parameter alike.
-  The Jacobian ``J`` is assembled window by window (:meth:`SceneModel.residuals_and_jacobian`:
-  each window is differentiated by its own sites only), once per step, and each damped step
-  solves the normal equations by Cholesky (QR in float32).
+  prior residuals (:mod:`bayesprof.priors`), for the normal likelihood, by Levenberg–Marquardt
+  with NL2SOL's secant term (:func:`_lm`; optimistix's LM has no such term, and without it
+  blends and real galaxies took up to 2.5x the steps).  The parameters are standardised first
+  (``u = u0 + s z``, ``s_i`` each parameter's marginal sigma at the start), so the damping
+  treats every parameter alike.  The Jacobian ``J`` is assembled window by window
+  (:meth:`SceneModel.residuals_and_jacobian`: each window is differentiated by its own sites
+  only), once per step, and each damped step solves the normal equations by Cholesky.
   A residual that is not finite is replaced by a huge value, so such a step is always
   rejected and retried smaller: the fit never steps onto a NaN.  Other likelihoods
   (Student-t, Poisson) are minimised by optax's L-BFGS.  The covariance is the inverse
@@ -34,10 +35,8 @@ from functools import partial
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import lineax as lx
 import numpy as np
 import optax
-import optimistix as optx
 from numpyro.infer.hmc import hmc
 
 from .diagnostics import FitWarning, check_map
@@ -290,9 +289,9 @@ def fit_map(scene, *, init=None, max_steps=200, rtol=1e-8, atol=1e-2, method="au
     max_steps : int
         Maximum number of solver steps.
     rtol, atol : float
-        Convergence tolerances (optimistix's Cauchy criterion): the last step is below
-        ``atol + rtol |z|`` in the standardised space (units of ~1 sigma per parameter) and
-        the objective ``chi2 / 2`` changed by less than ``atol + rtol * chi2 / 2``.  Near the
+        Convergence tolerances (a Cauchy criterion, as optimistix's): the last accepted step
+        is below ``atol + rtol |z|`` in the standardised space (units of ~1 sigma per
+        parameter) and each residual changed by less than ``atol + rtol |r|``.  Near the
         optimum Gauss–Newton steps converge quadratically, so the point reached is far closer
         than the last step: with the default ``atol = 0.01`` the seed scene's MAP lies within
         3e-6 sigma of the one reached with ``atol = 1e-8`` (one step fewer than ``atol = 1e-4``).
@@ -315,12 +314,12 @@ def fit_map(scene, *, init=None, max_steps=200, rtol=1e-8, atol=1e-2, method="au
     u0 = _checked_start(model, start)
     t0 = time.perf_counter()
     if method == "lm":
-        u, steps, result, jac, res = _lm(model, u0, max_steps, rtol, atol, bool(verbose))
+        u, steps, converged, jac, res = _lm(model, u0, max_steps, rtol, atol, bool(verbose))
         u, jac, res = np.asarray(u), np.asarray(jac), np.asarray(res)
         hess = jac.T @ jac
         pixels = res[: model.n_fitted]  # the whitened fitted pixels come first
-        success = bool(result == optx.RESULTS.successful)
-        message = "converged" if success else optx.RESULTS[result]
+        success = bool(converged)
+        message = "converged" if success else f"Levenberg–Marquardt stopped before converging ({int(steps)} steps)"
     else:
         u, steps, ok, jac = _lbfgs(model, u0, max_steps, rtol)
         u, jac = np.asarray(u), np.asarray(jac)
@@ -395,59 +394,6 @@ def _inside_along(model, x, step, fractions):
     return jax.vmap(lambda t: jnp.all(model.priors.inside(x - t * step)))(fractions)
 
 
-def _levenberg_marquardt(rtol, atol, verbose, dtype):
-    """optimistix's Levenberg–Marquardt with a bolder trust region: the first damping is 0.01
-    (optimistix's: 1; the columns are standardised, so 1 halves every early step), it drops 8x
-    after a step whose actual reduction is >= 50 % of the predicted one (optimistix's default:
-    3.5x at >= 99 %); a step that achieves < 10 % is rejected and the damping rises 16x: a
-    Gauss–Newton step barely shortens until the damping nears the curvature, so smaller
-    increments waste rejected steps (and a Jacobian each).  Against 4x / 4x (used before), on six
-    simulated scenes (``benchmarks/RESULTS.md``: the seed scene, ``benchmarks/group.py``'s ten
-    galaxies, ``benchmarks/scaling.py``'s 4 and 16 Sersics, two each) this takes 6, 28, 12, 51,
-    41 and 21 steps instead of 6, 31, 10, 69, 46 and 20, to the same chi2 within 0.03.
-
-    Each step solves the damped normal equations ``(J^T J + lambda I) dz = -J^T r`` by Cholesky
-    (lineax ``Normal``) in float64: the columns are standardised, so squaring the condition
-    number costs nothing there, and it is ~20x cheaper than a QR of the tall ``J`` (94 ms vs
-    4 ms for 19 000 x 56 on the 2-core CPU).  In float32 the QR's accuracy is kept."""
-    solver_ = lx.Normal(lx.Cholesky()) if np.dtype(dtype) == np.float64 else lx.QR()
-    solver = optx.LevenbergMarquardt(rtol=rtol, atol=atol, verbose=verbose, linear_solver=solver_)
-    region = _TrustRegion(high_cutoff=0.5, high_constant=8.0, low_cutoff=0.1, low_constant=1 / 16,
-                          initial_step_size=100.0)
-    return eqx.tree_at(lambda s: s.search, solver, region)
-
-
-class _TrustRegion(optx.ClassicalTrustRegion):
-    """optimistix's classical trust region with a chosen first step size (its default: 1); for
-    Levenberg–Marquardt the step size is the inverse of the damping."""
-
-    initial_step_size: float = 1.0
-
-    def init(self, y, f_info_struct):
-        state = super().init(y, f_info_struct)
-        step = jnp.asarray(self.initial_step_size, dtype=jnp.result_type(state.step_size))
-        return eqx.tree_at(lambda s: s.step_size, state, step)
-
-
-def _block_jacobian_residuals(model):
-    """``model.residuals`` whose forward derivative comes from :meth:`SceneModel.residuals_and_jacobian`:
-    the Jacobian is built once per linearisation, window by window with respect to each window's own
-    sites, and the optimiser's Jacobian-vector products become ``J @ t``.  ``known = (u, r, J)``
-    is a linearisation already computed (the start's): at that point it is reused."""
-
-    @jax.custom_jvp
-    def residuals(u, data, known):
-        return model.residuals(u, data)
-
-    @residuals.defjvp
-    def _jvp(primals, tangents):
-        u, data, (u_known, r_known, J_known) = primals
-        r, J = jax.lax.cond(jnp.all(u == u_known), lambda: (r_known, J_known), lambda: _linearise(model, u, data))
-        return r, J @ tangents[0]
-
-    return residuals
-
-
 @jax.jit
 def _linearise(model, u, data):
     """``model.residuals_and_jacobian(u, data)``, jitted: one trace per model structure."""
@@ -469,49 +415,120 @@ def _solver_scale(J):
     return unit * marginal
 
 
+def _damped_step(H, g, lam):
+    """``-(H + lam I)^-1 g`` by Cholesky; NaN where ``H + lam I`` is not positive definite."""
+    c = jnp.linalg.cholesky(H + lam * jnp.eye(H.shape[0], dtype=H.dtype))
+    return -jax.scipy.linalg.cho_solve((c, True), g)
+
+
+def _secant_update(S, s, y, y_sharp):
+    """Dennis, Gay & Welsch's (1981, NL2SOL) update of ``S``, the part of the Hessian that
+    Gauss–Newton's ``J^T J`` leaves out (``sum_i r_i grad^2 r_i``: the residuals' curvature, the
+    transforms' and the prior's), after a step ``s`` with gradient change ``y`` and
+    ``y_sharp = (J_new - J_old)^T r_new``.  ``S`` is first shrunk by ``min(1, |s.y#| / |s.S.s|)``,
+    then the symmetric rank-2 update makes ``S s = y_sharp`` (the secant condition).  Unchanged
+    when ``y.s`` is not positive."""
+    sSs = s @ (S @ s)
+    tau = jnp.where(sSs != 0, jnp.minimum(1.0, jnp.abs(s @ y_sharp) / jnp.where(sSs != 0, jnp.abs(sSs), 1.0)), 1.0)
+    sized = tau * S
+    w = y_sharp - sized @ s
+    ys = y @ s
+    ok = ys > 1e-12 * jnp.linalg.norm(y) * jnp.linalg.norm(s)
+    ys = jnp.where(ok, ys, 1.0)
+    new = sized + (jnp.outer(w, y) + jnp.outer(y, w)) / ys - (w @ s) * jnp.outer(y, y) / ys**2
+    return jnp.where(ok, new, S)
+
+
+class _LMState(eqx.Module):
+    """Loop state of :func:`_lm`: the last accepted point ``z`` with its residuals and Jacobian
+    (solver units), the secant term ``S``, the trial point, the step size (``1 / damping``),
+    whether the trial's step used ``S``, the units, and whether it has converged."""
+
+    k: jax.Array
+    z: jax.Array
+    r: jax.Array
+    J: jax.Array
+    S: jax.Array
+    z_try: jax.Array
+    step_size: jax.Array
+    use_S: jax.Array
+    scale: jax.Array
+    done: jax.Array
+
+
 @partial(jax.jit, static_argnames=("max_steps", "rtol", "atol", "verbose"))
 def _lm(model, u0, max_steps, rtol, atol, verbose):
     """The Levenberg–Marquardt solve from ``u0``; one compiled program per model structure (the
-    pixel data are leaves of ``model``).
+    pixel data are leaves of ``model``).  Returns ``(u, steps, converged, J, r)`` at the MAP
+    (``J`` by ``u``).
 
-    The solver's units (:func:`_solver_scale`) come from the Jacobian at the start, so the solve
-    runs twice through one loop body: a probe in the parameters' own units that stops after its
-    first step (infinite tolerances), which is the start's linearisation, then the solve in the
-    units set from it, whose first step reuses that linearisation.  One body keeps one copy of
-    the residuals and Jacobian in the compiled program, where a linearisation before the solve
-    made two: the seed scene's solve compiles in 4.7 s instead of 9.0 s and runs ~10 % slower
-    (the probe's step; ``benchmarks/RESULTS.md``)."""
+    Each step linearises the residuals at a trial point (:meth:`SceneModel.residuals_and_jacobian`,
+    one copy in the program), accepts it if the loss fell by at least 10 % of the model's
+    prediction, and solves ``(J^T J + S + lambda I) dz = -J^T r`` by Cholesky for the next one.
+
+    * **Units.**  The first linearisation (at ``u0``) sets the solver's coordinates
+      ``u = u0 + scale * z`` (:func:`_solver_scale`: ~1 sigma per unit), so the damping treats
+      every parameter alike and ``atol`` reads in sigmas.
+    * **Damping.**  ``lambda = 1 / step size``, first 0.01; the step size grows 8x after a step
+      that achieved >= 50 % of the predicted reduction and drops 16x after a rejected one (a
+      Gauss–Newton step barely shortens until the damping nears the curvature, so smaller
+      decrements waste rejected steps, a Jacobian each).  Measured on six simulated scenes
+      against optimistix's defaults (``benchmarks/RESULTS.md``).
+    * **Secant term** (NL2SOL, Dennis, Gay & Welsch 1981).  Gauss–Newton's ``J^T J`` misses
+      ``sum r_i grad^2 r_i``: large where the residuals are not noise (real galaxies' structure)
+      or where a transform or prior bends (a flux near 0 on its log scale).  There LM converges
+      linearly, zig-zagging across a curved valley.  ``S`` learns that term along the steps
+      taken (:func:`_secant_update`); each step uses the model (with or without ``S``) that
+      predicted the last step's actual reduction better.
+    * **Stop** (Cauchy, as optimistix's): after an accepted step below ``atol + rtol |z|`` in
+      every coordinate whose residuals each changed by less than ``atol + rtol |r|``.
+    * A residual that is not finite is replaced by a huge value, so such a step is rejected and
+      retried smaller: the fit never steps onto a NaN.
+    """
     data = model.data
-    big = _big(np.dtype(u0.dtype), int(model.n_fitted + model.size))
-    residuals = _block_jacobian_residuals(model)
+    dtype = u0.dtype
+    n = u0.size
+    big = _big(np.dtype(dtype), int(model.n_fitted + model.size))
     r_shape, J_shape = jax.eval_shape(lambda: _linearise(model, u0, data))
 
-    def fn(z, args):
-        scale, known = args
-        r = residuals(u0 + scale * z, data, known)
-        return jnp.where(jnp.isfinite(r), r, big)
+    def body(st):
+        r_t, J_t = _linearise(model, u0 + st.scale * st.z_try, data)
+        r_t = jnp.where(jnp.isfinite(r_t), r_t, big)
+        first = st.k == 0
+        scale = jax.lax.cond(first, _solver_scale, lambda J: st.scale, J_t)
+        J_t = J_t * scale
+        delta = st.z_try - st.z
+        g = st.J.T @ st.r
+        Jd = st.J @ delta
+        pred_gn = g @ delta + 0.5 * Jd @ Jd
+        pred_S = pred_gn + 0.5 * delta @ (st.S @ delta)
+        pred = jnp.where(st.use_S, pred_S, pred_gn)
+        actual = 0.5 * (r_t @ r_t) - 0.5 * (st.r @ st.r)
+        accept = first | ((actual <= 0.1 * pred) & jnp.all(jnp.isfinite(J_t)))
+        good = ~first & (actual < 0.5 * pred) & (pred < 0)
+        step_size = st.step_size * jnp.where(accept, jnp.where(good, 8.0, 1.0), 1 / 16)
+        use_S = jnp.abs(actual - pred_S) < jnp.abs(actual - pred_gn)  # the better predictor
+        S = jnp.where(accept & ~first, _secant_update(st.S, delta, J_t.T @ r_t - g, (J_t - st.J).T @ r_t), st.S)
+        y_conv = jnp.max(jnp.abs(delta) / (atol + rtol * jnp.abs(st.z_try))) < 1
+        f_conv = jnp.max(jnp.abs(r_t - st.r) / (atol + rtol * jnp.abs(r_t))) < 1
+        done = accept & ~first & y_conv & f_conv
+        z, r, J = (jnp.where(accept, a, b) for a, b in ((st.z_try, st.z), (r_t, st.r), (J_t, st.J)))
+        if verbose:
+            jax.debug.print("LM step {k}: loss {loss:.6g}, step size {ss:.3g}, accepted {a}", k=st.k,
+                            loss=0.5 * (r @ r), ss=step_size, a=accept)
+        lam = jnp.where(step_size > jnp.finfo(dtype).eps, 1 / step_size, jnp.finfo(dtype).max)
+        grad, JtJ = J.T @ r, J.T @ J
+        step_S = _damped_step(JtJ + S, grad, lam)
+        with_S = use_S & jnp.all(jnp.isfinite(step_S))
+        step = jnp.where(with_S, step_S, _damped_step(JtJ, grad, lam))
+        return _LMState(st.k + 1, z, r, J, S, z + step, step_size, with_S, scale, done)
 
-    def one_pass(carry):
-        probe, known = carry[0] == 0, carry[1]
-        scale = jnp.where(probe, jnp.ones_like(u0), _solver_scale(known[2]))
-        # the probe's tolerances accept any first step (rtol 0: an infinite one times a zero is NaN)
-        solver = _levenberg_marquardt(jnp.where(probe, 0.0, rtol), jnp.where(probe, jnp.inf, atol), verbose, u0.dtype)
-        sol = optx.least_squares(fn, solver, jnp.zeros_like(u0), args=(scale, known), max_steps=max_steps,
-                                 throw=False)
-        # the solver's last linearisation is at its solution (the last accepted point): reuse it
-        info = sol.state.f_info
-        jac = info.jac.as_matrix() / scale
-        start = (u0, info.residual, jac)  # the probe's (the second pass's is not used again)
-        return carry[0] + 1, start, (u0 + scale * sol.value, sol.stats["num_steps"], sol.result, jac, info.residual)
-
-    r_none, J_none = jnp.zeros(r_shape.shape, r_shape.dtype), jnp.zeros(J_shape.shape, J_shape.dtype)
-    nothing = (jnp.full_like(u0, jnp.nan), r_none, J_none)  # no point matches a NaN start
-    first = (u0, jnp.zeros((), int), optx.RESULTS.successful, J_none, r_none)
-    # two passes; the bound is data-dependent so that XLA cannot unroll the loop (and copy its body)
-    passes = jnp.where(jnp.isnan(u0[0]), 1, 2)
-    _, _, (u, steps, result, jac, res) = jax.lax.while_loop(lambda c: c[0] < passes, one_pass,
-                                                            (jnp.zeros((), int), nothing, first))
-    return u, steps, result, jac, res
+    zeros = jnp.zeros_like(u0)
+    init = _LMState(jnp.zeros((), int), zeros, jnp.zeros(r_shape.shape, dtype), jnp.zeros(J_shape.shape, dtype),
+                    jnp.zeros((n, n), dtype), zeros, jnp.asarray(100.0, dtype), jnp.asarray(False),
+                    jnp.ones_like(u0), jnp.asarray(False))
+    st = jax.lax.while_loop(lambda st: (st.k < max_steps) & ~st.done, body, init)
+    return u0 + st.scale * st.z, st.k, st.done, st.J / st.scale, st.r
 
 
 @partial(jax.jit, static_argnames=("max_steps", "rtol", "atol"))
@@ -521,8 +538,7 @@ def _lm_batch(models, u0, max_steps, rtol, atol):
     per structure and batch size; each model stops at its own convergence (the loop runs until
     the last one has)."""
     def one(m, u):
-        u, steps, result, jac, res = _lm.__wrapped__(m, u, max_steps, rtol, atol, False)
-        return u, steps, result == optx.RESULTS.successful, jac, res
+        return _lm.__wrapped__(m, u, max_steps, rtol, atol, False)
 
     return jax.vmap(one)(models, u0)
 

@@ -25,7 +25,7 @@ from .scenes import SEED_IMAGES, seed_benchmark_galaxy
 
 __all__ = ["galsim_sersic", "draw_galaxies", "simulate_seed_scene", "simulate_group_scene", "point_source_snr",
            "inject_point_source", "simulate_transient", "add_noise", "simulate_field", "FIELD_BANDS", "COLOUR_BANDS",
-           "simulate_colour_gradient", "simulate_bulge_disk"]
+           "simulate_colour_gradient", "simulate_bulge_disk", "simulate_blend_scene"]
 
 
 def _galsim():
@@ -285,6 +285,49 @@ def add_noise(images, rng) -> ImageList:
 #: sigma in counts, colour: AB mag offset from the first band)
 FIELD_BANDS = (("r", 0.2, MoffatPSF(fwhm=0.8, beta=3.0), 27.0, 1.0, 0.0),
                ("i", 0.3, GaussianPSF(fwhm=1.0), 27.0, 1.5, -0.4))
+
+
+def simulate_blend_scene(n_sources: int, seed: int = 0, pixels: int = 1):
+    """``n_sources`` Sersics on a jittered grid (neighbours blend) plus a flat sky of 5 counts, in
+    two images: r, 96 x 96 px at 0.262"/px (Gaussian PSF 1.1"), and z, 58 x 58 px at 0.445"
+    (1.3"); ``pixels`` multiplies both images' sides around the same galaxies.  r magnitudes
+    19-22 (z 0.4 mag brighter), re 0.4-1.2", n 0.8-3, q 0.4-0.95; noise sigma 2 % of a 22 mag
+    galaxy's counts.  The scene of ``benchmarks/scaling.py``.
+
+    Returns ``(images, galaxies, detections)``: ``galaxies`` dicts with xi, eta, re, n, q, pa and
+    ``flux`` per band (uJy); ``detections`` the (xi, eta) a catalog would give, each within 0.1"
+    (1 sigma) of the truth.
+    """
+    from .profiles import mag_to_flux
+
+    rng = np.random.default_rng(seed)
+    specs = (("r", 0.262, 96 * pixels, 1.1, 22.5), ("z", 0.445, 58 * pixels, 1.3, 22.5))
+    field = 96 * 0.262  # arcsec (the galaxies' field; ``pixels`` enlarges the images around it)
+    side = int(np.ceil(np.sqrt(n_sources)))
+    step = 0.8 * field / side
+    cells = [(i, j) for i in range(side) for j in range(side)]
+    picks = rng.permutation(len(cells))[:n_sources]
+    gals = []
+    for c in picks:
+        i, j = cells[c]
+        xi = (i - (side - 1) / 2) * step + rng.uniform(-0.15, 0.15) * step
+        eta = (j - (side - 1) / 2) * step + rng.uniform(-0.15, 0.15) * step
+        mag = rng.uniform(19.0, 22.0)
+        gals.append({"xi": xi, "eta": eta, "re": rng.uniform(0.4, 1.2), "n": rng.uniform(0.8, 3.0),
+                     "q": rng.uniform(0.4, 0.95), "pa": rng.uniform(0, 180),
+                     "flux": {"r": float(mag_to_flux(mag)), "z": float(mag_to_flux(mag - 0.4))}})
+    images = []
+    for name, scale, size, fwhm, zp in specs:
+        blank = Image(np.zeros((size, size)), sigma=1.0, pixel_scale=scale, psf=GaussianPSF(fwhm), zeropoint=zp)
+        sersics = [Sersic(xi=g["xi"], eta=g["eta"], flux=g["flux"][name], re=g["re"], n=g["n"], q=g["q"],
+                          pa=g["pa"]) for g in gals]
+        model = draw_galaxies(sersics, blank) + 5.0
+        sigma = 0.02 * float(flux_to_counts(mag_to_flux(22.0), zp))
+        data = model + rng.normal(0.0, sigma, model.shape)
+        images.append(Image(data, sigma=sigma, pixel_scale=scale, psf=GaussianPSF(fwhm), zeropoint=zp, band=name,
+                            name=name))
+    detections = [(g["xi"] + rng.normal(0, 0.1), g["eta"] + rng.normal(0, 0.1)) for g in gals]
+    return ImageList(images), gals, detections
 
 
 def simulate_field(seed: int = 0, n_galaxies: int = 20, size_arcsec: float = 60.0, bands=FIELD_BANDS,

@@ -35,43 +35,13 @@ import time
 
 
 def make_scene(n_sources, seed, pixels=1):
-    import numpy as np
-
     import bayesprof as bp
-    from bayesprof.profiles import mag_to_flux
-    from bayesprof.simulate import draw_galaxies
+    from bayesprof.simulate import simulate_blend_scene
 
-    rng = np.random.default_rng(seed)
-    specs = (("r", 0.262, 96 * pixels, 1.1, 22.5), ("z", 0.445, 58 * pixels, 1.3, 22.5))
-    field = 96 * 0.262  # arcsec (the galaxies' field; --pixels enlarges the images around it)
-    side = int(np.ceil(np.sqrt(n_sources)))
-    step = 0.8 * field / side
-    cells = [(i, j) for i in range(side) for j in range(side)]
-    picks = rng.permutation(len(cells))[:n_sources]
-    gals = []
-    for c in picks:
-        i, j = cells[c]
-        xi = (i - (side - 1) / 2) * step + rng.uniform(-0.15, 0.15) * step
-        eta = (j - (side - 1) / 2) * step + rng.uniform(-0.15, 0.15) * step
-        mag = rng.uniform(19.0, 22.0)
-        gals.append({"xi": xi, "eta": eta, "re": rng.uniform(0.4, 1.2), "n": rng.uniform(0.8, 3.0),
-                     "q": rng.uniform(0.4, 0.95), "pa": rng.uniform(0, 180),
-                     "flux": {"r": float(mag_to_flux(mag)), "z": float(mag_to_flux(mag - 0.4))}})
-    images = []
-    for name, scale, size, fwhm, zp in specs:
-        blank = bp.Image(np.zeros((size, size)), sigma=1.0, pixel_scale=scale, psf=bp.GaussianPSF(fwhm),
-                         zeropoint=zp)
-        sersics = [bp.Sersic(xi=g["xi"], eta=g["eta"], flux=g["flux"][name], re=g["re"], n=g["n"],
-                             q=g["q"], pa=g["pa"]) for g in gals]
-        model = draw_galaxies(sersics, blank) + 5.0
-        sigma = 0.02 * float(bp.profiles.flux_to_counts(mag_to_flux(22.0), zp))
-        data = model + rng.normal(0.0, sigma, model.shape)
-        images.append(bp.Image(data, sigma=sigma, pixel_scale=scale, psf=bp.GaussianPSF(fwhm), zeropoint=zp,
-                               band=name, name=name))
+    images, gals, detections = simulate_blend_scene(n_sources, seed, pixels)
     scene = bp.Scene(images)
-    for k, g in enumerate(gals):
-        # the detection: the true centre within a pixel, as a catalog would give it
-        scene.add(f"g{k}", bp.Sersic, init={"xi": g["xi"] + rng.normal(0, 0.1), "eta": g["eta"] + rng.normal(0, 0.1)})
+    for k, (xi, eta) in enumerate(detections):
+        scene.add(f"g{k}", bp.Sersic, init={"xi": xi, "eta": eta})
     scene.add("sky", bp.FlatSky)
     return scene, gals
 
