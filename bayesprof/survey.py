@@ -69,7 +69,7 @@ import numpy as np
 from . import components as comps
 from .catalog import SourceList, add_sources, sources_from_table
 from .image import ImageList, sky_from_offsets, tangent_plane_offsets
-from .inference import fit_map_batch
+from .inference import ATOL, fit_map_batch
 from .results import flux_to_mag_sigma
 from .scene import Scene
 
@@ -232,7 +232,7 @@ def _default_batch_size():
 
 def fit_catalog(images, sources, *, kind=None, vary=None, sky=comps.FlatSky, size_classes=SIZE_CLASSES,
                 stamp_scale=2.0, margin=None, neighbours="model", neighbour_table=None, batch_size=None, max_steps=200,
-                rtol=1e-8, atol=1e-2, nuts=None, posterior_dir=None, groups=None, plan=None, progress=False,
+                rtol=1e-8, atol=ATOL, nuts=None, posterior_dir=None, groups=None, plan=None, progress=False,
                 return_fits=False):
     """MAP fits of every source of a list in every image, blended ones together, batched by
     structure (module docstring); returns an astropy Table, one row per source in the list's
@@ -665,7 +665,7 @@ def _write_posterior(post, folder, group):
 
 
 def fit_cutouts(cutouts, sources=None, *, kind=None, vary=None, sky=comps.FlatSky, size_classes=SIZE_CLASSES,
-                batch_size=None, max_steps=200, rtol=1e-8, atol=1e-2, nuts=None, posterior_dir=None, progress=False,
+                batch_size=None, max_steps=200, rtol=1e-8, atol=ATOL, nuts=None, posterior_dir=None, progress=False,
                 return_fits=False):
     """MAP fits of one object per set of cut-outs (e.g. survey cut-outs centred on each galaxy,
     with neighbours already masked); returns an astropy Table as :func:`fit_catalog`, one row
