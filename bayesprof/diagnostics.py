@@ -89,18 +89,18 @@ def _light_outside(fit, n_radii=48, n_angles=32):
     model = fit.model
     values = model.complete(fit.values)
     best = {}
-    for im in model.images:
+    for im, pixel_map in zip(model.images, model.image_maps):
         comps, _, _ = model.image_components(values, im)
         for name, c in comps.items():
-            if c.is_point or not hasattr(c, "enclosed"):
-                continue
-            best[name] = max(best.get(name, 0.0), _fraction_inside(c, im, model.reference, n_radii, n_angles))
+            if c.is_point or not hasattr(c, "enclosed") or best.get(name, 0.0) >= CONTAINED_FRACTION:
+                continue  # (a source contained in one image is not flagged: no need to look further)
+            best[name] = max(best.get(name, 0.0), _fraction_inside(c, pixel_map, n_radii, n_angles))
     return [Flag("outside images", name, f"{name}: only {frac:.0%} of its model light falls inside its images; "
                  f"its flux and size are extrapolated beyond the data (use larger cut-outs or fix its size)")
             for name, frac in best.items() if frac < CONTAINED_FRACTION]
 
 
-def _fraction_inside(comp, image, reference, n_radii, n_angles):
+def _fraction_inside(comp, pixel_map, n_radii, n_angles):
     scale = float(np.max(np.asarray([getattr(comp, a, 1.0) for a in ("re", "fwhm")], float)))
     rho = scale * np.logspace(-4, 4, 801)
     enclosed = np.maximum.accumulate(np.asarray(_enclosed(comp, rho), float))
@@ -117,7 +117,7 @@ def _fraction_inside(comp, image, reference, n_radii, n_angles):
     eta = float(comp.eta) + a * major[1] + b * minor[1]
     finite = np.isfinite(xi) & np.isfinite(eta)
     inside = np.zeros(xi.shape, bool)
-    inside[finite] = image.overlaps(reference, xi[finite], eta[finite])
+    inside[finite] = pixel_map.contains(xi[finite], eta[finite])
     return float(inside.mean())
 
 

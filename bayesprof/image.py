@@ -329,6 +329,20 @@ class PixelMap:
         vpow = _powers(vv, self.degree, xp)
         return self._poly(self._cx, upow, vpow, xp), self._poly(self._cy, upow, vpow, xp)
 
+    def contains(self, xi: Any, eta: Any) -> np.ndarray:
+        """Whether offsets ``(xi, eta)`` (arcsec, numbers or numpy arrays) fall on the image, as
+        :meth:`Image.overlaps` decides (``-0.5 <= x < nx - 0.5``, likewise in y) but through the
+        fitted polynomial, without astropy: ~100x faster for a thousand points.  A point beyond
+        the square of normalised offsets ``|u|, |v| <= 1`` that bounds the fitted sample (the
+        image plus its margin) is outside; within it the polynomial matches the WCS to
+        ``max_residual_pix`` on the image and extrapolates at most a margin's width off it."""
+        uu, vv = self._uv(xi, eta, np)
+        ny, nx = self.shape
+        with np.errstate(invalid="ignore", over="ignore"):
+            domain = (np.abs(uu) <= 1.0) & (np.abs(vv) <= 1.0)
+            x, y = self(np.where(domain, xi, self._xi0), np.where(domain, eta, self._eta0))
+            return domain & (x >= -0.5) & (x < nx - 0.5) & (y >= -0.5) & (y < ny - 0.5)
+
     def jacobian(self, xi: Any, eta: Any) -> Any:
         """Jacobian ``d(x, y) / d(xi, eta)`` in pixels per arcsec.
 

@@ -322,7 +322,41 @@ def test_overlaps():
     np.testing.assert_array_equal(got, [True, False, True])
 
 
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: _image((20, 30), pixel_scale=0.5),
+        lambda: _image((80, 120), wcs=_rotated_wcs((80, 120))),
+        lambda: _tpv_image(TPV_HEADERS[0]),
+    ],
+    ids=["default", "rotated", "tpv"],
+)
+def test_pixel_map_contains_agrees_with_overlaps(make):
+    """PixelMap.contains (the polynomial) against Image.overlaps (astropy's WCS) at points from
+    the image's middle to 50x its size away, off-centre reference: the same answer at every point
+    farther than 1e-3 px from an edge (and both True at the centre, False far away)."""
+    image = make()
+    reference = image.pixel_to_sky(3.0, 4.0)
+    pmap = image.pixel_map(reference)
+    rng = np.random.default_rng(5)
+    tangent = _tangent_wcs(reference)
+    xc, yc = (float(v) for v in tangent.world_to_pixel(image.center_sky()))
+    size = max(image.nx, image.ny) * float(image.pixel_scale)
+    radius = size * np.concatenate([rng.uniform(0, 1, 3000), rng.uniform(1, 50, 1000)])
+    angle = rng.uniform(0, 2 * np.pi, radius.size)
+    xi, eta = xc + radius * np.cos(angle), yc + radius * np.sin(angle)
+    x, y = image.wcs.world_to_pixel(tangent.pixel_to_world(xi, eta))
+    edge = np.minimum.reduce([np.abs(x + 0.5), np.abs(x - image.nx + 0.5), np.abs(y + 0.5), np.abs(y - image.ny + 0.5)])
+    clear = edge > 1e-3
+    got = pmap.contains(xi, eta)
+    want = image.overlaps(reference, xi, eta)
+    assert 0.1 < want.mean() < 0.9
+    np.testing.assert_array_equal(got[clear], want[clear])
+    assert pmap.contains(xc, yc) and not pmap.contains(xc + 100 * size, yc)
+
+
 # ---------------------------------------------------------------------------
+# Noise, masks and bad input# ---------------------------------------------------------------------------
 # Noise, masks and bad input
 # ---------------------------------------------------------------------------
 
