@@ -322,9 +322,7 @@ def fit_map(scene, *, init=None, max_steps=200, rtol=1e-8, atol=ATOL, method="au
     u0 = _checked_start(model, start)
     t0 = time.perf_counter()
     if method == "lm":
-        u, steps, converged, jac, res = _lm(model, u0, max_steps, rtol, atol, bool(verbose))
-        u, jac, res = np.asarray(u), np.asarray(jac), np.asarray(res)
-        hess = jac.T @ jac
+        u, steps, converged, hess, res = (np.asarray(a) for a in _lm(model, u0, max_steps, rtol, atol, bool(verbose)))
         pixels = res[: model.n_fitted]  # the whitened fitted pixels come first
         success = bool(converged)
         message = "converged" if success else f"Levenberg–Marquardt stopped before converging ({int(steps)} steps)"
@@ -473,8 +471,8 @@ PREDICTED_STOP = 1 / 3
 @partial(jax.jit, static_argnames=("max_steps", "rtol", "atol", "verbose"))
 def _lm(model, u0, max_steps, rtol, atol, verbose):
     """The Levenberg–Marquardt solve from ``u0``; one compiled program per model structure (the
-    pixel data are leaves of ``model``).  Returns ``(u, steps, converged, J, r)`` at the MAP
-    (``J`` by ``u``).
+    pixel data are leaves of ``model``).  Returns ``(u, steps, converged, J^T J, r)`` at the
+    MAP (``J`` by ``u``: the Gauss–Newton Hessian, without moving the large ``J`` off the device).
 
     Each step linearises the residuals at a trial point (:meth:`SceneModel.residuals_and_jacobian`,
     one copy in the program), accepts it if the loss fell by at least 10 % of the model's
@@ -559,7 +557,7 @@ def _lm(model, u0, max_steps, rtol, atol, verbose):
                     square, zeros, square, zeros, jnp.asarray(100.0, dtype), jnp.asarray(False), jnp.ones_like(u0),
                     jnp.asarray(False))
     st = jax.lax.while_loop(lambda st: (st.k < max_steps) & ~st.done, body, init)
-    return u0 + st.scale * st.z, st.k, st.done, st.J / st.scale, st.r
+    return u0 + st.scale * st.z, st.k, st.done, st.JtJ / jnp.outer(st.scale, st.scale), st.r
 
 
 @partial(jax.jit, static_argnames=("max_steps", "rtol", "atol"))
@@ -615,14 +613,14 @@ def fit_map_batch(models, *, starts=None, max_steps=200, rtol=1e-8, atol=ATOL, b
         # jnp.stack per leaf: each would be an eager dispatch
         stacked = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *(chunk + [chunk[-1]] * pad))
         t0 = time.perf_counter()
-        u, steps, converged, jac, res = jax.block_until_ready(
+        u, steps, converged, hess, res = jax.block_until_ready(
             _lm_batch(stacked, jnp.stack(u0 + [u0[-1]] * pad), max_steps, rtol, atol))
         elapsed = (time.perf_counter() - t0) / len(chunk)
-        u, steps, converged, jac, res = (np.asarray(x) for x in (u, steps, converged, jac, res))
+        u, steps, converged, hess, res = (np.asarray(x) for x in (u, steps, converged, hess, res))
         for i, m in enumerate(chunk):
             success = bool(converged[i])
             message = "converged" if success else f"Levenberg–Marquardt stopped before converging ({int(steps[i])} steps)"
-            fit = _finish(m, u[i], jac[i].T @ jac[i], int(steps[i]), success, message, elapsed, res[i][: m.n_fitted])
+            fit = _finish(m, u[i], hess[i], int(steps[i]), success, message, elapsed, res[i][: m.n_fitted])
             if warn:
                 for flag in fit.flags:
                     warnings.warn(flag.message, FitWarning, stacklevel=2)
@@ -676,7 +674,7 @@ def _finish(model, u, hess, steps, success, message, elapsed, pixels=None):
     x, fraction = _physical_mode(model, x, cov, glj)
     if fraction < 1:
         message += f"; the physical-mode step was shortened to {fraction:g} to stay inside the priors' supports"
-    complete = model.complete(model.unpack(jnp.asarray(x)))
+    complete = model.complete(model.unpack(np.asarray(x)))
     values = {name: np.asarray(complete[name]) for name in [s.name for s in model.sites] + list(model.derived)}
     for s in model.sites:
         if s.is_angle and s.fixed is None:

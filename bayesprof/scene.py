@@ -1466,10 +1466,11 @@ class SceneModel:
         return int(sum(s.prior.size for s in self.latent))
 
     def unpack(self, u):
-        """Flat unconstrained vector -> {site: unconstrained value}."""
+        """Flat unconstrained vector -> {site: unconstrained value} (numpy in, numpy out: no
+        device dispatch on the host)."""
         out, i = {}, 0
         for s in self.latent:
-            out[s.name] = jnp.reshape(u[i:i + s.prior.size], s.shape)
+            out[s.name] = u[i:i + s.prior.size].reshape(s.shape)
             i += s.prior.size
         return out
 
