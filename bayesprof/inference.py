@@ -278,9 +278,9 @@ def _big(dtype, n):
 
 
 #: The LM's default absolute tolerance, in units of each parameter's sigma (``fit_map``'s ``atol``).
-#: With the secant term the stop lies within 0.023 sigma of the fully converged MAP on seven
-#: simulated and real scenes (0.015 sigma at 0.01, which takes 0-2 steps more;
-#: ``benchmarks/RESULTS.md``).
+#: With the secant term and the predicted stop the MAP lies within 0.023 sigma of the fully
+#: converged one on eight simulated and real scenes (0.015 sigma at 0.01, which takes 0-2 steps
+#: more; ``benchmarks/RESULTS.md``).
 ATOL = 0.03
 
 
@@ -302,7 +302,7 @@ def fit_map(scene, *, init=None, max_steps=200, rtol=1e-8, atol=ATOL, method="au
         next step, as the local model predicts it, would be below a third of that.  Near the
         optimum the steps converge quadratically, so the point reached is closer than the last
         step: with the default ``atol = 0.03`` (:data:`ATOL`) the MAP lies within 0.023 sigma
-        of the one reached with ``atol = 1e-8`` on six scenes from 9 to 130 parameters.
+        of the one reached with ``atol = 1e-8`` on eight scenes from 9 to 139 parameters.
     method : {"auto", "lm", "lbfgs"}
         Levenberg–Marquardt (normal likelihood; the default there) or optax L-BFGS
         (default for Student-t and Poisson likelihoods).
