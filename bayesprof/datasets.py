@@ -26,6 +26,10 @@ sky not subtracted, noise from the survey's own maps, masks from its data-qualit
     with PSF stamps and TAN WCSs (scarlet's example data, MIT).  No noise maps: a constant
     sigma per image from :func:`bayesprof.catalog.estimate_noise`.  The pixels were rescaled
     and carry no zeropoint, so every image gets zeropoint 23.9 (fluxes in data units).
+``cosmos_hsc_field()``
+    Another COSMOS field, a blend of seven sources in HSC grizy (58x48, 0.168"/px) with the
+    survey's variance, mask planes and coadd PSF stamps, and a source list (scarlet's test
+    data, MIT): the catalog example.
 """
 
 from __future__ import annotations
@@ -41,7 +45,8 @@ from .image import Image, ImageList
 from .psf import GaussianPSF, MoffatPSF, PixelPSF
 
 __all__ = ["DATA_DIR", "path", "gama_kids_sdss", "legacy_testcase3", "legacy_testcase4",
-           "DECAM_ZP0", "WISE_FWHM", "WISE_AB_OFFSET", "cosmos_hst_hsc", "COSMOS_BANDS", "decals_grz"]
+           "DECAM_ZP0", "WISE_FWHM", "WISE_AB_OFFSET", "cosmos_hst_hsc", "COSMOS_BANDS", "decals_grz",
+           "cosmos_hsc_field", "HSC_BAD_PLANES"]
 
 #: Folder of the bundled data.
 DATA_DIR = pathlib.Path(__file__).resolve().parent / "data"
@@ -287,3 +292,41 @@ def decals_grz(psf: str = "stamp") -> ImageList:
             images.append(Image(data, weight=weight, wcs=WCS(sci.header).celestial, psf=model, zeropoint=22.5,
                                 band=band, name=band, wavelength=f"decam2014-{band}"))
     return ImageList(images)
+
+
+#: HSC mask planes whose pixels are not data (BAD, SAT, INTRP, CR, EDGE, NO_DATA; Bosch et al.
+#: 2018, PASJ 70, S5): masked by :func:`cosmos_hsc_field`.  The other planes (DETECTED, the
+#: coadd's bookkeeping) mark good pixels.
+HSC_BAD_PLANES = 1 | 2 | 4 | 8 | 16 | 256
+
+
+def cosmos_hsc_field(zeropoint: float = 27.0):
+    """A COSMOS field of seven blended sources in HSC g, r, i, z, y (scarlet's test data
+    ``hsc_cosmos_35.npz``, MIT): ``(images, sources)``.
+
+    ``images``: an :class:`~bayesprof.ImageList` of the five 58 x 48 coadd cut-outs (0.168"/px,
+    names and bands ``"g"`` ... ``"y"``) with the survey's variance maps, pixels flagged in
+    :data:`HSC_BAD_PLANES` masked, and the 43 x 43 coadd PSF stamps (:class:`PixelPSF`,
+    effective PSFs); wavelengths from speclite's HSC curves.  The file carries no WCS: every
+    band gets the same north-up TAN WCS centred on the middle of the array (the coadds share one
+    pixel grid).  Zeropoint: the HSC-SSP coadds' 27.0 AB (Aihara et al. 2018), so fluxes read
+    in microjansky; the file does not state its units, so take the magnitudes as nominal.
+
+    ``sources``: an astropy Table of the file's source list (``id``, ``x``, ``y`` in pixels,
+    ``ra``, ``dec`` in degrees), for :func:`bayesprof.fit_catalog`.
+    """
+    from astropy.table import Table
+
+    data = np.load(path("cosmos-hst-hsc", "hsc_cosmos_35.npz"))
+    images = []
+    for k, band in enumerate(str(b) for b in data["filters"]):
+        stamp = np.asarray(data["psfs"][k], dtype=float)
+        bad = (np.asarray(data["mask"][k]) & HSC_BAD_PLANES) != 0
+        images.append(Image(np.asarray(data["images"][k], dtype=float), variance=np.asarray(data["variance"][k], float),
+                            mask=bad, pixel_scale=0.168, psf=PixelPSF(stamp), zeropoint=zeropoint, band=band,
+                            name=band, wavelength=f"hsc2017-{band}"))
+    images = ImageList(images)
+    x, y = (np.asarray(data["catalog"][c], dtype=float) for c in ("x", "y"))
+    sky = images[0].pixel_to_sky(x, y)
+    sources = Table({"id": np.arange(x.size), "x": x, "y": y, "ra": sky.icrs.ra.deg, "dec": sky.icrs.dec.deg})
+    return images, sources

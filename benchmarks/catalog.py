@@ -33,13 +33,15 @@ Parts (``--parts``, default all):
               with their first-pass light subtracted (``neighbours="model"``).
 ``gama``      the ten GAMA galaxies (KiDS r + SDSS r cut-outs, ProFit's example data) through
               ``fit_cutouts`` when ``--gama`` names their folder (``../shared/data/gama-kids-sdss``).
+``cosmos``    the bundled COSMOS HSC field (seven blended sources in g, r, i, z, y) through
+              ``fit_catalog``: the table, and residual thumbnails per band in ``figures/``.
 
 Prints a Markdown table per part and writes every figure to ``benchmarks/.cache/catalog.json``.
 
 Usage:  .venv/bin/python benchmarks/catalog.py [--n 32] [--dask-n 64] [--field-px 1000]
         [--pysersic benchmarks/.venv-pysersic/bin/python] [--astrophot benchmarks/.venv-astrophot/bin/python]
         [--noiseless-n 49] [--nuts-n 8]
-        [--parts cutouts,nuts,dask,kill,field,noiseless,gama]
+        [--parts cutouts,nuts,dask,kill,field,noiseless,gama,cosmos]
 """
 
 from __future__ import annotations
@@ -420,6 +422,36 @@ def part_gama(folder):
                                        else str(r[k])) for k in tab.colnames} for r in tab]}
 
 
+def part_cosmos(max_steps=200):
+    """The COSMOS HSC field (``datasets.cosmos_hsc_field``: seven blended sources in HSC grizy
+    with the survey's variance, masks and PSF stamps) through ``fit_catalog``: the table, and a
+    page of residual thumbnails per band in ``benchmarks/figures/cosmos_hsc_<band>.png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from bayesprof import datasets
+
+    images, sources = datasets.cosmos_hsc_field()
+    t = time.perf_counter()
+    tab, fits = bp.fit_catalog(images, sources, max_steps=max_steps, return_fits=True)
+    dt = time.perf_counter() - t
+    print(f"| COSMOS HSC field, {len(sources)} sources in grizy | {dt:.0f} s | {int(np.sum(tab['converged']))} converged, "
+          f"{len(set(tab['group']))} group(s) |")
+    print("| id | re (\") | n | q | g | r | i | z | y | chi2/N g r i z y | steps | flags |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in tab:
+        mags = " | ".join(f"{r[f'mag_{b}']:.2f}" for b in "grizy")
+        chi = " ".join(f"{r[f'chi2nu_{b}']:.2f}" for b in "grizy")
+        print(f"| {r['id']} | {r['re']:.3f} ± {r['re_err']:.3f} | {r['n']:.2f} | {r['q']:.2f} | {mags} | {chi} | "
+              f"{r['lm_steps']} | {r['flags']} |")
+    unique = list({id(f): f for f in fits if f is not None}.values())
+    for band in "grizy":
+        fig = bp.plot.thumbnails(unique, image=band, ncols=1, size=2.4)
+        fig.savefig(HERE / "figures" / f"cosmos_hsc_{band}.png", dpi=80)
+    return {"time_s": dt, "rows": [{k: (float(r[k]) if np.ndim(r[k]) == 0 and k not in ("flags", "status")
+                                       else str(r[k])) for k in tab.colnames} for r in tab]}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=32)
@@ -432,7 +464,7 @@ def main():
     ap.add_argument("--field-px", type=int, default=1000)
     ap.add_argument("--noiseless-n", type=int, default=49)
     ap.add_argument("--gama", default=str(HERE.parent.parent / "shared" / "data" / "gama-kids-sdss"))
-    ap.add_argument("--parts", default="cutouts,nuts,dask,kill,field,noiseless,gama")
+    ap.add_argument("--parts", default="cutouts,nuts,dask,kill,field,noiseless,gama,cosmos")
     ap.add_argument("--out", default=str(HERE / ".cache" / "catalog.json"))
     ap.add_argument("--kill-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -458,6 +490,8 @@ def main():
         result["noiseless"] = part_noiseless(args.noiseless_n)
     if "gama" in parts and Path(args.gama).is_dir():
         result["gama"] = part_gama(args.gama)
+    if "cosmos" in parts:
+        result["cosmos"] = part_cosmos()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1, default=str))
     print("wrote", args.out)

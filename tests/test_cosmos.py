@@ -12,7 +12,7 @@ import pytest
 
 import bayesprof as bp
 from bayesprof import catalog as C
-from bayesprof.datasets import COSMOS_BANDS, cosmos_hst_hsc
+from bayesprof.datasets import COSMOS_BANDS, HSC_BAD_PLANES, DATA_DIR, cosmos_hsc_field, cosmos_hst_hsc
 
 
 def test_cosmos_loader():
@@ -30,6 +30,30 @@ def test_cosmos_loader():
         s = float(np.sqrt(im.variance[~im.mask][0]))
         assert 0.1 < s < 10 and np.allclose(np.sqrt(im.variance[~im.mask]), s)
     assert ims["r"].mask[46].all()  # the bad row of HSC r
+
+
+def test_cosmos_hsc_field_loader():
+    """The seven-source HSC field: the file's pixels, variance and PSFs unchanged, only the
+    mask planes that are not data masked, and the source list at its pixel positions."""
+    images, sources = cosmos_hsc_field()
+    raw = np.load(DATA_DIR / "cosmos-hst-hsc" / "hsc_cosmos_35.npz")
+    assert images.names == list("grizy") == [im.band for im in images]
+    for k, im in enumerate(images):
+        assert im.shape == (58, 48) and abs(im.pixel_scale - 0.168) < 1e-9
+        np.testing.assert_array_equal(im.data[~im.mask], raw["images"][k][~im.mask])
+        np.testing.assert_allclose(im.variance[~im.mask], raw["variance"][k][~im.mask], rtol=1e-7)
+        planes = raw["mask"][k]
+        np.testing.assert_array_equal(im.mask, (planes & HSC_BAD_PLANES) != 0)
+        assert im.mask.mean() < 0.1 and not im.mask[(planes & 32) != 0].all()  # DETECTED pixels are data
+        x, y = im.sky_to_pixel(__import__("astropy").coordinates.SkyCoord(sources["ra"], sources["dec"], unit="deg"))
+        np.testing.assert_allclose(x, sources["x"], atol=1e-6)
+        np.testing.assert_allclose(y, sources["y"], atol=1e-6)
+    wavelengths = [im.wavelength.to("AA").value for im in images]
+    assert 4000 < wavelengths[0] and np.all(np.diff(wavelengths) > 0) and wavelengths[-1] < 11000
+    # the two bright sources of the list are the brightest local peaks of the i image
+    i = images["i"].data
+    peaks = sorted(((i[int(r["y"]), int(r["x"])], r["id"]) for r in sources), reverse=True)
+    assert {peaks[0][1], peaks[1][1]} == {0, 1} and i.max() == pytest.approx(max(p for p, _ in peaks), rel=0.05)
 
 
 @pytest.mark.slow
