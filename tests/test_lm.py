@@ -33,13 +33,14 @@ def test_secant_update_meets_the_secant_condition_and_stays_symmetric(n, seed):
 def test_blend_converges_in_few_steps_to_minpacks_optimum():
     """Four blended Sersics in r and z (``benchmarks/scaling.py``'s scene, seed 1004): with
     Gauss–Newton steps alone the LM zig-zagged for 49 steps (``benchmarks/RESULTS.md``); with the
-    secant term it takes 16 (17 at atol 0.01).  The optimum is checked against scipy's MINPACK Levenberg–Marquardt
-    (``least_squares(method="lm")``, tolerances 1e-12) continued from ours: every parameter within
-    0.02 sigma, the loss within 1e-3."""
+    secant term it takes 15 (16 without the predicted stop, 17 at atol 0.01).  The optimum is
+    checked against scipy's MINPACK Levenberg–Marquardt (``least_squares(method="lm")``,
+    tolerances 1e-12) continued from ours: every parameter within 1.5 x the default ``atol``
+    (0.045 sigma; the stop's documented accuracy is 0.036 sigma), the loss within 1e-3."""
     from scipy.optimize import least_squares
 
     import bayesprof as bp
-    from bayesprof.inference import _linearise
+    from bayesprof.inference import ATOL, _linearise
     from bayesprof.simulate import simulate_blend_scene
 
     images, _, detections = simulate_blend_scene(4, seed=1004)
@@ -58,6 +59,6 @@ def test_blend_converges_in_few_steps_to_minpacks_optimum():
                         xtol=1e-12, ftol=1e-12, gtol=1e-12)
     assert ref.success, ref.message
     sigma_u = np.sqrt(np.diag(np.asarray(fit.cov_u)))
-    assert np.max(np.abs(np.asarray(fit.u) - ref.x) / sigma_u) < 0.02
+    assert np.max(np.abs(np.asarray(fit.u) - ref.x) / sigma_u) < 1.5 * ATOL
     ours = 0.5 * np.sum(lin(fit.u)[0] ** 2)
     assert ours - ref.cost < 1e-3, (ours, ref.cost)
