@@ -94,13 +94,17 @@ def _light_outside(fit, n_radii=48, n_angles=32):
         for name, c in comps.items():
             if c.is_point or not hasattr(c, "enclosed") or best.get(name, 0.0) >= CONTAINED_FRACTION:
                 continue  # (a source contained in one image is not flagged: no need to look further)
-            best[name] = max(best.get(name, 0.0), _fraction_inside(c, pixel_map, n_radii, n_angles))
+            best[name] = max(best.get(name, 0.0), _fraction_inside(c, im, pixel_map, model.reference, n_radii,
+                                                                   n_angles))
     return [Flag("outside images", name, f"{name}: only {frac:.0%} of its model light falls inside its images; "
                  f"its flux and size are extrapolated beyond the data (use larger cut-outs or fix its size)")
             for name, frac in best.items() if frac < CONTAINED_FRACTION]
 
 
-def _fraction_inside(comp, pixel_map, n_radii, n_angles):
+def _fraction_inside(comp, image, pixel_map, reference, n_radii, n_angles):
+    """The fraction of ``comp``'s light on ``image``: through its ``pixel_map``
+    (:meth:`~bayesprof.image.PixelMap.contains`), or astropy's WCS (:meth:`Image.overlaps`) where
+    there is none."""
     scale = float(np.max(np.asarray([getattr(comp, a, 1.0) for a in ("re", "fwhm")], float)))
     rho = scale * np.logspace(-4, 4, 801)
     enclosed = np.maximum.accumulate(np.asarray(_enclosed(comp, rho), float))
@@ -117,7 +121,8 @@ def _fraction_inside(comp, pixel_map, n_radii, n_angles):
     eta = float(comp.eta) + a * major[1] + b * minor[1]
     finite = np.isfinite(xi) & np.isfinite(eta)
     inside = np.zeros(xi.shape, bool)
-    inside[finite] = pixel_map.contains(xi[finite], eta[finite])
+    inside[finite] = (pixel_map.contains(xi[finite], eta[finite]) if pixel_map is not None
+                      else image.overlaps(reference, xi[finite], eta[finite]))
     return float(inside.mean())
 
 

@@ -446,8 +446,9 @@ def _secant_update(S, s, y, y_sharp):
 
 class _LMState(eqx.Module):
     """Loop state of :func:`_lm`: the last accepted point ``z`` with its residuals, Jacobian,
-    ``J^T J`` and gradient ``g = J^T r`` (solver units), the secant term ``S``, the trial point, the step size (``1 / damping``),
-    whether the trial's step used ``S``, the units, and whether it has converged."""
+    ``J^T J`` and gradient ``g = J^T r`` (solver units), the secant term ``S``, the trial point,
+    the step size (``1 / damping``), whether the trial's step used ``S``, the units, and whether
+    it has converged."""
 
     k: jax.Array
     z: jax.Array
@@ -468,6 +469,7 @@ class _LMState(eqx.Module):
 #: on eight scenes; 1 keeps it within 0.036 sigma and saves one step more on five of them;
 #: ``benchmarks/RESULTS.md``)
 PREDICTED_STOP = 1.0
+
 
 @partial(jax.jit, static_argnames=("max_steps", "rtol", "atol", "verbose"))
 def _lm(model, u0, max_steps, rtol, atol, verbose):

@@ -673,9 +673,12 @@ class SceneModel:
         self.n_data = int(sum(np.count_nonzero(p["good"]) for p in self._plans))  # unmasked fitted pixels
         self.n_fitted = int(self._fitted.size)  # rows of pixel residuals (masked ones are zero)
         self._structure = _Structure(self._structure_key(), self)
-        #: each image's PixelMap (numpy coefficients, in image order), for checks on the result
-        #: (:func:`~bayesprof.diagnostics.check_map`) without astropy's WCS per point
-        self.image_maps = tuple(self._pixel_map(im) for im in self.images)
+        #: each image's PixelMap where set-up made one (numpy coefficients, in image order; None
+        #: for an image seen only through windows, whose whole frame may be too large for one
+        #: polynomial): checks on the result (:func:`~bayesprof.diagnostics.check_map`) use it
+        #: instead of astropy's WCS per point
+        self.image_maps = tuple(self._pixel_maps[id(im)][1] if id(im) in self._pixel_maps else None
+                                for im in self.images)
         del self._pixel_maps
 
     def _pixel_map(self, image):

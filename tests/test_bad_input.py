@@ -298,6 +298,15 @@ def test_a_galaxy_larger_than_its_image_is_reported():
     (msg,) = [str(m.message) for m in caught if str(m.message).startswith("gal: only")]
     frac = float(msg.split("only ")[1].split("%")[0]) / 100
     assert "falls inside its images" in msg and frac < 0.5 and float(fit.values["gal.re"]) > 10
+    # the fraction through the image's PixelMap equals astropy's WCS per point (the fallback for
+    # an image without a map), to the 1,536 sample points
+    from bayesprof import diagnostics
+
+    model = fit.model
+    comp = model.image_components(model.complete(fit.values), model.images[0])[0]["gal"]
+    by_map = diagnostics._fraction_inside(comp, model.images[0], model.image_maps[0], model.reference, 48, 32)
+    by_wcs = diagnostics._fraction_inside(comp, model.images[0], None, model.reference, 48, 32)
+    assert model.image_maps[0] is not None and by_map == by_wcs and 0 < by_map < 0.5
 
 
 def test_all_masked_image_is_an_error():
