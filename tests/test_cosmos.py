@@ -9,10 +9,11 @@ import time
 
 import numpy as np
 import pytest
+from astropy.coordinates import SkyCoord
 
 import bayesprof as bp
 from bayesprof import catalog as C
-from bayesprof.datasets import COSMOS_BANDS, HSC_BAD_PLANES, DATA_DIR, cosmos_hsc_field, cosmos_hst_hsc
+from bayesprof.datasets import COSMOS_BANDS, DATA_DIR, HSC_BAD_PLANES, cosmos_hsc_field, cosmos_hst_hsc
 
 
 def test_cosmos_loader():
@@ -45,7 +46,7 @@ def test_cosmos_hsc_field_loader():
         planes = raw["mask"][k]
         np.testing.assert_array_equal(im.mask, (planes & HSC_BAD_PLANES) != 0)
         assert im.mask.mean() < 0.1 and not im.mask[(planes & 32) != 0].all()  # DETECTED pixels are data
-        x, y = im.sky_to_pixel(__import__("astropy").coordinates.SkyCoord(sources["ra"], sources["dec"], unit="deg"))
+        x, y = im.sky_to_pixel(SkyCoord(sources["ra"], sources["dec"], unit="deg"))
         np.testing.assert_allclose(x, sources["x"], atol=1e-6)
         np.testing.assert_allclose(y, sources["y"], atol=1e-6)
     wavelengths = [im.wavelength.to("AA").value for im in images]

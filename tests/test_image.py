@@ -241,7 +241,8 @@ def test_pixel_map_large_tpv_ccd():
     _check_pixel_map(image, image.pixel_to_sky(100.0, 3000.0))
 
 
-@pytest.mark.parametrize(
+#: images with a default, a rotated and skewed, and a TPV WCS, for tests across WCS kinds
+WCS_KINDS = pytest.mark.parametrize(
     "make",
     [
         lambda: _image((64, 48), pixel_scale=0.262),
@@ -250,6 +251,9 @@ def test_pixel_map_large_tpv_ccd():
     ],
     ids=["default", "rotated", "tpv"],
 )
+
+
+@WCS_KINDS
 def test_pixel_map_jacobian_matches_astropy_finite_differences(make):
     image = make()
     reference = image.pixel_to_sky(3.0, 4.0)
@@ -322,15 +326,7 @@ def test_overlaps():
     np.testing.assert_array_equal(got, [True, False, True])
 
 
-@pytest.mark.parametrize(
-    "make",
-    [
-        lambda: _image((20, 30), pixel_scale=0.5),
-        lambda: _image((80, 120), wcs=_rotated_wcs((80, 120))),
-        lambda: _tpv_image(TPV_HEADERS[0]),
-    ],
-    ids=["default", "rotated", "tpv"],
-)
+@WCS_KINDS
 def test_pixel_map_contains_agrees_with_overlaps(make):
     """PixelMap.contains (the polynomial) against Image.overlaps (astropy's WCS) at points from
     the image's middle to 50x its size away, off-centre reference: the same answer at every point
@@ -356,7 +352,6 @@ def test_pixel_map_contains_agrees_with_overlaps(make):
 
 
 # ---------------------------------------------------------------------------
-# Noise, masks and bad input# ---------------------------------------------------------------------------
 # Noise, masks and bad input
 # ---------------------------------------------------------------------------
 
