@@ -416,11 +416,6 @@ def _mask_neighbours(image):
     return image if target is None else image.with_mask(neighbour_mask(seg, target))
 
 
-#: a detected neighbour whose measured (PSF-convolved) half-light semi-major axis is at most
-#: this many PSF FWHMs is modelled as a point source (a point source measures ~0.5 FWHM)
-POINT_SOURCE_MAX_RE_FWHM = 0.65
-
-
 def _neighbours_mode(config, label):
     mode = config.get("neighbours", "mask")
     if mode not in NEIGHBOURS:
@@ -437,12 +432,13 @@ def _model_neighbours(scene, images, auto, label):
     finest of the images with ``segmentation: auto``, all but the central one
     (:func:`_central_label`), added to ``scene`` as sources ``nb<id>`` (detection label), each
     with a window about its footprint (:func:`bayesprof.catalog.add_sources`): a
-    :class:`~bayesprof.PointSource` if its measured half-light radius is at most
-    :data:`POINT_SOURCE_MAX_RE_FWHM` PSF FWHMs, else a :class:`~bayesprof.Sersic`; structure
+    :class:`~bayesprof.PointSource` if the size test of
+    :func:`bayesprof.catalog.mark_point_sources` finds it unresolved in the detection image,
+    else a :class:`~bayesprof.Sersic`; structure
     shared, flux per band, started from the detection's measurements.  The scene's own sources
     without a starting position start on the central object."""
-    from .catalog import _psf_fwhm_px, add_sources, segment, sources_from_segmentation
-    from .components import PointSource, Sersic
+    from .catalog import add_sources, mark_point_sources, segment, sources_from_segmentation
+    from .components import Sersic
 
     if not auto:
         raise ConfigError(f"{label}: neighbours: model needs an image with segmentation: auto (the detection image)")
@@ -463,11 +459,7 @@ def _model_neighbours(scene, images, auto, label):
     taken = {s.name for s in scene.sources} & {f"nb{s.id}" for s in found}
     if taken:
         raise ConfigError(f"{label}: scene: the source name(s) {sorted(taken)} are kept for neighbours: model")
-    fwhm = (_psf_fwhm_px(det) or 0.0) * det.pixel_scale
-    point = [s for s in found if np.isfinite(s.re) and s.re <= POINT_SOURCE_MAX_RE_FWHM * fwhm]
-    extended = [s for s in found if s not in point]
-    add_sources(scene, point, PointSource, name="nb{id}")
-    add_sources(scene, extended, Sersic, name="nb{id}")
+    add_sources(scene, mark_point_sources(found, det), Sersic, name="nb{id}")
 
 
 def load_images(config: dict, base_dir=".", *, label="config"):
@@ -810,7 +802,7 @@ def resummarise(out_dir, log=print):
 
 # ----------------------------------------------------------------------------- command line
 CATALOG_KEYS = ("images", "sources", "model", "neighbours", "stamps", "map", "nuts", "run")
-CATALOG_SOURCE_KEYS = ("file", "ra", "dec", "id", "re", "q", "pa", "flux", "detect")
+CATALOG_SOURCE_KEYS = ("file", "ra", "dec", "id", "re", "q", "pa", "flux", "point", "detect")
 DETECT_KEYS = {"image": "name", "threshold": "positive", "min_area": "count"}
 CATALOG_MODEL_KEYS = ("kind", "vary", "sky")
 STAMP_KEYS = {"stamp_scale": "positive", "margin": "positive"}
@@ -840,7 +832,7 @@ def _catalog_sources(d, images, base, where):
     """The source list of a catalog configuration: a table file with column names, or detection."""
     from astropy.table import Table
 
-    from .catalog import segment, sources_from_segmentation, sources_from_table
+    from .catalog import mark_point_sources, segment, sharpest_image, sources_from_segmentation, sources_from_table
 
     if d is None:
         raise ConfigError(f"{where}: missing (a table file of RA/Dec, or detect: {{image: ...}})")
@@ -849,13 +841,18 @@ def _catalog_sources(d, images, base, where):
     _check_keys(d, CATALOG_SOURCE_KEYS, where)
     if ("file" in d) == ("detect" in d):
         raise ConfigError(f"{where}: give either file (a table of RA/Dec) or detect (detection on an image)")
+    point = d.get("point", "point")
+    if not isinstance(point, str) or ("detect" in d and point not in ("point", "auto")):
+        raise ConfigError(f"{where}.point: expected auto (a size test on the sharpest image)"
+                          + ("" if "detect" in d else " or the name of a true/false column") + f", not {point!r}")
     if "detect" in d:
         det = _catalog_settings(d["detect"] if isinstance(d["detect"], dict) else {}, DETECT_KEYS, f"{where}.detect")
         name = det.pop("image", images.names[0])
         if name not in images.names:
             raise ConfigError(f"{where}.detect.image: no image named {name!r}; images are {images.names}")
         im = images[name]
-        return sources_from_segmentation(im, segment(im, **det), reference=images.reference)
+        found = sources_from_segmentation(im, segment(im, **det), reference=images.reference)
+        return mark_point_sources(found, sharpest_image(images)) if point == "auto" else found
     path = pathlib.Path(_file(d["file"], base, f"{where}.file"))
     try:
         table = Table.read(path)
@@ -866,8 +863,16 @@ def _catalog_sources(d, images, base, where):
         if cols[k] not in table.colnames:
             raise ConfigError(f"{where}: the table {path.name} has no column {cols[k]!r} ({k}); columns: "
                               f"{', '.join(table.colnames)}")
+    if point not in ("point", "auto") and point not in table.colnames:
+        raise ConfigError(f"{where}.point: the table {path.name} has no column {point!r}; columns: "
+                          f"{', '.join(table.colnames)}")
     cols = {k: (v if v in table.colnames else None) for k, v in cols.items()}
-    return sources_from_table(table, image=images[0], **cols)
+    cols["point"] = "point" if point == "auto" else point
+    try:
+        found = sources_from_table(table, image=images[0], **cols)
+    except ValueError as err:
+        raise ConfigError(f"{where}: {err}") from None
+    return mark_point_sources(found, sharpest_image(images)) if point == "auto" else found
 
 
 def run_catalog_config(config, out_dir, *, base_dir=None, label=None, workers=None, scheduler=None, progress=True,
@@ -877,6 +882,7 @@ def run_catalog_config(config, out_dir, *, base_dir=None, label=None, workers=No
         images: [...]                     # as for `bayesprof fit`: frames (or cut-outs) per band
         sources: {file: objects.fits, ra: RA, dec: DEC, id: ID}   # columns re, q, pa, flux optional
           # or: sources: {detect: {image: r, threshold: 3, min_area: 10}}
+          # point: STAR (a true/false column: point sources), or point: auto (a size test too)
         model: {kind: Sersic, vary: {flux: band}, sky: FlatSky}   # sky: none for no sky;
           # vary: {re: {chebyshev: 2}}: re a polynomial in wavelength (columns re_cheb<k>, re_<band>)
         neighbours: model                 # or mask: other groups' light subtracted (a second pass) or masked

@@ -200,14 +200,21 @@ class CatalogPlan:
     groups: list
 
 
-def plan_catalog(images, sources, *, stamp_scale=2.0, margin=None) -> CatalogPlan:
+def plan_catalog(images, sources, *, stamp_scale=2.0, margin=None, point_sources=None) -> CatalogPlan:
     """Footprints, blend groups and stamp sizes of ``sources`` on ``images`` (module docstring):
     the part of :func:`fit_catalog` that looks at the whole list, so that any subset of the
-    groups can be fitted on its own (a partition of a Dask run) with the same result."""
+    groups can be fitted on its own (a partition of a Dask run) with the same result.
+    ``point_sources``: as :func:`fit_catalog`."""
     from astropy.coordinates import SkyCoord
+
+    from .catalog import mark_point_sources, sharpest_image
 
     images = images if isinstance(images, ImageList) else ImageList(list(images))
     sources = _as_sources(sources, images)
+    if point_sources == "auto":
+        sources = mark_point_sources(sources, sharpest_image(images))
+    elif point_sources is not None:
+        raise ValueError(f"point_sources must be None (the list's own 'point' flags) or 'auto', not {point_sources!r}")
     if len(sources) == 0:
         return CatalogPlan(sources, None, np.zeros(0), np.zeros(0), np.zeros(0), [])
     field_ref = sources[0].coord
@@ -231,9 +238,9 @@ def _default_batch_size():
 
 
 def fit_catalog(images, sources, *, kind=None, vary=None, sky=comps.FlatSky, size_classes=SIZE_CLASSES,
-                stamp_scale=2.0, margin=None, neighbours="model", neighbour_table=None, batch_size=None, max_steps=200,
-                rtol=1e-8, atol=ATOL, nuts=None, posterior_dir=None, groups=None, plan=None, progress=False,
-                return_fits=False):
+                stamp_scale=2.0, margin=None, point_sources=None, neighbours="model", neighbour_table=None,
+                batch_size=None, max_steps=200, rtol=1e-8, atol=ATOL, nuts=None, posterior_dir=None, groups=None,
+                plan=None, progress=False, return_fits=False):
     """MAP fits of every source of a list in every image, blended ones together, batched by
     structure (module docstring); returns an astropy Table, one row per source in the list's
     order.
@@ -246,11 +253,17 @@ def fit_catalog(images, sources, *, kind=None, vary=None, sky=comps.FlatSky, siz
         (:func:`~bayesprof.catalog.sources_from_table`, measured on the first image where
         missing).
     kind : component class
-        Profile of every source (default :class:`~bayesprof.Sersic`).
+        Profile of every source (default :class:`~bayesprof.Sersic`) but the point sources.
     vary : dict, optional
         Sharing rules (:meth:`~bayesprof.Scene.add`; default: structure shared, flux per band).
     sky : component class or None
         Sky of every stamp (default :class:`~bayesprof.FlatSky`, one level per image).
+    point_sources : {None, "auto"}
+        Which sources are unresolved, fitted as :class:`~bayesprof.PointSource` (their rows have
+        no structure columns and ``point`` true): None (default), those the list marks
+        (``point``, a table column or :class:`~bayesprof.catalog.CatalogSource` field);
+        ``"auto"``, also those the size test of :func:`~bayesprof.catalog.mark_point_sources`
+        finds in the image of sharpest PSF.
     size_classes : sequence of int
         Stamp sides (pixels of the finest image) that groups are rounded up to.
     stamp_scale : float
@@ -313,7 +326,8 @@ def fit_catalog(images, sources, *, kind=None, vary=None, sky=comps.FlatSky, siz
         raise ValueError(f"fit_catalog: neighbours must be 'model' or 'mask', not {neighbours!r}")
     batch_size = _default_batch_size() if batch_size is None else int(batch_size)
     nuts = nuts_settings(nuts, "fit_catalog", posterior_dir)
-    plan = plan_catalog(images, sources, stamp_scale=stamp_scale, margin=margin) if plan is None else plan
+    plan = (plan_catalog(images, sources, stamp_scale=stamp_scale, margin=margin, point_sources=point_sources)
+            if plan is None else plan)
     chosen = plan.groups if groups is None else [plan.groups[k] for k in groups]
     sources, field_ref, xi, eta, radii = plan.sources, plan.field_ref, plan.xi, plan.eta, plan.radii
     if not chosen:
@@ -446,12 +460,15 @@ def _start_from_rows(model, group, fitted):
 
 
 def _fitted_component(row, kind, band, xi, eta):
-    """The fitted light of one catalog row as a ``kind`` component in ``band`` at tangent-plane
-    offsets ``xi``, ``eta`` (arcsec); None when the row has no finite fit (failed)."""
+    """The fitted light of one catalog row as a ``kind`` component (a point source for a row
+    marked ``point``) in ``band`` at tangent-plane offsets ``xi``, ``eta`` (arcsec); None when
+    the row has no finite fit (failed)."""
     from .scene import parameter_names
 
     if "failed" in str(row.get("flags", "")) or not (np.isfinite(xi) and np.isfinite(eta)):
         return None
+    if row.get("point"):
+        kind = comps.PointSource
     kw = {}
     for p in parameter_names(kind):
         if p in ("xi", "eta"):
@@ -677,7 +694,8 @@ def fit_cutouts(cutouts, sources=None, *, kind=None, vary=None, sky=comps.FlatSk
         each axis, so that objects of similar cut-outs share one compiled program.
     sources : SourceList or table, optional
         One entry per object (RA/Dec and optional ``re``, ``q``, ``pa``; ``id``, integers or
-        strings); what it lacks is estimated on the object's own stamps.  Default: the
+        strings; ``point``, fitted as a point source); what it lacks is estimated on the
+        object's own stamps.  Default: the
         object at the centre of its first cut-out (``ImageList.reference``), ids 0, 1, ...
 
     Other parameters as :func:`fit_catalog`.
@@ -722,7 +740,7 @@ def fit_cutouts(cutouts, sources=None, *, kind=None, vary=None, sky=comps.FlatSk
 
 
 def _base_row(source, group):
-    return {"id": source.id, "group": group.index, "n_group": len(group.members)}
+    return {"id": source.id, "group": group.index, "n_group": len(group.members), "point": bool(source.point)}
 
 
 def _failed_row(source, group, message, dt):
@@ -805,7 +823,7 @@ def _table(rows, image_names):
         values = [r.get(k) for r in rows]
         if k in ("status", "flags", "posterior"):
             cols[k] = [str(x) if x is not None else "" for x in values]
-        elif k == "converged":
+        elif k in ("converged", "point"):
             cols[k] = np.array([bool(x) for x in values])
         elif k == "id":  # the list's own ids: integers or strings
             cols[k] = np.array(values)
@@ -948,7 +966,7 @@ def _local_cluster(n_workers, cache_dir):
 
 
 def run_catalog(images, sources, out, *, client=None, scheduler=None, n_workers=None, partition_size=64,
-                retries=2, progress=True, stamp_scale=2.0, margin=None, **fit_kw):
+                retries=2, progress=True, stamp_scale=2.0, margin=None, point_sources=None, **fit_kw):
     """:func:`fit_catalog` on a Dask cluster, written as it goes; returns the final Table.
 
     The blend groups are cut into partitions of about ``partition_size`` objects (a group is
@@ -972,6 +990,8 @@ def run_catalog(images, sources, out, *, client=None, scheduler=None, n_workers=
         by dask-jobqueue's ``SLURMCluster``/``PBSCluster``, README).  Default: a LocalCluster
         of ``n_workers`` single-threaded processes (default one per core), each pinned to a core
         of its own where there are enough (Linux), closed at the end.
+    stamp_scale, margin, point_sources
+        As :func:`fit_catalog` (:func:`plan_catalog`, once for the whole list).
     fit_kw
         Passed to :func:`fit_catalog` (``kind``, ``vary``, ``sky``, ``batch_size``, ...).
     """
@@ -994,18 +1014,20 @@ def run_catalog(images, sources, out, *, client=None, scheduler=None, n_workers=
         else [("parts", final)]
     for folder, _ in phases:
         (out / folder).mkdir(parents=True, exist_ok=True)
-    plan = plan_catalog(images, sources, stamp_scale=stamp_scale, margin=margin)  # once: the workers get it
+    # once: the workers get it
+    plan = plan_catalog(images, sources, stamp_scale=stamp_scale, margin=margin, point_sources=point_sources)
     sources = plan.sources
     parts = _partitions(plan, partition_size)
-    manifest = {"format": "bayesprof catalog run 3", "n_sources": len(sources),
+    manifest = {"format": "bayesprof catalog run 4", "n_sources": len(sources),
                 "ids": hashlib.sha1(json.dumps([str(s.id) for s in sources]).encode()).hexdigest(),
+                "points": hashlib.sha1(json.dumps([str(s.id) for s in sources if s.point]).encode()).hexdigest(),
                 "images": images.names, "partitions": parts, "neighbours": neighbours, "nuts": nuts}
     plan_path = out / "plan.json"
     if plan_path.exists():
         old = json.loads(plan_path.read_text())
         if old != manifest:
-            raise ValueError(f"run_catalog: {out} holds a run of other sources, another partitioning, another "
-                             "neighbours mode or other NUTS settings; give a new output folder (or delete it) to start "
+            raise ValueError(f"run_catalog: {out} holds a run of other sources, another partitioning, other "
+                             "point sources, another neighbours mode or other NUTS settings; give a new output folder (or delete it) to start "
                              "afresh")
     else:
         tmp = plan_path.with_name(".plan.json.tmp")

@@ -34,7 +34,8 @@ Parts (``--parts``, default all):
 ``gama``      the ten GAMA galaxies (KiDS r + SDSS r cut-outs, ProFit's example data) through
               ``fit_cutouts`` when ``--gama`` names their folder (``../shared/data/gama-kids-sdss``).
 ``cosmos``    the bundled COSMOS HSC field (seven blended sources in g, r, i, z, y) through
-              ``fit_catalog``: the table, and residual thumbnails per band in ``figures/``.
+              ``fit_catalog`` with ``point_sources="auto"`` (the size test picks the stars): the
+              table, and residual thumbnails per band in ``figures/``.
 
 Prints a Markdown table per part and writes every figure to ``benchmarks/.cache/catalog.json``.
 
@@ -424,8 +425,9 @@ def part_gama(folder):
 
 def part_cosmos(max_steps=200):
     """The COSMOS HSC field (``datasets.cosmos_hsc_field``: seven blended sources in HSC grizy
-    with the survey's variance, masks and PSF stamps) through ``fit_catalog``: the table, and a
-    page of residual thumbnails per band in ``benchmarks/figures/cosmos_hsc_<band>.png``."""
+    with the survey's variance, masks and PSF stamps) through ``fit_catalog``, unresolved sources
+    as point sources by the size test (``point_sources="auto"``): the table, and a page of
+    residual thumbnails per band in ``benchmarks/figures/cosmos_hsc_<band>.png``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -433,7 +435,7 @@ def part_cosmos(max_steps=200):
 
     images, sources = datasets.cosmos_hsc_field()
     t = time.perf_counter()
-    tab, fits = bp.fit_catalog(images, sources, max_steps=max_steps, return_fits=True)
+    tab, fits = bp.fit_catalog(images, sources, max_steps=max_steps, point_sources="auto", return_fits=True)
     dt = time.perf_counter() - t
     print(f"| COSMOS HSC field, {len(sources)} sources in grizy | {dt:.0f} s | {int(np.sum(tab['converged']))} converged, "
           f"{len(set(tab['group']))} group(s) |")
@@ -442,8 +444,9 @@ def part_cosmos(max_steps=200):
     for r in tab:
         mags = " | ".join(f"{r[f'mag_{b}']:.2f}" for b in "grizy")
         chi = " ".join(f"{r[f'chi2nu_{b}']:.2f}" for b in "grizy")
-        print(f"| {r['id']} | {r['re']:.3f} ± {r['re_err']:.3f} | {r['n']:.2f} | {r['q']:.2f} | {mags} | {chi} | "
-              f"{r['lm_steps']} | {r['flags']} |")
+        shape = ("point source | | " if r["point"] else
+                 f"{r['re']:.3f} ± {r['re_err']:.3f} | {r['n']:.2f} ± {r['n_err']:.2f} | {r['q']:.2f} | ")
+        print(f"| {r['id']} | {shape}{mags} | {chi} | {r['lm_steps']} | {r['flags']} |")
     unique = list({id(f): f for f in fits if f is not None}.values())
     for band in "grizy":
         fig = bp.plot.thumbnails(unique, image=band, ncols=1, size=2.4)

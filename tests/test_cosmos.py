@@ -57,6 +57,20 @@ def test_cosmos_hsc_field_loader():
     assert {peaks[0][1], peaks[1][1]} == {0, 1} and i.max() == pytest.approx(max(p for p, _ in peaks), rel=0.05)
 
 
+def test_the_size_test_finds_the_one_star_of_the_cosmos_hsc_field():
+    """Source 0 of the HSC field is unresolved: in r, the sharpest band, its half-light radius
+    is 0.87 of a point source's measured the same way; the galaxies 1-5 measure 1.34-2.1, and
+    source 6 (0.77) is too faint (S/N 10) to classify.  In g galaxies 1-3 measure only
+    1.06-1.10 of a point source: the test is made in the sharpest image."""
+    from bayesprof.catalog import mark_point_sources, sharpest_image, sources_from_table
+
+    images, sources = cosmos_hsc_field()
+    listed = sources_from_table(sources, image=images[0])
+    assert sharpest_image(images).name == "r"
+    assert [s.id for s in mark_point_sources(listed, images["r"]) if s.point] == [0]
+    assert [s.id for s in mark_point_sources(listed, images["r"], min_snr=5.0) if s.point] == [0, 6]
+
+
 @pytest.mark.slow
 def test_cosmos_four_galaxies_jointly_in_six_images():
     """Workflow 2: every galaxy that segmentation of the HST image finds (the blended trio and

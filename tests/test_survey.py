@@ -234,6 +234,11 @@ def test_command_line_catalog_from_fits_frames_and_a_table(field, fitted, tmp_pa
     assert main(["catalog", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "out2")]) == 2
     (tmp_path / "bad2.yaml").write_text(yaml.safe_dump({**config, "neighbours": "ignore"}))
     assert main(["catalog", str(tmp_path / "bad2.yaml"), "--out", str(tmp_path / "out3")]) == 2
+    # point sources: a column the table lacks, or a word other than auto: one line, exit status 2
+    for k, point in enumerate(("star", 1)):
+        (tmp_path / f"bad_point{k}.yaml").write_text(yaml.safe_dump({**config, "sources": {"file": "objects.ecsv",
+                                                                                             "point": point}}))
+        assert main(["catalog", str(tmp_path / f"bad_point{k}.yaml"), "--out", str(tmp_path / f"p{k}")]) == 2
     # a position cannot move with wavelength in a catalog row; a degree must be an integer
     for k, vary in enumerate(({"xi": {"chebyshev": 1}}, {"re": {"chebyshev": 1.5}}, {"re": {"degree": 1}})):
         (tmp_path / f"bad_vary{k}.yaml").write_text(yaml.safe_dump({**config, "model": {"vary": vary}}))
@@ -373,3 +378,70 @@ def test_nuts_per_object_through_the_command_line_and_dask(tmp_path):
         fit_catalog(images, cat, nuts={"samples": 10})
     with pytest.raises(ValueError, match="without nuts"):
         fit_catalog(images, cat, posterior_dir=tmp_path / "p")
+
+
+
+def _add_galsim_stars(images, stars):
+    """``images`` with GalSim point sources added: the images' Gaussian PSFs with the pixel
+    response, at ``stars`` (rows ``(xi, eta, r magnitude)``, arcsec about the field's
+    reference; each band's magnitude is r plus the band's colour), noise-free on the noisy
+    frames (sky-limited, as the field's galaxies)."""
+    import copy
+
+    import galsim
+
+    from bayesprof.image import sky_from_offsets
+    from bayesprof.profiles import flux_to_counts, mag_to_flux
+
+    out = []
+    for (name, scale, psf, zp, sigma, colour), im in zip(BANDS, images):
+        new = copy.copy(im)
+        new.data = np.array(im.data)
+        for xi, eta, mag in stars:
+            x, y = (float(v) for v in im.sky_to_pixel(sky_from_offsets(xi, eta, images.reference)))
+            star = galsim.Gaussian(fwhm=psf.fwhm, flux=float(flux_to_counts(mag_to_flux(mag + colour), zp)))
+            new.data += star.drawImage(nx=im.nx, ny=im.ny, scale=scale,
+                                       offset=(x - (im.nx - 1) / 2.0, y - (im.ny - 1) / 2.0)).array
+        out.append(new)
+    return bp.ImageList(out, reference=images.reference)
+
+
+def test_stars_found_by_their_size_are_fitted_as_point_sources():
+    """Two GalSim galaxies (re 0.6-0.8", seeing 0.8" and 1.0") and three stars: a bright one
+    isolated, a bright one 3" from a galaxy (fitted with it, a blend), and one too faint to
+    classify (S/N < 20).  The size test marks the two bright stars and nothing else;
+    ``fit_catalog(point_sources="auto")`` fits them as point sources (rows without structure,
+    ``point`` true) whose fluxes and positions lie within 3 sigma of the truth (flux pulls
+    0.08, 0.69, -0.74, -0.73 measured), with the galaxies' fits converged beside them; the
+    neighbour light of a point-source row is a point source."""
+    from bayesprof.catalog import mark_point_sources, sharpest_image, sources_from_table
+    from bayesprof.image import sky_from_offsets, tangent_plane_offsets
+    from bayesprof.profiles import mag_to_flux
+    from bayesprof.survey import _fitted_component
+
+    images, truth = simulate_field(21, size_arcsec=24.0, positions=[(5.0, 4.0), (-5.0, -5.0)], bands=BANDS,
+                                   mag_range=(18.5, 19.0), re_range=(0.6, 0.8), n_range=(1.0, 2.0))
+    stars = [(-6.0, 6.0, 18.5), (-2.0, -5.0, 19.0), (6.0, -6.0, 23.5)]
+    images = _add_galsim_stars(images, stars)
+    coords = [sky_from_offsets(xi, eta, images.reference) for xi, eta, _ in stars]
+    table = truth[["id", "ra", "dec"]].copy()
+    for k, c in enumerate(coords):
+        table.add_row((10 + k, c.icrs.ra.deg, c.icrs.dec.deg))
+    assert sharpest_image(images).name == "r"
+    sources = sources_from_table(table, image=images[0])
+    marked = mark_point_sources(sources, images["r"])
+    assert [s.point for s in marked] == [False, False, True, True, False]
+    assert not any(s.point for s in sources)  # a new list: the input is not changed
+
+    out = fit_catalog(images, table, point_sources="auto")
+    assert list(out["point"]) == [False, False, True, True, False]
+    assert out["converged"][:4].all(), out["id", "status"]
+    for row, (xi, eta, mag) in zip(out[2:4], stars[:2]):
+        assert np.isnan(row["re"]) and np.isnan(row["n"]) and np.isnan(row["q"])
+        for band, colour in (("r", 0.0), ("i", -0.4)):
+            flux = mag_to_flux(mag + colour)
+            assert abs(row[f"flux_{band}"] - flux) < 3 * row[f"flux_{band}_err"], (band, row[f"flux_{band}"], flux)
+        dxi, deta = tangent_plane_offsets(SkyCoord(row["ra"] * u.deg, row["dec"] * u.deg), images.reference)
+        assert abs(float(dxi) - xi) < 3 * row["ra_err"] and abs(float(deta) - eta) < 3 * row["dec_err"]
+    comp = _fitted_component(dict(out[2]), bp.Sersic, "r", 0.0, 0.0)
+    assert isinstance(comp, bp.PointSource) and comp.flux == out[2]["flux_r"]
