@@ -681,6 +681,11 @@ def _write_posterior(post, folder, group):
     return name
 
 
+#: :func:`fit_cutouts` builds, fits and lets go of the objects in chunks of this many (or of
+#: ``batch_size``, if larger), so that its memory does not grow with the list
+CUTOUT_CHUNK = 256
+
+
 def fit_cutouts(cutouts, sources=None, *, kind=None, vary=None, sky=comps.FlatSky, size_classes=SIZE_CLASSES,
                 batch_size=None, max_steps=200, rtol=1e-8, atol=ATOL, nuts=None, posterior_dir=None, progress=False,
                 return_fits=False):
@@ -717,20 +722,28 @@ def fit_cutouts(cutouts, sources=None, *, kind=None, vary=None, sky=comps.FlatSk
     if len(sources) != len(cutouts):
         raise ValueError(f"fit_cutouts: {len(sources)} sources for {len(cutouts)} sets of cut-outs")
     bar = tqdm(total=len(cutouts) * (1 + int(nuts is not None)), disable=not progress, desc="fit_cutouts", unit="obj")
-    rows, built, fits = {}, {}, {}
+    rows, fits = {}, {}
 
     def stamps_of(ims):  # each cut-out padded about its own centre: no pixel is lost
         return {im.name: im.stamp((im.nx - 1) / 2.0, (im.ny - 1) / 2.0, (_size_class(im.ny, size_classes),
                                                                          _size_class(im.nx, size_classes)))
                 for im in ims}, set()
 
-    for k, (ims, src) in enumerate(zip(cutouts, sources)):
-        g = _Group(k, [k], 0.0, 0.0, 0.0)
-        _build(g, lambda ims=ims: stamps_of(ims), src.coord, sources, kind, vary, sky, rows, built, bar)
-    _solve(built, sources, rows, fits, bar, batch_size, max_steps, rtol, atol)
-    if nuts is not None:
-        _sample([(g, fits[g.members[0]]) for items in built.values() for g, *_ in items if g.members[0] in fits],
-                sources, rows, nuts, posterior_dir, batch_size, bar)
+    # objects in chunks, each built, fitted and let go before the next: the memory held stays
+    # that of one chunk however long the list (with return_fits, the fits are kept)
+    step = max(batch_size, CUTOUT_CHUNK)
+    for start in range(0, len(cutouts), step):
+        built, done = {}, {}
+        for k in range(start, min(start + step, len(cutouts))):
+            g = _Group(k, [k], 0.0, 0.0, 0.0)
+            _build(g, lambda ims=cutouts[k]: stamps_of(ims), sources[k].coord, sources, kind, vary, sky, rows, built,
+                   bar)
+        _solve(built, sources, rows, done, bar, batch_size, max_steps, rtol, atol)
+        if nuts is not None:
+            _sample([(g, done[g.members[0]]) for items in built.values() for g, *_ in items if g.members[0] in done],
+                    sources, rows, nuts, posterior_dir, batch_size, bar)
+        if return_fits:
+            fits.update(done)
     bar.close()
     names = []
     for c in cutouts:

@@ -281,6 +281,12 @@ def test_cutouts_keep_string_ids_and_their_order(monkeypatch):
     assert all("nuts_failed" in f for f in failed["flags"])
     assert all("a NaN in the warm-up" in s for s in failed["status"])
     np.testing.assert_allclose(failed["flux_r"], table["flux_r"], rtol=1e-12)
+    # objects built, fitted and let go one chunk at a time (here one object a chunk): the same
+    # rows, in order, and each its own fit
+    monkeypatch.setattr(bp.survey, "CUTOUT_CHUNK", 1)
+    chunked, fits = bp.fit_cutouts(sets, return_fits=True)
+    np.testing.assert_allclose(chunked["flux_r"], table["flux_r"], rtol=1e-12)
+    assert [float(f.values["s0.flux[r]"]) for f in fits] == list(chunked["flux_r"])
 
 
 def test_neighbours_light_is_subtracted_not_left_to_the_sky():
