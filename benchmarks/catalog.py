@@ -11,6 +11,10 @@ Parts (``--parts``, default all):
               With ``--astrophot`` / ``--pysersic`` (the pythons of their venvs), the peers fit the
               second single-band set in the same run (AstroPhot: its initialisation + LM;
               pysersic: ``find_MAP``): time per object and RMS errors against the truth.
+``growth``    the single-band cut-outs at ``--growth-sizes`` objects (default 100, 1,000 and
+              10,000; fresh objects for each, after one compile): time per object and the
+              process's resident memory before and at its peak during each run, to show that
+              both stay flat as the list grows.
 ``nuts``      NUTS per object (``fit_cutouts(nuts=True)``: 2 chains x (300 warm-up + 500 draws)
               from each MAP) on ``--nuts-n`` of the single-band cut-outs, a first set (compile +
               fits) and a second set (warm): galaxies/s, the time per object, min bulk ESS and
@@ -42,7 +46,7 @@ Prints a Markdown table per part and writes every figure to ``benchmarks/.cache/
 Usage:  .venv/bin/python benchmarks/catalog.py [--n 32] [--dask-n 64] [--field-px 1000]
         [--pysersic benchmarks/.venv-pysersic/bin/python] [--astrophot benchmarks/.venv-astrophot/bin/python]
         [--noiseless-n 49] [--nuts-n 8]
-        [--parts cutouts,nuts,dask,kill,field,noiseless,gama,cosmos]
+        [--growth-sizes 100 1000 10000] [--parts cutouts,growth,nuts,dask,kill,field,noiseless,gama,cosmos]
 """
 
 from __future__ import annotations
@@ -169,6 +173,60 @@ def part_cutouts(n, pysersic=None, astrophot=None):
             f"{m}: {r['time_s']:.1f} s, {r['fits_per_s']:.2f} fits/s, {1e3 * r['time_s'] / m:.0f} ms/object, "
             f"{r['converged']}/{m} converged, {r['mean_steps']:.1f} steps" for m, r in runs.items()) + " |", flush=True)
     return out
+
+
+def _rss_mb():
+    """The process's resident memory (MB)."""
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def _peak_rss_while(f):
+    """``(f(), peak resident MB while it ran)``, sampled every 0.1 s by a thread."""
+    import threading
+
+    peak, stop = [_rss_mb()], threading.Event()
+
+    def watch():
+        while not stop.wait(0.1):
+            peak[0] = max(peak[0], _rss_mb())
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        out = f()
+    finally:
+        stop.set()
+        thread.join()
+    return out, max(peak[0], _rss_mb())
+
+
+def part_growth(sizes):
+    """Single-band cut-out fits at each of ``sizes`` objects, warm: the time per object and the
+    memory must not grow with the list (``fit_cutouts`` works a chunk of objects at a time)."""
+    import gc
+    from functools import partial
+
+    first, _ = cutout_sets(1, 32, (R_BAND,))
+    t = time.perf_counter()
+    fit_cutouts(first)
+    cold = time.perf_counter() - t
+    del first
+    runs = {}
+    for k, m in enumerate(sizes):
+        sets, _ = cutout_sets(100 + k, m, (R_BAND,))
+        gc.collect()
+        before = _rss_mb()
+        t = time.perf_counter()
+        tab, peak = _peak_rss_while(partial(fit_cutouts, sets))
+        dt = time.perf_counter() - t
+        runs[m] = {"time_s": dt, "fits_per_s": m / dt, "ms_per_object": 1e3 * dt / m,
+                   "converged": int(np.sum(tab["converged"])), "mean_steps": float(np.mean(tab["lm_steps"])),
+                   "rss_before_mb": before, "rss_peak_mb": peak}
+        print(f"| {m} objects | {dt:.1f} s | {m / dt:.2f} fits/s | {1e3 * dt / m:.1f} ms/object | "
+              f"{runs[m]['converged']}/{m} converged, {runs[m]['mean_steps']:.1f} steps | RSS {before:.0f} MB before, "
+              f"peak {peak:.0f} MB (+{peak - before:.0f}) |", flush=True)
+        del sets, tab
+    return {"cold_s": cold, "runs": runs}
 
 
 def _pysersic(python, sets, nuts):
@@ -467,7 +525,8 @@ def main():
     ap.add_argument("--field-px", type=int, default=1000)
     ap.add_argument("--noiseless-n", type=int, default=49)
     ap.add_argument("--gama", default=str(HERE.parent.parent / "shared" / "data" / "gama-kids-sdss"))
-    ap.add_argument("--parts", default="cutouts,nuts,dask,kill,field,noiseless,gama,cosmos")
+    ap.add_argument("--growth-sizes", type=int, nargs="+", default=[100, 1000, 10000])
+    ap.add_argument("--parts", default="cutouts,growth,nuts,dask,kill,field,noiseless,gama,cosmos")
     ap.add_argument("--out", default=str(HERE / ".cache" / "catalog.json"))
     ap.add_argument("--kill-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -481,6 +540,8 @@ def main():
                           "cpus": os.cpu_count(), "backend": jax.default_backend(), "command": " ".join(sys.argv)}}
     if "cutouts" in parts:
         result["cutouts"] = part_cutouts(args.n, args.pysersic, args.astrophot)
+    if "growth" in parts:
+        result["growth"] = part_growth(args.growth_sizes)
     if "nuts" in parts:
         result["nuts"] = part_nuts(args.nuts_n, args.pysersic)
     if "dask" in parts:
