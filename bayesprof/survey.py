@@ -245,6 +245,10 @@ def fit_catalog(images, sources, *, kind=None, vary=None, sky=comps.FlatSky, siz
     structure (module docstring); returns an astropy Table, one row per source in the list's
     order.
 
+    Every group's model is held until the end (the second pass subtracts the neighbours'
+    light from the same stamps): about 1 MB per single-band 64 x 64 group, so for long lists
+    use :func:`run_catalog`, whose partitions (``partition_size`` objects) bound the memory.
+
     images : ImageList or list of Image
         Frames (or one cut-out per band) with WCS, PSF, zeropoint and band; several pixel
         scales and PSFs are fine.  Image names must be unique (they name the chi^2 columns).
@@ -686,6 +690,23 @@ def _write_posterior(post, folder, group):
 CUTOUT_CHUNK = 256
 
 
+def _return_freed_memory():
+    """Collect the models a finished chunk let go of and hand the freed memory back to the
+    system.  glibc's malloc keeps freed blocks in its heap, fragmented by the small objects
+    that outlive each chunk (the rows): 600 single-band cut-outs grew the process by 360 MB in
+    chunks of 64 without ``malloc_trim``, by 36 MB with it.  Elsewhere (no glibc) only the
+    collection."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, Windows, musl): nothing to trim
+        pass
+
+
 def fit_cutouts(cutouts, sources=None, *, kind=None, vary=None, sky=comps.FlatSky, size_classes=SIZE_CLASSES,
                 batch_size=None, max_steps=200, rtol=1e-8, atol=ATOL, nuts=None, posterior_dir=None, progress=False,
                 return_fits=False):
@@ -744,6 +765,8 @@ def fit_cutouts(cutouts, sources=None, *, kind=None, vary=None, sky=comps.FlatSk
                     sources, rows, nuts, posterior_dir, batch_size, bar)
         if return_fits:
             fits.update(done)
+        del built, done
+        _return_freed_memory()
     bar.close()
     names = []
     for c in cutouts:
