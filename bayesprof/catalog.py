@@ -587,9 +587,10 @@ def mark_point_sources(sources, image, *, size_ratio=POINT_SIZE_RATIO, min_snr=P
     """
     from dataclasses import replace
 
-    if image.psf is None:
-        raise ValueError(f"mark_point_sources: image {image.name!r} has no PSF")
-    fwhm = _psf_fwhm_px(image) * image.pixel_scale
+    fwhm_px = _psf_fwhm_px(image)
+    if not fwhm_px:
+        raise ValueError(f"mark_point_sources: image {image.name!r} has no PSF, or one without a size")
+    fwhm = fwhm_px * image.pixel_scale
     radius = max(2.0 * fwhm, 1.0) if radius is None else float(radius)
     half = max(int(math.ceil(radius / image.pixel_scale)), 3)
     reference = _point_source_size(image, half)
@@ -659,7 +660,7 @@ def add_sources(scene, sources, kind=None, *, name="src{id}", vary=None, window_
         raise ValueError(f"add_sources: sources {both} are marked point and bulge_disk; a point source has no bulge")
     for s in sources:
         this = comps.PointSource if s.point else kind
-        params = [f.name for f in __import__("dataclasses").fields(this) if f.name != "knots"]
+        params = this.PARAMETERS
         xi, eta = _offsets(s.coord, reference)
         values = {"xi": xi, "eta": eta, "re": s.re, "q": s.q, "pa": s.pa, "flux": s.flux}
         if this is comps.Gaussian or this is comps.Moffat:
