@@ -210,6 +210,7 @@ def part_growth(sizes):
     t = time.perf_counter()
     fit_cutouts(first)
     cold = time.perf_counter() - t
+    print(f"| first 32 objects (compilation + fits) | {cold:.1f} s |", flush=True)
     del first
     runs = {}
     for k, m in enumerate(sizes):
