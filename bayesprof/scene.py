@@ -949,9 +949,9 @@ class SceneModel:
             else:
                 cols.append(np.full(k, -1))
         col = np.concatenate(cols)
-        # the values of polynomial parameters per band follow the sites in the flat vector; in the
-        # Jacobian each has a column of its own after the dummy one (folded into the coefficients'
-        # columns by residuals_and_jacobian)
+        # the values of polynomial parameters per band follow the sites in the flat vector; in an
+        # image's Jacobian those it uses have columns of their own after the dummy one (folded into
+        # the coefficients' columns by residuals_and_jacobian; the image's map: _plan)
         poly = [d for d in self.derived.values() if d.coefficients is not None]
         matrix = np.zeros((len(poly), i))
         for j, d in enumerate(poly):
@@ -1033,7 +1033,18 @@ class SceneModel:
                 offset = np.array([self._phys[use["dxi"]][0], self._phys[use["deta"]][0]])
             if calibrations:
                 calibration = np.asarray(self._phys[self._usage[(calibrations[0].name, im.name)]["dzp"]][0])
-            plans.append({"image": im, "groups": render_groups, "skies": skies,
+            # the polynomial parameters' per-band values this image uses (those of its band): in
+            # its Jacobian each has a row of its own after the dummy one (_predict); the others
+            # share the dummy row, so an image's Jacobian does not grow with the number of bands
+            entries = self._column.size - self._n_poly
+            used = np.concatenate([st["index"].ravel() for g in render_groups for st in g["stacks"]]
+                                  + [st["index"].ravel() for st in skies] + [np.zeros(0, int)])
+            poly_rows = np.unique(used[used >= entries]) - entries
+            column = self._column.copy()
+            column[entries:] = self.size
+            column[entries + poly_rows] = self.size + 1 + np.arange(poly_rows.size)
+            plans.append({"image": im, "groups": render_groups, "skies": skies, "column": column,
+                          "poly_rows": poly_rows,
                           "offset": offset, "offset_on": np.asarray(float(bool(offsets))),
                           "calibration": calibration, "calibration_on": np.asarray(float(bool(calibrations))),
                           "good": good, "index": index,
@@ -1065,7 +1076,7 @@ class SceneModel:
     # not grow with the number of images alike.  The pytree's leaves are the batches' arrays,
     # stacked along a leading axis; an unflattened model's plans are slices of them.
     _PLAN_LEAVES = ("good", "index", "data", "sqrt_w", "sigma", "offset", "offset_on", "calibration",
-                    "calibration_on")
+                    "calibration_on", "column", "poly_rows")
 
     @staticmethod
     def _stack_key(st):
@@ -1277,8 +1288,9 @@ class SceneModel:
     def _predict(self, plan, v, dv=None, batched=False):
         """Model of an image (its ``plan``; counts/pixel) for the flat site vector ``v``; with ``dv`` (the
         derivative of ``v`` by the unconstrained vector, diagonal: every transform is elementwise)
-        also the model's Jacobian at the image's fitted pixels, transposed: ``(size + 1, pixels)``,
-        the last row collecting the fixed sites.  The one place where an image is predicted: the
+        also the model's Jacobian at the image's fitted pixels, transposed: ``(size + 1 + k, pixels)``,
+        row ``size`` collecting the fixed sites (and other bands' polynomial values), then one row
+        per polynomial value the image uses (``plan["poly_rows"]``, ``k`` of them).  The one place where an image is predicted: the
         render groups (sources, centres moved by the image's astrometric offset), the zeropoint
         correction, the skies.
 
@@ -1287,10 +1299,10 @@ class SceneModel:
         columns of the sites those parameters use; an astrometric offset collects the centre
         columns of every source, a zeropoint correction scales the light.  ``batched``: the call
         is inside :meth:`_predict_all`'s ``vmap`` over images."""
-        im, index, column = plan["image"], plan["index"], jnp.asarray(self._column)
+        im, index, column = plan["image"], plan["index"], jnp.asarray(plan["column"])
         # every pixel fitted (no windows): the fitted pixels are the raveled image, no gather needed
         every = index.size == im.shape[0] * im.shape[1]
-        Jt = None if dv is None else jnp.zeros((self.size + 1 + self._n_poly, index.size), v.dtype)
+        Jt = None if dv is None else jnp.zeros((self.size + 1 + plan["poly_rows"].size, index.size), v.dtype)
         model = jnp.zeros(im.shape)
         for g in plan["groups"]:
             params = [self._shifted(plan, st, v[st["index"]], v) for st in g["stacks"]]
@@ -1561,7 +1573,7 @@ class SceneModel:
             else:
                 w, r = plan["sqrt_w"].ravel()[index], (d - model).ravel()[index]
             res.append(r * w)
-            Ju = Jt[:size] if not self._n_poly else Jt[:size] + G.T @ Jt[size + 1:]
+            Ju = Jt[:size] if not plan["poly_rows"].size else Jt[:size] + G[plan["poly_rows"]].T @ Jt[size + 1:]
             jac.append((-Ju * w).T)
         pr, dpr = jax.jvp(self.prior_residuals, (u,), (ones,))  # each prior term depends on its own entry of u
         res.append(pr)
