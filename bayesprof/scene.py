@@ -950,8 +950,9 @@ class SceneModel:
                 cols.append(np.full(k, -1))
         col = np.concatenate(cols)
         # the values of polynomial parameters per band follow the sites in the flat vector; in an
-        # image's Jacobian those it uses have columns of their own after the dummy one (folded into
-        # the coefficients' columns by residuals_and_jacobian; the image's map: _plan)
+        # image's (transposed) Jacobian those it uses have rows of their own after the dummy one,
+        # folded into the coefficients' rows by residuals_and_jacobian (each image's own map of
+        # entries to rows, plan["column"], is made from this one by _plan)
         poly = [d for d in self.derived.values() if d.coefficients is not None]
         matrix = np.zeros((len(poly), i))
         for j, d in enumerate(poly):
@@ -1150,8 +1151,7 @@ class SceneModel:
         return sites, derived, images, tuple(self._batches), self.likelihoods, self.n_fitted
 
     def tree_flatten(self):
-        children = (self._stacked, self.priors, self._fixed_values, self._latent_entries, self._column, self._fitted,
-                    self._poly_matrix)
+        children = (self._stacked, self.priors, self._fixed_values, self._latent_entries, self._fitted, self._poly_matrix)
         return children, self._structure
 
     @classmethod
@@ -1159,7 +1159,7 @@ class SceneModel:
         obj = object.__new__(cls)
         obj.__dict__.update(structure.model.__dict__)
         del obj.__dict__["_plan_list"]  # made from the leaves at each use (_plans)
-        obj._stacked, obj.priors, obj._fixed_values, obj._latent_entries, obj._column, obj._fitted, obj._poly_matrix = children
+        obj._stacked, obj.priors, obj._fixed_values, obj._latent_entries, obj._fitted, obj._poly_matrix = children
         return obj
 
     # ------------------------------------------------------------------ pure functions
@@ -1288,11 +1288,11 @@ class SceneModel:
     def _predict(self, plan, v, dv=None, batched=False):
         """Model of an image (its ``plan``; counts/pixel) for the flat site vector ``v``; with ``dv`` (the
         derivative of ``v`` by the unconstrained vector, diagonal: every transform is elementwise)
-        also the model's Jacobian at the image's fitted pixels, transposed: ``(size + 1 + k, pixels)``,
-        row ``size`` collecting the fixed sites (and other bands' polynomial values), then one row
-        per polynomial value the image uses (``plan["poly_rows"]``, ``k`` of them).  The one place where an image is predicted: the
-        render groups (sources, centres moved by the image's astrometric offset), the zeropoint
-        correction, the skies.
+        also the model's Jacobian at the image's fitted pixels, transposed: ``(size + 1 + k,
+        pixels)``, row ``size`` collecting the fixed sites (and other bands' polynomial values),
+        then one row per polynomial value the image uses (``plan["poly_rows"]``, ``k`` of them).
+        The one place where an image is predicted: the render groups (sources, centres moved by
+        the image's astrometric offset), the zeropoint correction, the skies.
 
         With ``dv``, each source's image is differentiated by its own parameters
         (:meth:`_stack_jacobian`, on its window's fitted pixels only) and scattered into the
